@@ -1,0 +1,54 @@
+//! Records build information for `--version` and the `version` RPC.
+
+use std::process::Command;
+
+fn main() {
+    let run = |program: &str, args: &[&str]| -> Option<String> {
+        let output = Command::new(program).args(args).output().ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    };
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let set = |key: &str, value: Option<String>| {
+        println!(
+            "cargo:rustc-env={key}={}",
+            value.unwrap_or_else(|| "unknown".into())
+        );
+    };
+    set("CONMOND_COMMIT", run("git", &["rev-parse", "HEAD"]));
+    set(
+        "CONMOND_TAG",
+        Some(run("git", &["describe", "--tags", "--exact-match"]).unwrap_or_default()),
+    );
+    set(
+        "CONMOND_BUILD_DATE",
+        run("date", &["-u", "+%Y-%m-%d %H:%M:%S"]),
+    );
+    set("CONMOND_TARGET", std::env::var("TARGET").ok());
+    set("CONMOND_RUSTC_VERSION", run(&rustc, &["--version"]));
+    set("CONMOND_CARGO_VERSION", run(&cargo, &["--version"]));
+    // The dependency tree of this crate, for `version --full`; read from the lock file offline.
+    let tree = run(
+        &cargo,
+        &[
+            "tree",
+            "--offline",
+            "--locked",
+            "-e",
+            "normal",
+            "-p",
+            "conmon",
+        ],
+    );
+    let out_dir = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    std::fs::write(
+        format!("{out_dir}/cargo-tree.txt"),
+        tree.unwrap_or_default(),
+    )
+    .expect("write cargo-tree.txt");
+    println!("cargo:rerun-if-changed=../.git/HEAD");
+    println!("cargo:rerun-if-changed=../Cargo.lock");
+}

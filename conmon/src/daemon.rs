@@ -1,0 +1,168 @@
+//! Start-up and the serving loop.
+//!
+//! Everything that must happen while the process is single-threaded comes first, in this order:
+//! close inherited descriptors (before anything of ours is open), set the umask, bind the socket
+//! (so clients can connect as soon as the pidfile exists: the kernel queues connections until
+//! the daemon accepts), then fork. The parent writes the pidfile and leaves; the daemon becomes
+//! child subreaper and only then starts the async runtime, on a single thread.
+
+use std::os::unix::net::UnixListener as StdUnixListener;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
+use conmon_proto::conmon;
+use futures::AsyncReadExt as _;
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::compat::TokioAsyncReadCompatExt as _;
+
+use crate::config::Settings;
+use crate::monitor::Monitor;
+use crate::reaper::{self, Reaper};
+use crate::rpc::RpcServer;
+use crate::runtime::Runtime;
+use crate::sys::{self, ForkResult};
+use crate::{atomic_file, listener, own_log};
+
+/// Name of the RPC socket in the runtime directory.
+pub const SOCKET_NAME: &str = "conmon.sock";
+/// Name of the pidfile in the runtime directory.
+pub const PIDFILE_NAME: &str = "pidfile";
+
+/// Why the daemon could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Closing inherited descriptors failed.
+    #[error("close inherited file descriptors")]
+    CloseFds(#[source] std::io::Error),
+    /// The RPC socket could not be bound.
+    #[error("bind socket '{}'", path.display())]
+    Bind {
+        /// Socket path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Forking the daemon failed.
+    #[error("fork daemon")]
+    Fork(#[source] std::io::Error),
+    /// Becoming child subreaper failed.
+    #[error("become child subreaper")]
+    Subreaper(#[source] std::io::Error),
+    /// The async runtime could not be built or set up.
+    #[error("start async runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Starts the daemon and serves until SIGTERM or SIGINT. In the forking mode only the daemon
+/// returns from here; the parent exits once the pidfile is written.
+pub fn start(settings: Settings) -> Result<(), DaemonError> {
+    sys::close_inherited_fds().map_err(DaemonError::CloseFds)?;
+    sys::set_umask(0o022);
+    // Best effort: the OOM killer should take containers, not their monitor.
+    let oom_adjusted = std::fs::write("/proc/self/oom_score_adj", "-1000");
+    let socket_path = settings.runtime_dir.join(SOCKET_NAME);
+    let listener = listener::bind(&socket_path).map_err(|source| DaemonError::Bind {
+        path: socket_path.clone(),
+        source,
+    })?;
+
+    if !settings.skip_fork {
+        match sys::fork().map_err(DaemonError::Fork)? {
+            ForkResult::Parent(pid) => finish_parent(&settings.runtime_dir, pid),
+            ForkResult::Child => {}
+        }
+    }
+    sys::set_child_subreaper().map_err(DaemonError::Subreaper)?;
+    own_log::init(settings.log_level, settings.log_driver);
+    if let Err(err) = oom_adjusted {
+        tracing::warn!(error = %err, "cannot adjust OOM score");
+    }
+    if settings.enable_tracing {
+        tracing::warn!(endpoint = %settings.tracing_endpoint, "trace export is not available in this build yet");
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&runtime, serve(settings, listener, &socket_path));
+    tracing::info!("conmond stopped");
+    result
+}
+
+/// The parent's part of the fork: publish the daemon's PID and leave without running any
+/// destructor (the daemon owns the socket now).
+fn finish_parent(runtime_dir: &Path, daemon_pid: u32) -> ! {
+    let pidfile = runtime_dir.join(PIDFILE_NAME);
+    match atomic_file::write_atomic(&pidfile, daemon_pid.to_string().as_bytes()) {
+        Ok(()) => sys::exit_immediately(0),
+        Err(err) => {
+            // Without a pidfile no client can find the daemon: do not leave it running.
+            let _ = sys::kill(daemon_pid, libc::SIGKILL);
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("Error: write pidfile '{}': {err}\n", pidfile.display()).as_bytes(),
+            );
+            sys::exit_immediately(1)
+        }
+    }
+}
+
+async fn serve(
+    settings: Settings,
+    listener: StdUnixListener,
+    socket_path: &Path,
+) -> Result<(), DaemonError> {
+    // SIGCHLD first: no child may exit unnoticed.
+    let sigchld = reaper::sigchld().map_err(DaemonError::Runtime)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Runtime)?;
+    let reaper = Rc::new(Reaper::default());
+    tokio::task::spawn_local(reaper::run(reaper.clone(), sigchld));
+
+    listener
+        .set_nonblocking(true)
+        .map_err(DaemonError::Runtime)?;
+    let listener = UnixListener::from_std(listener).map_err(DaemonError::Runtime)?;
+    let runtime = Runtime {
+        path: settings.runtime,
+        root: settings.runtime_root,
+    };
+    let monitor = Rc::new(Monitor::new(runtime, settings.runtime_dir, reaper));
+    let client: conmon::Client = capnp_rpc::new_client(RpcServer::new(monitor.clone()));
+    tracing::info!(socket = %socket_path.display(), pid = std::process::id(), "conmond serving");
+
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let (reader, writer) = stream.compat().split();
+                    let network = twoparty::VatNetwork::new(
+                        futures::io::BufReader::new(reader),
+                        futures::io::BufWriter::new(writer),
+                        rpc_twoparty_capnp::Side::Server,
+                        Default::default(),
+                    );
+                    let rpc = RpcSystem::new(Box::new(network), Some(client.clone().client));
+                    tokio::task::spawn_local(async move {
+                        if let Err(err) = rpc.await {
+                            tracing::debug!(error = %err, "rpc connection ended");
+                        }
+                    });
+                }
+                Err(err) => tracing::warn!(error = %err, "accept rpc connection"),
+            },
+            _ = sigterm.recv() => { tracing::info!("received SIGTERM"); break; }
+            _ = sigint.recv() => { tracing::info!("received SIGINT"); break; }
+        }
+    }
+    monitor.shutdown().await;
+    if let Err(err) = std::fs::remove_file(socket_path) {
+        tracing::warn!(error = %err, "remove socket");
+    }
+    Ok(())
+}

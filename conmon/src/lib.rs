@@ -1,0 +1,30 @@
+//! conmond: a per-pod container monitor.
+//!
+//! An engine starts one conmond per pod and talks to it over Cap'n Proto RPC on
+//! `<runtime-dir>/conmon.sock`, with the wire protocol of conmon-rs v1.0. For each container the
+//! monitor runs `runc create`, holds the container's stdio, writes its output to CRI or JSON logs,
+//! and when it exits writes OOM and exit files and runs a cleanup command. Exec-sync runs
+//! commands in running containers.
+//!
+//! Architecture: [`daemon`] does the single-threaded start-up (fork, subreaper) and then runs
+//! everything on one thread: [`rpc`] decodes requests into plain types and calls [`monitor`],
+//! which drives the [`runtime`], pumps output into [`logs`] and learns of exits from the
+//! [`reaper`]. All `unsafe` code is in `sys`.
+#![deny(unsafe_code)]
+
+mod atomic_file;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod exec;
+pub mod listener;
+pub mod logs;
+pub mod monitor;
+mod oom;
+mod own_log;
+pub mod reaper;
+pub mod rpc;
+pub mod runtime;
+mod stdio;
+mod sys;
+pub mod version;

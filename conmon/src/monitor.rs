@@ -1,0 +1,461 @@
+//! The container registry and the supervision of each container: create through the runtime,
+//! pump output into the log drivers, and on exit write OOM and exit files, then run the cleanup
+//! command.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::atomic_file;
+use crate::error::MonitorError;
+use crate::logs::{LogDriverConfig, LogSet, Stream};
+use crate::oom::OomWatch;
+use crate::reaper::{ExitStatus, Reaper};
+use crate::runtime::{CgroupManager, CreateArgs, Runtime, RuntimeStdio};
+use crate::stdio::{self, PipeReader};
+use crate::sys;
+
+/// How long output pipes may stay open after the container's init exited (a process that
+/// escaped the container can hold them) before exit files are written regardless.
+const OUTPUT_DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long shutdown waits for killed containers to be reaped and for `runtime delete`.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// A `createContainer` request in plain Rust types.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    /// Container ID.
+    pub id: String,
+    /// OCI bundle directory.
+    pub bundle: PathBuf,
+    /// Whether the container gets a terminal.
+    pub terminal: bool,
+    /// Whether the container gets a stdin pipe.
+    pub stdin: bool,
+    /// Files that receive the exit code.
+    pub exit_paths: Vec<PathBuf>,
+    /// Files created when the container was OOM-killed.
+    pub oom_exit_paths: Vec<PathBuf>,
+    /// Where the container's output goes.
+    pub log_drivers: Vec<LogDriverConfig>,
+    /// Command run after the container exited and its exit files were written.
+    pub cleanup_cmd: Vec<String>,
+    /// Runtime arguments before `create`.
+    pub global_args: Vec<String>,
+    /// Runtime arguments after `--pid-file <file>`.
+    pub command_args: Vec<String>,
+    /// Environment added to the runtime's.
+    pub env: BTreeMap<String, String>,
+    /// Cgroup manager for the runtime.
+    pub cgroup_manager: CgroupManager,
+    /// Descriptor slots to pass to the runtime (fd socket).
+    pub additional_fds: Vec<u64>,
+    /// Descriptor slots to hold open while the container runs (fd socket).
+    pub leak_fds: Vec<u64>,
+}
+
+/// The runtime, the registry of supervised containers and the reaper they share.
+#[derive(Debug)]
+pub struct Monitor {
+    pub(crate) runtime: Runtime,
+    pub(crate) runtime_dir: PathBuf,
+    pub(crate) reaper: Rc<Reaper>,
+    containers: RefCell<HashMap<String, Slot>>,
+    next_exec: Cell<u64>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    /// `runtime create` is in progress for this ID.
+    Creating,
+    Created(Rc<Container>),
+}
+
+/// A container created by this monitor.
+#[derive(Debug)]
+pub(crate) struct Container {
+    pub(crate) id: String,
+    pub(crate) pid: u32,
+    logs: Rc<RefCell<LogSet>>,
+    /// `Some(code)` once the container exited and its exit files were written.
+    exited: watch::Receiver<Option<i32>>,
+    /// The write end of the container's stdin pipe, when it has one.
+    _stdin: Option<std::os::fd::OwnedFd>,
+}
+
+impl Container {
+    pub(crate) fn exit_code(&self) -> Option<i32> {
+        *self.exited.borrow()
+    }
+}
+
+/// Removes a `Creating` reservation unless the create succeeded.
+struct Reservation<'a> {
+    monitor: &'a Monitor,
+    id: &'a str,
+    done: bool,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.monitor.containers.borrow_mut().remove(self.id);
+        }
+    }
+}
+
+impl Monitor {
+    /// A monitor with no containers yet.
+    pub fn new(runtime: Runtime, runtime_dir: PathBuf, reaper: Rc<Reaper>) -> Self {
+        Self {
+            runtime,
+            runtime_dir,
+            reaper,
+            containers: RefCell::default(),
+            next_exec: Cell::new(0),
+        }
+    }
+
+    /// The live or exited container registered under `id`.
+    pub(crate) fn container(&self, id: &str) -> Result<Rc<Container>, MonitorError> {
+        match self.containers.borrow().get(id) {
+            Some(Slot::Created(container)) => Ok(container.clone()),
+            Some(Slot::Creating) | None => Err(MonitorError::UnknownContainer(id.to_owned())),
+        }
+    }
+
+    /// The container registered under `id`, if it is still running.
+    pub(crate) fn running_container(&self, id: &str) -> Result<Rc<Container>, MonitorError> {
+        let container = self.container(id)?;
+        match container.exit_code() {
+            Some(exit_code) => Err(MonitorError::ContainerExited {
+                id: id.to_owned(),
+                exit_code,
+            }),
+            None => Ok(container),
+        }
+    }
+
+    /// A fresh path for an exec's runtime pidfile.
+    pub(crate) fn exec_pidfile(&self) -> PathBuf {
+        let n = self.next_exec.get();
+        self.next_exec.set(n + 1);
+        self.runtime_dir.join(format!("exec-{n}.pid"))
+    }
+
+    /// Creates a container through the runtime and supervises it; returns its PID.
+    pub async fn create_container(
+        self: &Rc<Self>,
+        request: CreateRequest,
+    ) -> Result<u32, MonitorError> {
+        if request.id.is_empty() {
+            return Err(MonitorError::InvalidRequest("container id is empty".into()));
+        }
+        if request.terminal {
+            return Err(MonitorError::NotImplemented("terminal containers"));
+        }
+        if !request.additional_fds.is_empty() || !request.leak_fds.is_empty() {
+            return Err(MonitorError::NotImplemented("file descriptor passing"));
+        }
+        self.reserve(&request.id)?;
+        let mut reservation = Reservation {
+            monitor: self,
+            id: &request.id,
+            done: false,
+        };
+
+        let logs = LogSet::open(&request.id, &request.log_drivers)?;
+        let (stdout, stdout_w) = stdio::output_pipe().map_err(MonitorError::Pipe)?;
+        let (stderr, stderr_w) = stdio::output_pipe().map_err(MonitorError::Pipe)?;
+        let mut runtime_stdio = RuntimeStdio::piped_output(stdout_w, stderr_w);
+        let stdin = if request.stdin {
+            let (read, write) = sys::pipe().map_err(MonitorError::Pipe)?;
+            runtime_stdio.stdin = Stdio::from(read);
+            Some(write)
+        } else {
+            None
+        };
+
+        let pidfile = request.bundle.join("pidfile");
+        let args = self.runtime.create_args(&CreateArgs {
+            id: &request.id,
+            bundle: &request.bundle,
+            pidfile: &pidfile,
+            global_args: &request.global_args,
+            command_args: &request.command_args,
+            cgroup_manager: request.cgroup_manager,
+        });
+        tracing::debug!(container_id = %request.id, ?args, "runtime create");
+        let status = self.run_runtime(&args, &request.env, runtime_stdio).await?;
+        if status != ExitStatus::Exited(0) {
+            // The runtime has exited, so everything it wrote is already in the pipes.
+            let mut output = stdio::read_available(&stderr);
+            output.extend(stdio::read_available(&stdout));
+            return Err(MonitorError::RuntimeFailed {
+                action: "create",
+                status,
+                stderr: String::from_utf8_lossy(&output).into_owned(),
+            });
+        }
+        let pid = read_pidfile(&pidfile)?;
+        let exit = self.reaper.watch(pid);
+        let oom_watch = OomWatch::start(pid);
+
+        let logs = Rc::new(RefCell::new(logs));
+        let pumps = vec![
+            tokio::task::spawn_local(pump(
+                request.id.clone(),
+                stdout,
+                Stream::Stdout,
+                logs.clone(),
+            )),
+            tokio::task::spawn_local(pump(
+                request.id.clone(),
+                stderr,
+                Stream::Stderr,
+                logs.clone(),
+            )),
+        ];
+        let (exited_tx, exited) = watch::channel(None);
+        let container = Rc::new(Container {
+            id: request.id.clone(),
+            pid,
+            logs,
+            exited,
+            _stdin: stdin,
+        });
+        self.containers
+            .borrow_mut()
+            .insert(request.id.clone(), Slot::Created(container.clone()));
+        reservation.done = true;
+        tracing::info!(container_id = %request.id, pid, "container created");
+
+        let supervision = Supervision {
+            exit,
+            pumps,
+            oom_watch,
+            exit_paths: request.exit_paths,
+            oom_exit_paths: request.oom_exit_paths,
+            cleanup_cmd: request.cleanup_cmd,
+            exited_tx,
+        };
+        tokio::task::spawn_local(supervise(self.clone(), container, supervision));
+        Ok(pid)
+    }
+
+    fn reserve(&self, id: &str) -> Result<(), MonitorError> {
+        let mut containers = self.containers.borrow_mut();
+        match containers.get(id) {
+            Some(Slot::Creating) => Err(MonitorError::ContainerExists(id.to_owned())),
+            Some(Slot::Created(container)) if container.exit_code().is_none() => {
+                Err(MonitorError::ContainerExists(id.to_owned()))
+            }
+            // An exited container's ID may be reused; the runtime decides whether that works.
+            _ => {
+                containers.insert(id.to_owned(), Slot::Creating);
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs the runtime to completion and returns how it exited.
+    pub(crate) async fn run_runtime(
+        &self,
+        args: &[OsString],
+        env: &BTreeMap<String, String>,
+        stdio: RuntimeStdio,
+    ) -> Result<ExitStatus, MonitorError> {
+        let pid =
+            self.runtime
+                .spawn(args, env, stdio)
+                .map_err(|source| MonitorError::SpawnRuntime {
+                    runtime: self.runtime.path.clone(),
+                    source,
+                })?;
+        self.reaper
+            .watch(pid)
+            .await
+            .map_err(|_| MonitorError::ShuttingDown)
+    }
+
+    /// Reopens the log files of container `id` (log rotation).
+    pub fn reopen_log(&self, id: &str) -> Result<(), MonitorError> {
+        let container = self.container(id)?;
+        container.logs.borrow_mut().reopen()?;
+        Ok(())
+    }
+
+    /// Kills every running container, waits until their exit files are written, and deletes
+    /// them from the runtime, so a stopped monitor leaves no container behind.
+    pub async fn shutdown(&self) {
+        let containers: Vec<Rc<Container>> = self
+            .containers
+            .borrow()
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Created(container) => Some(container.clone()),
+                Slot::Creating => None,
+            })
+            .collect();
+        for container in &containers {
+            if container.exit_code().is_none() {
+                tracing::info!(container_id = %container.id, pid = container.pid, "killing container");
+                if let Err(err) = sys::kill(container.pid, libc::SIGKILL) {
+                    tracing::warn!(container_id = %container.id, error = %err, "kill container");
+                }
+            }
+        }
+        for container in &containers {
+            let mut exited = container.exited.clone();
+            if tokio::time::timeout(SHUTDOWN_WAIT, exited.wait_for(Option::is_some))
+                .await
+                .is_err()
+            {
+                tracing::warn!(container_id = %container.id, "container not reaped in time");
+            }
+        }
+        let no_env = BTreeMap::new();
+        for container in &containers {
+            let args = self.runtime.delete_args(&container.id);
+            let delete = self.run_runtime(&args, &no_env, RuntimeStdio::null());
+            match tokio::time::timeout(SHUTDOWN_WAIT, delete).await {
+                Ok(Ok(ExitStatus::Exited(0))) => {}
+                Ok(Ok(status)) => {
+                    tracing::warn!(container_id = %container.id, ?status, "runtime delete failed");
+                }
+                Ok(Err(err)) => {
+                    tracing::warn!(container_id = %container.id, error = %err, "runtime delete")
+                }
+                Err(_) => tracing::warn!(container_id = %container.id, "runtime delete timed out"),
+            }
+        }
+    }
+}
+
+/// Reads a PID written by the runtime (surrounding whitespace is tolerated).
+pub(crate) fn read_pidfile(path: &Path) -> Result<u32, MonitorError> {
+    let content = std::fs::read_to_string(path).map_err(|source| MonitorError::ReadPidfile {
+        path: path.to_owned(),
+        source,
+    })?;
+    content
+        .trim()
+        .parse()
+        .map_err(|_| MonitorError::ParsePidfile {
+            path: path.to_owned(),
+            content,
+        })
+}
+
+/// Copies one output stream of a container into its log drivers until end of file.
+async fn pump(id: String, reader: PipeReader, stream: Stream, logs: Rc<RefCell<LogSet>>) {
+    let mut failing = false;
+    let result = stdio::read_until_eof(&reader, |chunk| {
+        let now = SystemTime::now();
+        match logs.borrow_mut().write(stream, chunk, now) {
+            Ok(()) => failing = false,
+            // Keep draining so the container never blocks on a full pipe; report each outage once.
+            Err(err) if !failing => {
+                failing = true;
+                tracing::error!(container_id = %id, error = %crate::error::error_chain(&err), "container log write failed");
+            }
+            Err(_) => {}
+        }
+    })
+    .await;
+    if let Err(err) = result {
+        tracing::error!(container_id = %id, ?stream, error = %err, "read container output");
+    }
+}
+
+/// What happens when a container exits.
+struct Supervision {
+    exit: oneshot::Receiver<ExitStatus>,
+    pumps: Vec<JoinHandle<()>>,
+    oom_watch: Option<OomWatch>,
+    exit_paths: Vec<PathBuf>,
+    oom_exit_paths: Vec<PathBuf>,
+    cleanup_cmd: Vec<String>,
+    exited_tx: watch::Sender<Option<i32>>,
+}
+
+async fn supervise(monitor: Rc<Monitor>, container: Rc<Container>, supervision: Supervision) {
+    let id = &container.id;
+    let Ok(status) = supervision.exit.await else {
+        tracing::error!(container_id = %id, "lost track of container process");
+        return;
+    };
+    let code = status.code();
+    tracing::info!(container_id = %id, pid = container.pid, exit_code = code, "container exited");
+
+    // Exit files come last, so an engine that sees one can read the complete log.
+    let drain = futures::future::join_all(supervision.pumps);
+    if tokio::time::timeout(OUTPUT_DRAIN_GRACE, drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!(container_id = %id, "output still open after exit; writing exit files anyway");
+    }
+
+    if supervision
+        .oom_watch
+        .is_some_and(|watch| watch.oom_killed())
+    {
+        tracing::info!(container_id = %id, "container was OOM-killed");
+        for path in &supervision.oom_exit_paths {
+            if let Err(err) = atomic_file::write_atomic(path, b"") {
+                tracing::error!(container_id = %id, path = %path.display(), error = %err, "write OOM file");
+            }
+        }
+    }
+    for path in &supervision.exit_paths {
+        if let Err(err) = atomic_file::write_atomic(path, code.to_string().as_bytes()) {
+            tracing::error!(container_id = %id, path = %path.display(), error = %err, "write exit file");
+        }
+    }
+    if !supervision.cleanup_cmd.is_empty() {
+        run_cleanup(&monitor, id, &supervision.cleanup_cmd);
+    }
+    supervision.exited_tx.send_replace(Some(code));
+}
+
+/// Starts the cleanup command without waiting for it; its outcome is logged.
+fn run_cleanup(monitor: &Monitor, id: &str, cleanup_cmd: &[String]) {
+    let (program, args) = match cleanup_cmd.split_first() {
+        Some(split) => split,
+        None => return,
+    };
+    let spawned = std::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn();
+    match spawned {
+        Ok(child) => {
+            let exit = monitor.reaper.watch(child.id());
+            let id = id.to_owned();
+            let program = program.clone();
+            tokio::task::spawn_local(async move {
+                match exit.await {
+                    Ok(ExitStatus::Exited(0)) => {
+                        tracing::debug!(container_id = %id, "cleanup command done")
+                    }
+                    Ok(status) => {
+                        tracing::warn!(container_id = %id, %program, ?status, "cleanup command failed")
+                    }
+                    Err(_) => {}
+                }
+            });
+        }
+        Err(err) => {
+            tracing::warn!(container_id = %id, %program, error = %err, "spawn cleanup command")
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The OCI runtime driver: renders runc command lines in one place and spawns them.
+//!
+//! Argument order follows conmon-rs v1.0 so runtimes see what they would see under it, minus its
+//! duplicated `--root`/`--systemd-cgroup` pair.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// How the runtime should manage the container's cgroups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CgroupManager {
+    /// Through systemd (`--systemd-cgroup`); the protocol's default.
+    #[default]
+    Systemd,
+    /// Directly in cgroupfs.
+    Cgroupfs,
+}
+
+/// The runtime binary and the options every invocation shares.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// Path of the runtime binary (runc).
+    pub path: PathBuf,
+    /// The runtime's state directory (`--root`), if not its default.
+    pub root: Option<PathBuf>,
+}
+
+/// What a `create` needs beyond the shared options.
+#[derive(Debug, Clone, Copy)]
+pub struct CreateArgs<'a> {
+    /// Container ID.
+    pub id: &'a str,
+    /// OCI bundle directory.
+    pub bundle: &'a Path,
+    /// Where the runtime writes the container's PID.
+    pub pidfile: &'a Path,
+    /// Arguments placed before the `create` subcommand.
+    pub global_args: &'a [String],
+    /// Arguments placed after `--pid-file <file>`.
+    pub command_args: &'a [String],
+    /// Cgroup manager requested for this container.
+    pub cgroup_manager: CgroupManager,
+}
+
+impl Runtime {
+    fn global_args(&self, cgroup_manager: CgroupManager) -> Vec<OsString> {
+        let mut args = Vec::new();
+        if let Some(root) = &self.root {
+            let mut arg = OsString::from("--root=");
+            arg.push(root);
+            args.push(arg);
+        }
+        if cgroup_manager == CgroupManager::Systemd {
+            args.push("--systemd-cgroup".into());
+        }
+        args
+    }
+
+    /// `[--root=R] [--systemd-cgroup] GLOBAL… create --bundle B --pid-file P COMMAND… ID`
+    pub fn create_args(&self, create: &CreateArgs<'_>) -> Vec<OsString> {
+        let mut args = self.global_args(create.cgroup_manager);
+        args.extend(create.global_args.iter().map(OsString::from));
+        args.extend(["create".into(), "--bundle".into(), create.bundle.into()]);
+        args.extend(["--pid-file".into(), create.pidfile.into()]);
+        args.extend(create.command_args.iter().map(OsString::from));
+        args.push(create.id.into());
+        args
+    }
+
+    /// `[--root=R] [--systemd-cgroup] exec -d --pid-file=P ID COMMAND…`
+    pub fn exec_args(
+        &self,
+        id: &str,
+        pidfile: &Path,
+        command: &[String],
+        cgroup_manager: CgroupManager,
+    ) -> Vec<OsString> {
+        let mut args = self.global_args(cgroup_manager);
+        args.extend(["exec".into(), "-d".into()]);
+        let mut pidfile_arg = OsString::from("--pid-file=");
+        pidfile_arg.push(pidfile);
+        args.push(pidfile_arg);
+        args.push(id.into());
+        args.extend(command.iter().map(OsString::from));
+        args
+    }
+
+    /// `[--root=R] delete --force ID`
+    pub fn delete_args(&self, id: &str) -> Vec<OsString> {
+        // Deleting needs no cgroup driver: runc reads it from the container's state.
+        let mut args = self.global_args(CgroupManager::Cgroupfs);
+        args.extend(["delete".into(), "--force".into(), id.into()]);
+        args
+    }
+
+    /// Spawns the runtime with `args`, the monitor's environment plus `env`, and the given
+    /// stdio. Returns the runtime's PID; the caller watches it through the reaper before
+    /// yielding, so its exit cannot be missed.
+    pub fn spawn(
+        &self,
+        args: &[OsString],
+        env: &BTreeMap<String, String>,
+        stdio: RuntimeStdio,
+    ) -> std::io::Result<u32> {
+        let child = Command::new(&self.path)
+            .args(args)
+            .envs(env)
+            .stdin(stdio.stdin)
+            .stdout(stdio.stdout)
+            .stderr(stdio.stderr)
+            .spawn()?;
+        // The reaper, not `Child::wait`, collects the exit status.
+        Ok(child.id())
+    }
+}
+
+/// Standard streams for a runtime process.
+#[derive(Debug)]
+pub struct RuntimeStdio {
+    /// Standard input.
+    pub stdin: Stdio,
+    /// Standard output.
+    pub stdout: Stdio,
+    /// Standard error.
+    pub stderr: Stdio,
+}
+
+impl RuntimeStdio {
+    /// Stdin from /dev/null and the two given pipe ends for output.
+    pub fn piped_output(stdout: OwnedFd, stderr: OwnedFd) -> Self {
+        Self {
+            stdin: Stdio::null(),
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+        }
+    }
+
+    /// All three streams on /dev/null.
+    pub fn null() -> Self {
+        Self {
+            stdin: Stdio::null(),
+            stdout: Stdio::null(),
+            stderr: Stdio::null(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[OsString]) -> Vec<&str> {
+        args.iter().map(|a| a.to_str().unwrap()).collect()
+    }
+
+    fn runc(root: Option<&str>) -> Runtime {
+        Runtime {
+            path: "/usr/sbin/runc".into(),
+            root: root.map(PathBuf::from),
+        }
+    }
+
+    #[test]
+    fn create_args_with_cgroupfs_have_no_systemd_flag() {
+        let args = runc(Some("/run/r")).create_args(&CreateArgs {
+            id: "c1",
+            bundle: Path::new("/b"),
+            pidfile: Path::new("/b/pidfile"),
+            global_args: &["--debug".into()],
+            command_args: &["--no-pivot".into()],
+            cgroup_manager: CgroupManager::Cgroupfs,
+        });
+        assert_eq!(
+            strings(&args),
+            [
+                "--root=/run/r",
+                "--debug",
+                "create",
+                "--bundle",
+                "/b",
+                "--pid-file",
+                "/b/pidfile",
+                "--no-pivot",
+                "c1"
+            ]
+        );
+    }
+
+    #[test]
+    fn systemd_manager_adds_the_flag_once() {
+        let args = runc(None).create_args(&CreateArgs {
+            id: "c1",
+            bundle: Path::new("/b"),
+            pidfile: Path::new("/b/pidfile"),
+            global_args: &[],
+            command_args: &[],
+            cgroup_manager: CgroupManager::Systemd,
+        });
+        assert_eq!(
+            strings(&args),
+            [
+                "--systemd-cgroup",
+                "create",
+                "--bundle",
+                "/b",
+                "--pid-file",
+                "/b/pidfile",
+                "c1"
+            ]
+        );
+    }
+
+    #[test]
+    fn exec_args_detach_and_put_the_command_last() {
+        let command = ["sh".to_owned(), "-c".to_owned(), "echo hi".to_owned()];
+        let args = runc(Some("/r")).exec_args(
+            "c1",
+            Path::new("/d/e.pid"),
+            &command,
+            CgroupManager::Cgroupfs,
+        );
+        assert_eq!(
+            strings(&args),
+            [
+                "--root=/r",
+                "exec",
+                "-d",
+                "--pid-file=/d/e.pid",
+                "c1",
+                "sh",
+                "-c",
+                "echo hi"
+            ]
+        );
+    }
+
+    #[test]
+    fn delete_is_forced() {
+        assert_eq!(
+            strings(&runc(Some("/r")).delete_args("c1")),
+            ["--root=/r", "delete", "--force", "c1"]
+        );
+    }
+}

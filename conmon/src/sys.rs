@@ -1,0 +1,144 @@
+//! The only module with `unsafe` code: thin, documented wrappers over the Linux system calls
+//! that std does not expose. Every wrapper is safe to call; each unsafe block argues why.
+#![allow(
+    unsafe_code,
+    reason = "this module is the crate's inventory of unsafe code"
+)]
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// Which side of a [`fork`] the caller is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ForkResult {
+    /// The original process; carries the child's PID.
+    Parent(u32),
+    /// The new process.
+    Child,
+}
+
+/// Forks the process.
+///
+/// Must be called while the process has a single thread (before any runtime is built): the
+/// child only inherits the calling thread, so locks held by other threads would stay locked.
+pub(crate) fn fork() -> io::Result<ForkResult> {
+    // SAFETY: the caller guarantees the process is single-threaded, so the child starts with a
+    // consistent heap and no locks held by vanished threads.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(ForkResult::Child),
+        pid => Ok(ForkResult::Parent(pid.unsigned_abs())),
+    }
+}
+
+/// Leaves the process immediately with `code`, without running atexit handlers or destructors.
+/// Used by the forking parent, whose copies of buffers and handles belong to the child now.
+pub(crate) fn exit_immediately(code: i32) -> ! {
+    // SAFETY: `_exit` never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Makes this process the child subreaper, so orphaned descendants (container init processes
+/// once `runc create` exits, `runc exec -d` processes) are reparented to it and can be waited for.
+pub(crate) fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer argument and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Closes every descriptor above stderr. Inherited descriptors (an engine's sockets or lock files)
+/// would otherwise stay open for the monitor's whole life and leak into containers.
+pub(crate) fn close_inherited_fds() -> io::Result<()> {
+    // SAFETY: close_range only closes descriptors; nothing in this single-threaded process owns
+    // a descriptor above 2 yet, so no Rust object is left with a dangling fd.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3, u32::MAX, 0) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Creates a pipe whose both ends are close-on-exec; returns `(read, write)`.
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so fds[0] is a new descriptor owned by nobody else.
+    let read = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as above, for fds[1].
+    let write = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    Ok((read, write))
+}
+
+/// Asks the kernel to grow a pipe's buffer to `bytes` (capped by `/proc/sys/fs/pipe-max-size`).
+pub(crate) fn set_pipe_size(fd: BorrowedFd<'_>, bytes: i32) -> io::Result<()> {
+    // SAFETY: F_SETPIPE_SZ on a borrowed, open pipe descriptor takes an integer.
+    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How a reaped process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitStatus {
+    /// It called exit with this status.
+    Exited(i32),
+    /// It was killed by this signal.
+    Signaled(i32),
+}
+
+/// Reaps one exited child of this process (or, as subreaper, of an orphaned descendant) without
+/// blocking. `Ok(None)` means no child has exited right now, or there are no children at all.
+pub(crate) fn reap_one() -> io::Result<Option<(u32, WaitStatus)>> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid int for waitpid to fill; WNOHANG never blocks.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    match pid {
+        0 => Ok(None),
+        -1 => {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ECHILD) {
+                Ok(None)
+            } else {
+                Err(err)
+            }
+        }
+        pid => {
+            let wait_status = if libc::WIFSIGNALED(status) {
+                WaitStatus::Signaled(libc::WTERMSIG(status))
+            } else {
+                WaitStatus::Exited(libc::WEXITSTATUS(status))
+            };
+            Ok(Some((pid.unsigned_abs(), wait_status)))
+        }
+    }
+}
+
+/// Sends `signal` to process `pid`. A process that is already gone is not an error.
+pub(crate) fn kill(pid: u32, signal: i32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    // SAFETY: kill takes plain integers; a positive pid addresses exactly one process.
+    let rc = unsafe { libc::kill(pid, signal) };
+    if rc == -1 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ESRCH) {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// Sets the file mode creation mask; returns the previous one.
+pub(crate) fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask only swaps an integer attribute of the process and cannot fail.
+    unsafe { libc::umask(mask) }
+}
