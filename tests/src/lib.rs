@@ -1,1 +1,292 @@
+//! Support for integration tests that run real containers with runc under conmond.
+//!
+//! Each test gets a [`Pod`]: its own temporary runtime directory, runc state root and conmond
+//! daemon, all torn down on drop (containers deleted, daemon killed), so a failing test leaks
+//! nothing. Tests need root, runc and a static busybox; without them they fail loudly.
 
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+pub use runtime_shim::client::{
+    CgroupManager, CreateContainer, ExecSync, LogDriver, LogKind, MonitorClient,
+};
+
+/// The runtime the tests drive.
+pub const RUNC: &str = "/usr/sbin/runc";
+/// Static busybox from Debian's busybox-static.
+pub const BUSYBOX: &str = "/usr/bin/busybox";
+
+/// Panics with instructions unless the tests can run real containers here.
+pub fn require_privileged() {
+    // SAFETY-free check: geteuid through the procfs status file keeps tests free of unsafe code.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        == Some("0");
+    assert!(
+        root,
+        "integration tests run real containers and need root (run as root)"
+    );
+    for tool in [RUNC, BUSYBOX] {
+        assert!(
+            Path::new(tool).exists(),
+            "{tool} is missing: apt-get install runc busybox-static"
+        );
+    }
+}
+
+/// Path of the conmond binary under test: `$CONMOND_BINARY`, or the workspace's debug build.
+pub fn conmond_binary() -> PathBuf {
+    let path = std::env::var_os("CONMOND_BINARY").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/conmond"),
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "conmond not found at {}: build it first (cargo build --workspace) or set CONMOND_BINARY",
+        path.display()
+    );
+    path
+}
+
+/// A name unique to this test process and call.
+pub fn unique_id(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs an async test body on a current-thread runtime with a `LocalSet` (capnp is `!Send`).
+pub fn run_local<F: Future>(future: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build tokio runtime");
+    tokio::task::LocalSet::new().block_on(&runtime, future)
+}
+
+/// Polls `check` every 10 ms until it returns `Some`, failing after `timeout`.
+pub async fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until `path` exists and returns its contents.
+pub async fn wait_for_file(path: &Path, timeout: Duration) -> Result<String> {
+    wait_for(&format!("file {}", path.display()), timeout, || {
+        std::fs::read_to_string(path).ok()
+    })
+    .await
+}
+
+/// One conmond with its own directories.
+#[derive(Debug)]
+pub struct Pod {
+    /// Temporary directory holding everything below.
+    pub dir: tempfile::TempDir,
+    /// conmond's `--runtime-dir`.
+    pub runtime_dir: PathBuf,
+    /// runc's `--root`.
+    pub runc_root: PathBuf,
+    /// The daemon's PID (from its pidfile).
+    pub pid: u32,
+}
+
+impl Pod {
+    /// Starts conmond as an engine would (forking, pidfile) with a fresh runtime directory.
+    pub fn start() -> Result<Self> {
+        Self::start_in(None)
+    }
+
+    /// Starts conmond with its runtime directory at `runtime_dir` (relative to a fresh temp dir).
+    pub fn start_in(runtime_dir: Option<&str>) -> Result<Self> {
+        require_privileged();
+        let dir = tempfile::Builder::new().prefix("conmond-it").tempdir()?;
+        let runtime_dir = dir.path().join(runtime_dir.unwrap_or("run"));
+        let runc_root = dir.path().join("runc");
+        let status = Command::new(conmond_binary())
+            .arg("--runtime")
+            .arg(RUNC)
+            .arg("--runtime-dir")
+            .arg(&runtime_dir)
+            .arg("--runtime-root")
+            .arg(&runc_root)
+            .args(["--log-level", "debug", "--log-driver", "stdout"])
+            .status()
+            .context("run conmond")?;
+        if !status.success() {
+            bail!("conmond exited with {status}");
+        }
+        let pid = std::fs::read_to_string(runtime_dir.join("pidfile"))
+            .context("read conmond pidfile")?
+            .parse()
+            .context("parse conmond pidfile")?;
+        Ok(Self {
+            dir,
+            runtime_dir,
+            runc_root,
+            pid,
+        })
+    }
+
+    /// The RPC socket.
+    pub fn socket(&self) -> PathBuf {
+        self.runtime_dir.join("conmon.sock")
+    }
+
+    /// Connects a client (within [`run_local`]).
+    pub async fn client(&self) -> Result<MonitorClient> {
+        Ok(MonitorClient::connect(&self.socket()).await?)
+    }
+
+    /// Builds a busybox bundle named `name` whose process runs `args`.
+    pub fn bundle(&self, name: &str, args: &[&str]) -> Result<PathBuf> {
+        busybox_bundle(&self.dir.path().join("bundles").join(name), args)
+    }
+
+    /// A path for a test file (exit file, log) under the pod's directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A create request for container `id` with the cgroupfs manager and one exit file.
+    pub fn create_request(&self, id: &str, bundle: PathBuf) -> CreateContainer {
+        CreateContainer {
+            id: id.to_owned(),
+            bundle,
+            exit_paths: vec![self.path(&format!("{id}.exit"))],
+            cgroup_manager: CgroupManager::Cgroupfs,
+            ..CreateContainer::default()
+        }
+    }
+
+    /// Runs `runc --root <pod root> ARGS`, failing with runc's stderr.
+    pub fn runc(&self, args: &[&str]) -> Result<String> {
+        let output = Command::new(RUNC)
+            .arg("--root")
+            .arg(&self.runc_root)
+            .args(args)
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "runc {args:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Container IDs runc still knows in this pod's root.
+    pub fn runc_containers(&self) -> Result<Vec<String>> {
+        let list = self.runc(&["list", "-q"])?;
+        Ok(list.lines().map(str::to_owned).collect())
+    }
+
+    /// Whether the daemon process still exists (and is not a zombie).
+    pub fn daemon_alive(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        // Stop the daemon first so it does not race the deletes below.
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.pid.to_string()])
+            .status();
+        if let Ok(ids) = self.runc_containers() {
+            for id in ids {
+                let _ = self.runc(&["delete", "--force", &id]);
+            }
+        }
+    }
+}
+
+/// Creates an OCI bundle at `dir` with a busybox rootfs running `args`.
+pub fn busybox_bundle(dir: &Path, args: &[&str]) -> Result<PathBuf> {
+    let bin = dir.join("rootfs/bin");
+    std::fs::create_dir_all(&bin)?;
+    std::fs::copy(BUSYBOX, bin.join("busybox"))?;
+    let applets = Command::new(BUSYBOX).arg("--list").output()?;
+    for applet in String::from_utf8_lossy(&applets.stdout).lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", bin.join(applet))?;
+        }
+    }
+    for sub in ["proc", "dev", "sys", "tmp", "etc"] {
+        std::fs::create_dir_all(dir.join("rootfs").join(sub))?;
+    }
+    let status = Command::new(RUNC)
+        .arg("spec")
+        .arg("--bundle")
+        .arg(dir)
+        .status()?;
+    if !status.success() {
+        bail!("runc spec failed");
+    }
+    let config_path = dir.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path)?)?;
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = args.iter().map(|a| serde_json::Value::from(*a)).collect();
+    config["process"]["env"] = serde_json::json!(["PATH=/bin:/usr/bin:/sbin:/usr/sbin", "HOME=/"]);
+    config["root"]["readonly"] = false.into();
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+    Ok(dir.to_owned())
+}
+
+/// Reassembles the byte stream of `stream` from CRI log text: `F` records carry their newline,
+/// `P` records had one appended by the writer.
+pub fn cri_stream(log: &[u8], stream: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for (n, record) in log.split_inclusive(|&b| b == b'\n').enumerate() {
+        let mut fields = record.splitn(4, |&b| b == b' ');
+        let (Some(_ts), Some(name), Some(tag), Some(content)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            bail!(
+                "malformed CRI record {n}: {:?}",
+                String::from_utf8_lossy(record)
+            );
+        };
+        if name != stream.as_bytes() {
+            continue;
+        }
+        match tag {
+            b"F" => out.extend_from_slice(content),
+            b"P" => out.extend_from_slice(content.strip_suffix(b"\n").unwrap_or(content)),
+            _ => bail!(
+                "bad tag in CRI record {n}: {:?}",
+                String::from_utf8_lossy(record)
+            ),
+        }
+    }
+    Ok(out)
+}

@@ -169,13 +169,13 @@ impl LogSet {
 
 impl LogFile {
     fn create(format: LogFormat, path: &Path, max_size: u64) -> Result<Self, LogError> {
-        let file = open_options(format)
-            .truncate(true)
-            .open(path)
-            .map_err(|source| LogError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+        let open_error = |source| LogError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        // Append mode and truncation do not combine in one open: truncate right after.
+        let file = open_options(format).open(path).map_err(open_error)?;
+        file.set_len(0).map_err(open_error)?;
         Ok(Self {
             format,
             path: path.to_owned(),

@@ -1,0 +1,454 @@
+//! Integration tests: conmond driving real runc containers with a busybox rootfs, as root.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use conmon_integration_tests::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Creates `id` running `args`, starts it, and returns its exit file contents.
+async fn run_to_exit(
+    pod: &Pod,
+    client: &MonitorClient,
+    request: CreateContainer,
+) -> Result<String> {
+    let exit_path = request.exit_paths[0].clone();
+    client.create_container(&request).await?;
+    pod.runc(&["start", &request.id])?;
+    wait_for_file(&exit_path, WAIT).await
+}
+
+#[test]
+fn version_reports_the_daemon() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let info = client.version(false).await?;
+        assert_eq!(info.process_id, pod.pid);
+        assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+        assert!(!info.commit.is_empty() && !info.rust_version.is_empty());
+        assert!(info.cargo_tree.is_empty());
+        assert!(client.version(true).await?.cargo_tree.contains("capnp"));
+        Ok(())
+    })
+}
+
+#[test]
+fn exit_files_hold_the_exit_code() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        for (id, code) in [("zero", "0"), ("three", "3")] {
+            let bundle = pod.bundle(id, &["sh", "-c", &format!("exit {code}")])?;
+            let request = pod.create_request(id, bundle);
+            assert_eq!(
+                run_to_exit(&pod, &client, request).await?,
+                code,
+                "container {id}"
+            );
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn signal_gives_128_plus_n_and_every_exit_path_is_written() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let mut request = pod.create_request("sig", pod.bundle("sig", &["sleep", "1000"])?);
+        let second = pod.path("second/sig.exit");
+        std::fs::create_dir_all(second.parent().unwrap())?;
+        request.exit_paths.push(second.clone());
+        client.create_container(&request).await?;
+        pod.runc(&["start", "sig"])?;
+        pod.runc(&["kill", "sig", "KILL"])?;
+        assert_eq!(wait_for_file(&request.exit_paths[0], WAIT).await?, "137");
+        assert_eq!(wait_for_file(&second, WAIT).await?, "137");
+        Ok(())
+    })
+}
+
+#[test]
+fn cri_log_has_stdout_stderr_and_partial_lines() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let log = pod.path("cri.log");
+        let script = "echo hello; echo oops >&2; printf partial";
+        let mut request = pod.create_request("cri", pod.bundle("cri", &["sh", "-c", script])?);
+        request.log_drivers = vec![LogDriver {
+            kind: LogKind::Cri,
+            path: log.clone(),
+            max_size: 0,
+        }];
+        assert_eq!(run_to_exit(&pod, &client, request).await?, "0");
+        let text = std::fs::read_to_string(&log)?;
+        let records: Vec<(&str, &str)> = text
+            .lines()
+            .map(|line| {
+                let (ts, rest) = line.split_once(' ').unwrap();
+                assert!(ts.ends_with('Z') && ts.contains('T'), "timestamp {ts}");
+                (ts, rest)
+            })
+            .collect();
+        let rest: Vec<&str> = records.iter().map(|(_, rest)| *rest).collect();
+        assert!(rest.contains(&"stdout F hello"), "{text}");
+        assert!(rest.contains(&"stderr F oops"), "{text}");
+        assert!(rest.contains(&"stdout P partial"), "{text}");
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&log)?.permissions().mode() & 0o777, 0o600);
+        Ok(())
+    })
+}
+
+#[test]
+fn max_size_keeps_the_log_small_and_recent() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let log = pod.path("max.log");
+        let script = "for i in $(seq 1 200); do echo line-$i; done";
+        let mut request = pod.create_request("max", pod.bundle("max", &["sh", "-c", script])?);
+        request.log_drivers = vec![LogDriver {
+            kind: LogKind::Cri,
+            path: log.clone(),
+            max_size: 1000,
+        }];
+        assert_eq!(run_to_exit(&pod, &client, request).await?, "0");
+        let text = std::fs::read_to_string(&log)?;
+        assert!(text.len() <= 1000, "log is {} bytes", text.len());
+        assert!(text.ends_with("stdout F line-200\n"), "{text}");
+        assert!(!text.contains("line-1\n"), "{text}");
+        Ok(())
+    })
+}
+
+#[test]
+fn reopen_after_rotation_writes_a_new_file() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let log = pod.path("rot.log");
+        let rotated = pod.path("rot.log.1");
+        let gate = pod.path("bundles/rot/rootfs/tmp/go");
+        let script = "echo before; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo after";
+        let mut request = pod.create_request("rot", pod.bundle("rot", &["sh", "-c", script])?);
+        request.log_drivers = vec![LogDriver {
+            kind: LogKind::Cri,
+            path: log.clone(),
+            max_size: 0,
+        }];
+        let exit_path = request.exit_paths[0].clone();
+        client.create_container(&request).await?;
+        pod.runc(&["start", "rot"])?;
+        wait_for("first line", WAIT, || {
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|t| t.contains("before"))
+        })
+        .await?;
+        std::fs::rename(&log, &rotated)?;
+        client.reopen_log("rot").await?;
+        std::fs::write(&gate, "")?;
+        assert_eq!(wait_for_file(&exit_path, WAIT).await?, "0");
+        let old = std::fs::read_to_string(&rotated)?;
+        let new = std::fs::read_to_string(&log)?;
+        assert!(
+            old.contains("stdout F before") && !old.contains("after"),
+            "{old}"
+        );
+        assert!(
+            new.contains("stdout F after") && !new.contains("before"),
+            "{new}"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn json_log_has_one_object_per_line() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let log = pod.path("ctr.json");
+        let script = "echo '  indented \"q\"'; echo err >&2";
+        let mut request = pod.create_request("json", pod.bundle("json", &["sh", "-c", script])?);
+        request.log_drivers = vec![LogDriver {
+            kind: LogKind::Json,
+            path: log.clone(),
+            max_size: 0,
+        }];
+        assert_eq!(run_to_exit(&pod, &client, request).await?, "0");
+        let records: Vec<serde_json::Value> = std::fs::read_to_string(&log)?
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        let find = |pipe: &str| records.iter().find(|r| r["pipe"] == pipe).cloned().unwrap();
+        assert_eq!(find("stdout")["message"], "  indented \"q\"");
+        assert_eq!(find("stderr")["message"], "err");
+        assert!(find("stdout")["timestamp"].as_u64().unwrap() > 1_700_000_000);
+        Ok(())
+    })
+}
+
+/// A running container for exec tests.
+async fn running(pod: &Pod, client: &MonitorClient, id: &str) -> Result<()> {
+    let request = pod.create_request(id, pod.bundle(id, &["sleep", "1000"])?);
+    client.create_container(&request).await?;
+    pod.runc(&["start", id])?;
+    Ok(())
+}
+
+fn exec(id: &str, command: &[&str]) -> ExecSync {
+    ExecSync {
+        id: id.to_owned(),
+        command: command.iter().map(|s| (*s).to_owned()).collect(),
+        cgroup_manager: CgroupManager::Cgroupfs,
+        ..ExecSync::default()
+    }
+}
+
+#[test]
+fn exec_sync_returns_output_and_codes() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let log = pod.path("exec.log");
+        let mut request = pod.create_request("ex", pod.bundle("ex", &["sleep", "1000"])?);
+        request.log_drivers = vec![LogDriver {
+            kind: LogKind::Cri,
+            path: log.clone(),
+            max_size: 0,
+        }];
+        client.create_container(&request).await?;
+        pod.runc(&["start", "ex"])?;
+
+        let echo = client
+            .exec_sync(&exec("ex", &["sh", "-c", "echo out; echo err >&2; exit 4"]))
+            .await?;
+        assert_eq!((echo.exit_code, echo.timed_out), (4, false));
+        assert_eq!(
+            (echo.stdout.as_slice(), echo.stderr.as_slice()),
+            (&b"out\n"[..], &b"err\n"[..])
+        );
+
+        let invalid = client
+            .exec_sync(&exec("ex", &["busybox", "invalid"]))
+            .await?;
+        assert_eq!(invalid.exit_code, 127);
+        assert!(String::from_utf8_lossy(&invalid.stderr).contains("invalid: applet not found"));
+
+        let mut slow = exec("ex", &["sleep", "30"]);
+        slow.timeout = Some(Duration::from_secs(1));
+        let started = std::time::Instant::now();
+        let timed = client.exec_sync(&slow).await?;
+        assert!(timed.timed_out);
+        assert!(started.elapsed() < Duration::from_secs(10));
+
+        // Exec output never reaches the container log.
+        let text = std::fs::read_to_string(&log)?;
+        assert!(!text.contains("out") && !text.contains("err"), "{text}");
+        Ok(())
+    })
+}
+
+#[test]
+fn concurrent_exec_syncs_each_get_their_own_output() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        running(&pod, &client, "conc").await?;
+        let requests: Vec<ExecSync> = (0..10)
+            .map(|i| {
+                exec(
+                    "conc",
+                    &["sh", "-c", &format!("sleep 0.2; echo out-{i}; exit {i}")],
+                )
+            })
+            .collect();
+        let results = futures_join_all(requests.iter().map(|r| client.exec_sync(r))).await;
+        for (i, result) in results.into_iter().enumerate() {
+            let result = result?;
+            assert_eq!(result.exit_code, i as i32);
+            assert_eq!(result.stdout, format!("out-{i}\n").into_bytes());
+        }
+        Ok(())
+    })
+}
+
+/// Awaits all futures concurrently (on the local set), in order.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.unwrap()).collect()
+}
+
+#[test]
+fn one_mebibyte_of_exec_output_comes_back_whole() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        running(&pod, &client, "big").await?;
+        let result = client
+            .exec_sync(&exec(
+                "big",
+                &["sh", "-c", "yes 0123456789abcdef | head -c 1048576"],
+            ))
+            .await?;
+        assert_eq!(result.exit_code, 0);
+        assert_eq!(result.stdout.len(), 1 << 20);
+        let expected: Vec<u8> = b"0123456789abcdef\n"
+            .iter()
+            .copied()
+            .cycle()
+            .take(1 << 20)
+            .collect();
+        assert!(
+            result.stdout == expected,
+            "exec output differs from what was written"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn a_256_mib_burst_loses_no_log_byte() -> Result<()> {
+    const SIZE: usize = 256 << 20;
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let log = pod.path("burst.log");
+        let script = format!("yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {SIZE}");
+        let mut request = pod.create_request("burst", pod.bundle("burst", &["sh", "-c", &script])?);
+        request.log_drivers = vec![LogDriver {
+            kind: LogKind::Cri,
+            path: log.clone(),
+            max_size: 0,
+        }];
+        assert_eq!(run_to_exit(&pod, &client, request).await?, "0");
+        let stream = cri_stream(&std::fs::read(&log)?, "stdout")?;
+        assert_eq!(
+            stream.len(),
+            SIZE,
+            "bytes in the log differ from bytes written"
+        );
+        let line = b"0123456789abcdefghijklmnopqrstuvwxyz\n";
+        let intact = stream
+            .chunks(line.len())
+            .all(|chunk| line.starts_with(chunk));
+        assert!(intact, "log content differs from what the container wrote");
+        Ok(())
+    })
+}
+
+#[test]
+fn missing_executable_reports_runc_error_text() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let request = pod.create_request("noexec", pod.bundle("noexec", &["/bin/does-not-exist"])?);
+        let err = client
+            .create_container(&request)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no such file or directory") || err.contains("not found in $PATH"),
+            "{err}"
+        );
+        assert!(
+            pod.runc_containers()?.is_empty(),
+            "failed create left a container"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn unknown_and_duplicate_containers_are_errors_that_say_so() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let err = client
+            .exec_sync(&exec("ghost", &["true"]))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("container 'ghost' not found"), "{err}");
+        let err = client.reopen_log("ghost").await.unwrap_err().to_string();
+        assert!(err.contains("container 'ghost' not found"), "{err}");
+        running(&pod, &client, "dup").await?;
+        let again = pod.create_request("dup", pod.bundle("dup2", &["true"])?);
+        let err = client
+            .create_container(&again)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("container id 'dup' is already in use"),
+            "{err}"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn long_runtime_dir_still_serves() -> Result<()> {
+    let deep = format!("{}/{}", "a".repeat(60), "b".repeat(60));
+    let pod = Pod::start_in(Some(&deep))?;
+    assert!(pod.socket().as_os_str().len() > 108);
+    run_local(async {
+        let client = pod.client().await?;
+        assert_eq!(client.version(false).await?.process_id, pod.pid);
+        let request = pod.create_request("long", pod.bundle("long", &["true"])?);
+        assert_eq!(run_to_exit(&pod, &client, request).await?, "0");
+        Ok(())
+    })
+}
+
+#[test]
+fn sigterm_kills_created_containers_and_leaves_nothing() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let request = pod.create_request("term", pod.bundle("term", &["sleep", "1000"])?);
+        let exit_path = request.exit_paths[0].clone();
+        client.create_container(&request).await?;
+        assert_eq!(pod.runc_containers()?, ["term"]);
+        std::process::Command::new("kill")
+            .args(["-TERM", &pod.pid.to_string()])
+            .status()?;
+        wait_for("conmond to exit", WAIT, || {
+            (!pod.daemon_alive()).then_some(())
+        })
+        .await?;
+        assert_eq!(std::fs::read_to_string(&exit_path)?, "137");
+        assert!(
+            pod.runc_containers()?.is_empty(),
+            "runc still has containers"
+        );
+        assert!(!pod.socket().exists(), "socket left behind");
+        Ok(())
+    })
+}
