@@ -9,6 +9,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::oneshot;
@@ -17,6 +18,11 @@ use crate::sys::{self, WaitStatus};
 
 /// Unclaimed statuses kept for late claimers; strays beyond this are forgotten oldest first.
 const MAX_UNCLAIMED: usize = 1024;
+
+/// How long an unclaimed status stays claimable. A PID learned from a runtime pidfile is
+/// claimed within moments; expiring older entries means a reused PID never inherits a stale
+/// status of the process that had that PID before.
+const UNCLAIMED_TTL: Duration = Duration::from_secs(30);
 
 /// How a supervised process ended, as reported to engines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +56,7 @@ impl From<WaitStatus> for ExitStatus {
 #[derive(Debug, Default)]
 pub struct Reaper {
     waiters: RefCell<HashMap<u32, oneshot::Sender<ExitStatus>>>,
-    unclaimed: RefCell<VecDeque<(u32, ExitStatus)>>,
+    unclaimed: RefCell<VecDeque<(u32, ExitStatus, Instant)>>,
 }
 
 impl Reaper {
@@ -59,8 +65,14 @@ impl Reaper {
     pub fn watch(&self, pid: u32) -> oneshot::Receiver<ExitStatus> {
         let (tx, rx) = oneshot::channel();
         let mut unclaimed = self.unclaimed.borrow_mut();
-        if let Some(index) = unclaimed.iter().position(|(p, _)| *p == pid) {
-            if let Some((_, status)) = unclaimed.remove(index) {
+        while unclaimed
+            .front()
+            .is_some_and(|(_, _, at)| at.elapsed() > UNCLAIMED_TTL)
+        {
+            unclaimed.pop_front();
+        }
+        if let Some(index) = unclaimed.iter().position(|(p, _, _)| *p == pid) {
+            if let Some((_, status, _)) = unclaimed.remove(index) {
                 // The receiver is alive: it is returned below.
                 let _ = tx.send(status);
             }
@@ -97,7 +109,7 @@ impl Reaper {
                 if unclaimed.len() == MAX_UNCLAIMED {
                     unclaimed.pop_front();
                 }
-                unclaimed.push_back((pid, status));
+                unclaimed.push_back((pid, status, Instant::now()));
             }
         }
     }
@@ -114,5 +126,27 @@ pub async fn run(reaper: Rc<Reaper>, mut sigchld: Signal) {
     reaper.reap_all();
     while sigchld.recv().await.is_some() {
         reaper.reap_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_reaped_before_watch_is_still_delivered() {
+        let reaper = Reaper::default();
+        reaper.deliver(42, ExitStatus::Exited(3));
+        let mut rx = reaper.watch(42);
+        assert_eq!(rx.try_recv().unwrap(), ExitStatus::Exited(3));
+    }
+
+    #[test]
+    fn watched_pid_gets_its_status() {
+        let reaper = Reaper::default();
+        let mut rx = reaper.watch(7);
+        assert!(rx.try_recv().is_err());
+        reaper.deliver(7, ExitStatus::Signaled(9));
+        assert_eq!(rx.try_recv().unwrap().code(), 137);
     }
 }

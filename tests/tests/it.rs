@@ -268,7 +268,7 @@ fn concurrent_exec_syncs_each_get_their_own_output() -> Result<()> {
                 )
             })
             .collect();
-        let results = futures_join_all(requests.iter().map(|r| client.exec_sync(r))).await;
+        let results = futures::future::join_all(requests.iter().map(|r| client.exec_sync(r))).await;
         for (i, result) in results.into_iter().enumerate() {
             let result = result?;
             assert_eq!(result.exit_code, i as i32);
@@ -276,32 +276,6 @@ fn concurrent_exec_syncs_each_get_their_own_output() -> Result<()> {
         }
         Ok(())
     })
-}
-
-/// Awaits all futures concurrently (on the local set), in order.
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut pinned: Vec<_> = futures.map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *output = Some(value),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().map(|o| o.unwrap()).collect()
 }
 
 #[test]

@@ -21,7 +21,7 @@ pub(crate) fn write_rfc3339_nano(out: &mut Vec<u8>, time: SystemTime) {
     let mut nanos = since_epoch.subsec_nanos();
     if nanos != 0 {
         let mut digits = 9;
-        while nanos % 10 == 0 {
+        while nanos.is_multiple_of(10) {
             nanos /= 10;
             digits -= 1;
         }

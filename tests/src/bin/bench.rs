@@ -1,0 +1,322 @@
+//! Benchmarks conmond against its floor (bare runc, a raw pipe) and its peer (Debian's C conmon),
+//! in one run on this machine. Prints a Markdown report of ratios; absolute times are given
+//! for context only. Needs root, runc, busybox-static and conmon.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use conmon_integration_tests::*;
+
+const EXEC_ROUNDS: usize = 100;
+const CREATE_ROUNDS: usize = 20;
+const LOG_ROUNDS: usize = 3;
+const WAIT: Duration = Duration::from_secs(120);
+const CONMON: &str = "/usr/bin/conmon";
+
+#[allow(clippy::print_stdout, reason = "the report is the program's output")]
+fn main() -> Result<()> {
+    require_privileged();
+    anyhow::ensure!(
+        Path::new(CONMON).exists(),
+        "{CONMON} missing: apt-get install conmon"
+    );
+    let mut report = String::new();
+    report.push_str("# conmond benchmark\n\n");
+    report.push_str(&format!(
+        "Machine: {} cores; runc {}; Debian conmon {}. Ratios compare runs made in this one \
+         invocation.\n\n",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        first_line(&["/usr/sbin/runc", "--version"]),
+        first_line(&[CONMON, "--version"]),
+    ));
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        idle_memory(&pod, &client, &mut report).await?;
+        exec_latency(&pod, &client, &mut report).await?;
+        create_latency(&pod, &client, &mut report).await?;
+        report.push_str("## Log throughput\n\nThe container writes the bytes as fast as it can; time runs from `runc start` to the exit file (logs complete). Lost = bytes written minus bytes recovered from the CRI log.\n\n");
+        report.push_str("| line size | total | raw pipe→file | conmond | Debian conmon | conmond vs conmon (× faster) | conmond / raw (× slower) | lost: conmond | lost: conmon |\n|---|---|---|---|---|---|---|---|---|\n");
+        log_throughput(&pod, &client, 128, 256 << 20, &mut report).await?;
+        log_throughput(&pod, &client, 2, 16 << 20, &mut report).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    println!("{report}");
+    Ok(())
+}
+
+fn first_line(argv: &[&str]) -> String {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let index = ((samples.len() - 1) as f64 * p).round() as usize;
+    samples[index]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn idle_memory(pod: &Pod, client: &MonitorClient, report: &mut String) -> Result<()> {
+    client.version(false).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", pod.pid))?;
+    let field = |name: &str| -> Result<u64> {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .with_context(|| format!("{name} missing in smaps_rollup"))
+    };
+    report.push_str(&format!(
+        "## Idle memory\n\n| | RSS | PSS | target |\n|---|---|---|---|\n| conmond (idle, one client connected) | {} KiB | {} KiB | PSS ≤ 2000 KiB |\n\n",
+        field("Rss:")?,
+        field("Pss:")?
+    ));
+    Ok(())
+}
+
+async fn exec_latency(pod: &Pod, client: &MonitorClient, report: &mut String) -> Result<()> {
+    let bundle = pod.bundle("exec-bench", &["sleep", "100000"])?;
+    client
+        .create_container(&pod.create_request("exec-bench", bundle))
+        .await?;
+    pod.runc(&["start", "exec-bench"])?;
+    let request = ExecSync {
+        id: "exec-bench".into(),
+        command: vec!["true".into()],
+        cgroup_manager: CgroupManager::Cgroupfs,
+        ..ExecSync::default()
+    };
+    let (mut ours, mut bare) = (Vec::new(), Vec::new());
+    // Interleaved, so machine noise hits both alike.
+    for _ in 0..EXEC_ROUNDS {
+        let start = Instant::now();
+        let result = client.exec_sync(&request).await?;
+        ours.push(start.elapsed());
+        anyhow::ensure!(result.exit_code == 0, "exec failed: {result:?}");
+        let start = Instant::now();
+        pod.runc(&["exec", "exec-bench", "true"])?;
+        bare.push(start.elapsed());
+    }
+    let (p50, p99) = (percentile(&mut ours, 0.5), percentile(&mut ours, 0.99));
+    let (b50, b99) = (percentile(&mut bare, 0.5), percentile(&mut bare, 0.99));
+    report.push_str(&format!(
+        "## Exec-sync latency ({EXEC_ROUNDS} rounds of `true`)\n\n| | p50 | p99 |\n|---|---|---|\n| bare `runc exec` | {} | {} |\n| conmond execSyncContainer | {} | {} |\n| overhead | {} | {} |\n| ratio conmond / runc | {:.3} | {:.3} |\n\nTarget: overhead ≤ 1 ms at p50.\n\n",
+        ms(b50), ms(b99), ms(p50), ms(p99),
+        ms(p50.saturating_sub(b50)), ms(p99.saturating_sub(b99)),
+        p50.as_secs_f64() / b50.as_secs_f64(), p99.as_secs_f64() / b99.as_secs_f64(),
+    ));
+    Ok(())
+}
+
+async fn create_latency(pod: &Pod, client: &MonitorClient, report: &mut String) -> Result<()> {
+    let bundle = pod.bundle("create-bench", &["true"])?;
+    let (mut ours, mut bare) = (Vec::new(), Vec::new());
+    for round in 0..CREATE_ROUNDS {
+        let id = format!("create-{round}");
+        let start = Instant::now();
+        client
+            .create_container(&pod.create_request(&id, bundle.clone()))
+            .await?;
+        ours.push(start.elapsed());
+        pod.runc(&["delete", "--force", &id])?;
+
+        let bare_id = format!("bare-{round}");
+        let pidfile = bundle.join("bare.pid");
+        let start = Instant::now();
+        let status = Command::new(RUNC)
+            .arg("--root")
+            .arg(&pod.runc_root)
+            .args(["create", "--bundle"])
+            .arg(&bundle)
+            .arg("--pid-file")
+            .arg(&pidfile)
+            .arg(&bare_id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        bare.push(start.elapsed());
+        anyhow::ensure!(status.success(), "bare runc create failed");
+        pod.runc(&["delete", "--force", &bare_id])?;
+    }
+    let (p50, b50) = (percentile(&mut ours, 0.5), percentile(&mut bare, 0.5));
+    report.push_str(&format!(
+        "## Create latency ({CREATE_ROUNDS} rounds)\n\n| | p50 |\n|---|---|\n| bare `runc create` | {} |\n| conmond createContainer | {} |\n| ratio conmond / runc | {:.3} |\n\n",
+        ms(b50), ms(p50), p50.as_secs_f64() / b50.as_secs_f64(),
+    ));
+    Ok(())
+}
+
+/// Bytes in the data file a producer copies repeatedly.
+const DATA_SIZE: usize = 1 << 20;
+
+/// Writes `DATA_SIZE` bytes of `line_size`-byte lines to `path`.
+fn write_data(path: &Path, line_size: usize) -> Result<()> {
+    let mut line: Vec<u8> = b"abcdefghijklmnopqrstuvwxyz0123456789"
+        .iter()
+        .copied()
+        .cycle()
+        .take(line_size - 1)
+        .collect();
+    line.push(b'\n');
+    let data: Vec<u8> = line.iter().copied().cycle().take(DATA_SIZE).collect();
+    std::fs::create_dir_all(path.parent().context("data path has a parent")?)?;
+    Ok(std::fs::write(path, data)?)
+}
+
+/// The producer: `total` bytes of lines, copied from `data` with large writes so the producer
+/// is not the bottleneck.
+fn producer(data: &str, total: usize) -> String {
+    let reps = total / DATA_SIZE;
+    format!("n=0; while [ $n -lt {reps} ]; do cat {data}; n=$((n+1)); done")
+}
+
+async fn log_throughput(
+    pod: &Pod,
+    client: &MonitorClient,
+    line_size: usize,
+    total: usize,
+    report: &mut String,
+) -> Result<()> {
+    let host_data = pod.path("data");
+    write_data(&host_data, line_size)?;
+    let (mut raw, mut ours, mut peer) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut lost_ours, mut lost_peer) = (0usize, 0usize);
+    for round in 0..LOG_ROUNDS {
+        // Floor: the same bytes through a pipe into a file, no monitor, no container.
+        let out = pod.path("raw.out");
+        let start = Instant::now();
+        let status = Command::new(BUSYBOX)
+            .args([
+                "sh",
+                "-c",
+                &format!(
+                    "({}) | cat > {}",
+                    producer(&host_data.display().to_string(), total),
+                    out.display()
+                ),
+            ])
+            .status()?;
+        raw.push(start.elapsed());
+        anyhow::ensure!(status.success() && std::fs::metadata(&out)?.len() == total as u64);
+        std::fs::remove_file(&out)?;
+
+        let id = format!("log-{line_size}-{round}");
+        let script = producer("/data", total);
+        let bundle = pod.bundle(&id, &["sh", "-c", &script])?;
+        write_data(&bundle.join("rootfs/data"), line_size)?;
+        let log = pod.path(&format!("{id}.log"));
+        let mut request = pod.create_request(&id, bundle);
+        request.log_drivers = vec![LogDriver {
+            kind: LogKind::Cri,
+            path: log.clone(),
+            max_size: 0,
+        }];
+        client.create_container(&request).await?;
+        let start = Instant::now();
+        pod.runc(&["start", &id])?;
+        wait_for_file(&request.exit_paths[0], WAIT).await?;
+        ours.push(start.elapsed());
+        lost_ours += total.saturating_sub(cri_stream(&std::fs::read(&log)?, "stdout")?.len());
+        std::fs::remove_file(&log)?;
+        pod.runc(&["delete", "--force", &id])?;
+
+        let (elapsed, lost) =
+            run_under_conmon(pod, &format!("c{id}"), &script, line_size, total).await?;
+        peer.push(elapsed);
+        lost_peer += lost;
+    }
+    let (r, o, p) = (
+        percentile(&mut raw, 0.5),
+        percentile(&mut ours, 0.5),
+        percentile(&mut peer, 0.5),
+    );
+    let mib_s = |d: Duration| total as f64 / (1 << 20) as f64 / d.as_secs_f64();
+    report.push_str(&format!(
+        "| {line_size} B | {} MiB × {LOG_ROUNDS} | {:.0} MiB/s | {:.0} MiB/s | {:.0} MiB/s | {:.2} | {:.2} | {lost_ours} B | {lost_peer} B |\n",
+        total >> 20, mib_s(r), mib_s(o), mib_s(p),
+        p.as_secs_f64() / o.as_secs_f64(), o.as_secs_f64() / r.as_secs_f64(),
+    ));
+    Ok(())
+}
+
+/// Runs one container under Debian's conmon (one monitor process per container, as CRI-O's
+/// "oci" runtime type does); returns the time from start to exit file and the bytes lost.
+async fn run_under_conmon(
+    pod: &Pod,
+    id: &str,
+    script: &str,
+    line_size: usize,
+    total: usize,
+) -> Result<(Duration, usize)> {
+    let bundle = pod.bundle(id, &["sh", "-c", script])?;
+    write_data(&bundle.join("rootfs/data"), line_size)?;
+    let dir = pod.path(&format!("{id}.conmon"));
+    let exit_dir = dir.join("exits");
+    std::fs::create_dir_all(&exit_dir)?;
+    let log = dir.join("ctr.log");
+    let conmon_pidfile = dir.join("conmon.pid");
+    let status = Command::new(CONMON)
+        .args(["--cid", id, "--cuuid", id, "--name", id, "--runtime", RUNC])
+        .arg("--runtime-arg")
+        .arg(format!("--root={}", pod.runc_root.display()))
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg("--container-pidfile")
+        .arg(bundle.join("pidfile"))
+        .arg("--conmon-pidfile")
+        .arg(&conmon_pidfile)
+        .arg("--log-path")
+        .arg(&log)
+        .arg("--exit-dir")
+        .arg(&exit_dir)
+        .arg("--socket-dir-path")
+        .arg(&dir)
+        .arg("--no-sync-log")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("conmon failed to create {id}: {status}");
+    }
+    // Without an engine's sync pipe, conmon returns before `runc create` is done.
+    wait_for("conmon's container to be created", WAIT, || {
+        pod.runc(&["state", id])
+            .ok()
+            .filter(|state| state.contains("\"created\""))
+            .map(drop)
+    })
+    .await?;
+    let start = Instant::now();
+    pod.runc(&["start", id])?;
+    wait_for_file(&exit_dir.join(id), WAIT).await?;
+    let elapsed = start.elapsed();
+    // conmon exits once it has finished with the container; count what it left in the log.
+    let conmon_pid = std::fs::read_to_string(&conmon_pidfile)?.trim().to_owned();
+    wait_for("conmon to exit", WAIT, || {
+        (!PathBuf::from(format!("/proc/{conmon_pid}/exe")).exists()).then_some(())
+    })
+    .await?;
+    let lost = total.saturating_sub(cri_stream(&std::fs::read(&log)?, "stdout")?.len());
+    std::fs::remove_dir_all(&dir)?;
+    pod.runc(&["delete", "--force", id])?;
+    Ok((elapsed, lost))
+}
