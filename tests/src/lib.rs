@@ -125,6 +125,8 @@ impl Pod {
         let dir = tempfile::Builder::new().prefix("conmond-it").tempdir()?;
         let runtime_dir = dir.path().join(runtime_dir.unwrap_or("run"));
         let runc_root = dir.path().join("runc");
+        std::fs::create_dir_all(dir.path())?;
+        let log = std::fs::File::create(dir.path().join("conmond.log"))?;
         let status = Command::new(conmond_binary())
             .arg("--runtime")
             .arg(RUNC)
@@ -133,6 +135,8 @@ impl Pod {
             .arg("--runtime-root")
             .arg(&runc_root)
             .args(["--log-level", "debug", "--log-driver", "stdout"])
+            .stdout(log.try_clone()?)
+            .stderr(log)
             .status()
             .context("run conmond")?;
         if !status.success() {
@@ -217,7 +221,13 @@ impl Pod {
 }
 
 impl Drop for Pod {
+    #[allow(clippy::print_stderr, reason = "a failing test shows the daemon's log")]
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("conmond.log")).unwrap_or_default();
+            eprintln!("--- conmond log ---\n{log}");
+        }
         // Stop the daemon first so it does not race the deletes below.
         let _ = Command::new("kill")
             .args(["-KILL", &self.pid.to_string()])
