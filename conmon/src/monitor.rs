@@ -205,7 +205,14 @@ impl Monitor {
                 stderr: String::from_utf8_lossy(&output).into_owned(),
             });
         }
-        let pid = read_pidfile(&pidfile)?;
+        let pid = match read_pidfile(&pidfile) {
+            Ok(pid) => pid,
+            Err(err) => {
+                // The runtime created a container we cannot supervise: do not leave it behind.
+                self.delete_container(&request.id).await;
+                return Err(err);
+            }
+        };
         let exit = self.reaper.watch(pid);
         let oom_watch = OomWatch::start(pid);
 
@@ -322,20 +329,21 @@ impl Monitor {
                 tracing::warn!(container_id = %container.id, "container not reaped in time");
             }
         }
-        let no_env = BTreeMap::new();
         for container in &containers {
-            let args = self.runtime.delete_args(&container.id);
-            let delete = self.run_runtime(&args, &no_env, RuntimeStdio::null());
-            match tokio::time::timeout(SHUTDOWN_WAIT, delete).await {
-                Ok(Ok(ExitStatus::Exited(0))) => {}
-                Ok(Ok(status)) => {
-                    tracing::warn!(container_id = %container.id, ?status, "runtime delete failed");
-                }
-                Ok(Err(err)) => {
-                    tracing::warn!(container_id = %container.id, error = %err, "runtime delete")
-                }
-                Err(_) => tracing::warn!(container_id = %container.id, "runtime delete timed out"),
-            }
+            self.delete_container(&container.id).await;
+        }
+    }
+
+    /// Removes a container from the runtime (`delete --force`); failures are logged.
+    async fn delete_container(&self, id: &str) {
+        let args = self.runtime.delete_args(id);
+        let no_env = BTreeMap::new();
+        let delete = self.run_runtime(&args, &no_env, RuntimeStdio::null());
+        match tokio::time::timeout(SHUTDOWN_WAIT, delete).await {
+            Ok(Ok(ExitStatus::Exited(0))) => {}
+            Ok(Ok(status)) => tracing::warn!(container_id = %id, ?status, "runtime delete failed"),
+            Ok(Err(err)) => tracing::warn!(container_id = %id, error = %err, "runtime delete"),
+            Err(_) => tracing::warn!(container_id = %id, "runtime delete timed out"),
         }
     }
 }

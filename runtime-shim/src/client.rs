@@ -207,6 +207,11 @@ impl MonitorClient {
         Ok(Self { client })
     }
 
+    /// The underlying Cap'n Proto client, for calls this type does not wrap yet.
+    pub fn capnp_client(&self) -> &conmon::Client {
+        &self.client
+    }
+
     /// Asks for the monitor's build information (`verbose` adds the dependency tree).
     pub async fn version(&self, verbose: bool) -> Result<VersionInfo, ClientError> {
         let mut request = self.client.version_request();

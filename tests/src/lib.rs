@@ -166,7 +166,17 @@ impl Pod {
 
     /// Builds a busybox bundle named `name` whose process runs `args`.
     pub fn bundle(&self, name: &str, args: &[&str]) -> Result<PathBuf> {
-        busybox_bundle(&self.dir.path().join("bundles").join(name), args)
+        busybox_bundle(&self.dir.path().join("bundles").join(name), args, |_| {})
+    }
+
+    /// Like [`Pod::bundle`], with `edit` applied to the OCI config.
+    pub fn bundle_with(
+        &self,
+        name: &str,
+        args: &[&str],
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Result<PathBuf> {
+        busybox_bundle(&self.dir.path().join("bundles").join(name), args, edit)
     }
 
     /// A path for a test file (exit file, log) under the pod's directory.
@@ -240,8 +250,13 @@ impl Drop for Pod {
     }
 }
 
-/// Creates an OCI bundle at `dir` with a busybox rootfs running `args`.
-pub fn busybox_bundle(dir: &Path, args: &[&str]) -> Result<PathBuf> {
+/// Creates an OCI bundle at `dir` with a busybox rootfs running `args`; `edit` may adjust the
+/// generated config.
+pub fn busybox_bundle(
+    dir: &Path,
+    args: &[&str],
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> Result<PathBuf> {
     let bin = dir.join("rootfs/bin");
     std::fs::create_dir_all(&bin)?;
     std::fs::copy(BUSYBOX, bin.join("busybox"))?;
@@ -268,6 +283,7 @@ pub fn busybox_bundle(dir: &Path, args: &[&str]) -> Result<PathBuf> {
     config["process"]["args"] = args.iter().map(|a| serde_json::Value::from(*a)).collect();
     config["process"]["env"] = serde_json::json!(["PATH=/bin:/usr/bin:/sbin:/usr/sbin", "HOME=/"]);
     config["root"]["readonly"] = false.into();
+    edit(&mut config);
     std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
     Ok(dir.to_owned())
 }

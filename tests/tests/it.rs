@@ -426,3 +426,114 @@ fn sigterm_kills_created_containers_and_leaves_nothing() -> Result<()> {
         Ok(())
     })
 }
+
+#[test]
+fn cleanup_command_runs_after_the_exit_file() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let mut request =
+            pod.create_request("clean", pod.bundle("clean", &["sh", "-c", "exit 5"])?);
+        let exit_path = request.exit_paths[0].display().to_string();
+        let marker = pod.path("cleanup.out");
+        // The cleanup command copies the exit file: proof it ran, and ran after the file existed.
+        request.cleanup_cmd = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("cat {exit_path} > {}", marker.display()),
+        ];
+        assert_eq!(run_to_exit(&pod, &client, request).await?, "5");
+        assert_eq!(wait_for_file(&marker, WAIT).await?, "5");
+        Ok(())
+    })
+}
+
+#[test]
+fn oom_killed_container_gets_its_oom_file() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let limit = 16 << 20;
+        let bundle = pod.bundle_with(
+            "oom",
+            &["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+            |config| {
+                config["linux"]["resources"]["memory"] =
+                    serde_json::json!({"limit": limit, "swap": limit});
+            },
+        )?;
+        let mut request = pod.create_request("oom", bundle);
+        let oom_path = pod.path("oom.marker");
+        request.oom_exit_paths = vec![oom_path.clone()];
+        assert_eq!(run_to_exit(&pod, &client, request).await?, "137");
+        assert_eq!(std::fs::read(&oom_path)?, b"");
+
+        let calm = pod.bundle("calm", &["true"])?;
+        let mut request = pod.create_request("calm", calm);
+        let calm_oom = pod.path("calm.marker");
+        request.oom_exit_paths = vec![calm_oom.clone()];
+        assert_eq!(run_to_exit(&pod, &client, request).await?, "0");
+        assert!(
+            !calm_oom.exists(),
+            "OOM file for a container that was not OOM-killed"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn calls_of_later_features_are_clear_errors() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let mut request = client.capnp_client().set_window_size_container_request();
+        request.get().init_request().set_id("any");
+        let err = request
+            .send()
+            .promise
+            .await
+            .err()
+            .expect("resize is not implemented yet");
+        assert_eq!(err.kind, capnp::ErrorKind::Unimplemented);
+        assert!(
+            err.to_string()
+                .contains("not implemented: setWindowSizeContainer"),
+            "{err}"
+        );
+        // The monitor keeps serving.
+        assert_eq!(client.version(false).await?.process_id, pod.pid);
+        Ok(())
+    })
+}
+
+#[test]
+fn command_line_answers_version_queries_and_rejects_bad_flags() -> Result<()> {
+    let output = std::process::Command::new(conmond_binary())
+        .arg("--version-json")
+        .output()?;
+    assert!(output.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(json["cargo_tree"], "");
+    let text = std::process::Command::new(conmond_binary())
+        .arg("--version")
+        .output()?;
+    assert!(String::from_utf8(text.stdout)?.starts_with("version: "));
+
+    let bad = std::process::Command::new(conmond_binary())
+        .args(["--runtime", RUNC, "--log-driver", "carrier-pigeon"])
+        .output()?;
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("carrier-pigeon") && stderr.contains("--log-driver"),
+        "{stderr}"
+    );
+
+    let env = std::process::Command::new(conmond_binary())
+        .env("CONMON_LOG_LEVEL", "loud")
+        .output()?;
+    assert_eq!(env.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&env.stderr).contains("loud"));
+    Ok(())
+}
