@@ -5,7 +5,6 @@
 //! discarded so the command never blocks on a full pipe.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
@@ -15,9 +14,10 @@ use tokio::time::Instant;
 use crate::error::MonitorError;
 use crate::monitor::{Monitor, read_pidfile};
 use crate::reaper::ExitStatus;
-use crate::runtime::{CgroupManager, RuntimeStdio};
+use crate::runtime::RuntimeStdio;
 use crate::stdio;
 use crate::sys;
+pub use conmon_proto::types::{ExecSync, ExecSyncResult};
 
 /// Bytes kept per output stream.
 pub const OUTPUT_CAP: usize = 16 * 1024 * 1024;
@@ -32,43 +32,12 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// How long a killed command may take to be reaped.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
-/// An `execSyncContainer` request in plain Rust types.
-#[derive(Debug, Clone, Default)]
-pub struct ExecRequest {
-    /// Container ID.
-    pub id: String,
-    /// Command and arguments.
-    pub command: Vec<String>,
-    /// Deadline for the whole exec; `None` waits indefinitely.
-    pub timeout: Option<Duration>,
-    /// Whether the command runs on a terminal.
-    pub terminal: bool,
-    /// Environment added to the runtime's.
-    pub env: BTreeMap<String, String>,
-    /// Cgroup manager for the runtime.
-    pub cgroup_manager: CgroupManager,
-}
-
-/// What an exec produced.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExecOutput {
-    /// The command's exit code (128+N after signal N, [`EXIT_CODE_TIMED_OUT`] when killed at
-    /// the deadline).
-    pub exit_code: i32,
-    /// Its standard output, at most [`OUTPUT_CAP`] bytes.
-    pub stdout: Vec<u8>,
-    /// Its standard error, at most [`OUTPUT_CAP`] bytes.
-    pub stderr: Vec<u8>,
-    /// Whether the deadline was reached.
-    pub timed_out: bool,
-}
-
 impl Monitor {
     /// Runs `request.command` in the container and returns its exit code and output.
     pub async fn exec_sync(
         self: &Rc<Self>,
-        request: ExecRequest,
-    ) -> Result<ExecOutput, MonitorError> {
+        request: ExecSync,
+    ) -> Result<ExecSyncResult, MonitorError> {
         if request.command.is_empty() {
             return Err(MonitorError::InvalidRequest("exec command is empty".into()));
         }
@@ -142,7 +111,7 @@ impl Monitor {
             }
         }
         match result {
-            Some(Ok(status)) => Ok(ExecOutput {
+            Some(Ok(status)) => Ok(ExecSyncResult {
                 exit_code: if timed_out {
                     EXIT_CODE_TIMED_OUT
                 } else {
@@ -163,7 +132,7 @@ impl Monitor {
             }
             Some(Err(e)) => Err(e),
             // The runtime itself hung past the deadline.
-            None => Ok(ExecOutput {
+            None => Ok(ExecSyncResult {
                 exit_code: EXIT_CODE_TIMED_OUT,
                 stdout: out.bytes,
                 stderr: err.bytes,

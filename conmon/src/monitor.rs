@@ -15,12 +15,13 @@ use tokio::task::JoinHandle;
 
 use crate::atomic_file;
 use crate::error::MonitorError;
-use crate::logs::{LogDriverConfig, LogSet, Stream};
+use crate::logs::{LogSet, Stream};
 use crate::oom::OomWatch;
 use crate::reaper::{ExitStatus, Reaper};
-use crate::runtime::{CgroupManager, CreateArgs, Runtime, RuntimeStdio};
+use crate::runtime::{CreateArgs, Runtime, RuntimeStdio};
 use crate::stdio::{self, PipeReader};
 use crate::sys;
+pub use conmon_proto::types::CreateContainer;
 
 /// How long output pipes may stay open after the container's init exited (a process that
 /// escaped the container can hold them) before exit files are written regardless.
@@ -28,39 +29,6 @@ const OUTPUT_DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// How long shutdown waits for killed containers to be reaped and for `runtime delete`.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
-
-/// A `createContainer` request in plain Rust types.
-#[derive(Debug, Clone, Default)]
-pub struct CreateRequest {
-    /// Container ID.
-    pub id: String,
-    /// OCI bundle directory.
-    pub bundle: PathBuf,
-    /// Whether the container gets a terminal.
-    pub terminal: bool,
-    /// Whether the container gets a stdin pipe.
-    pub stdin: bool,
-    /// Files that receive the exit code.
-    pub exit_paths: Vec<PathBuf>,
-    /// Files created when the container was OOM-killed.
-    pub oom_exit_paths: Vec<PathBuf>,
-    /// Where the container's output goes.
-    pub log_drivers: Vec<LogDriverConfig>,
-    /// Command run after the container exited and its exit files were written.
-    pub cleanup_cmd: Vec<String>,
-    /// Runtime arguments before `create`.
-    pub global_args: Vec<String>,
-    /// Runtime arguments after `--pid-file <file>`.
-    pub command_args: Vec<String>,
-    /// Environment added to the runtime's.
-    pub env: BTreeMap<String, String>,
-    /// Cgroup manager for the runtime.
-    pub cgroup_manager: CgroupManager,
-    /// Descriptor slots to pass to the runtime (fd socket).
-    pub additional_fds: Vec<u64>,
-    /// Descriptor slots to hold open while the container runs (fd socket).
-    pub leak_fds: Vec<u64>,
-}
 
 /// The runtime, the registry of supervised containers and the reaper they share.
 #[derive(Debug)]
@@ -154,7 +122,7 @@ impl Monitor {
     /// Creates a container through the runtime and supervises it; returns its PID.
     pub async fn create_container(
         self: &Rc<Self>,
-        request: CreateRequest,
+        request: CreateContainer,
     ) -> Result<u32, MonitorError> {
         if request.id.is_empty() {
             return Err(MonitorError::InvalidRequest("container id is empty".into()));

@@ -1,20 +1,15 @@
-//! The Cap'n Proto face of the monitor: decodes requests into plain Rust types, calls the
-//! monitor, and encodes the results. No other module sees capnp types.
+//! The Cap'n Proto face of the monitor: decodes requests into plain Rust types (with the codec
+//! shared with clients, `conmon_proto::types`), calls the monitor, and encodes the results. No
+//! other module sees capnp types.
 
-use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::Duration;
 
 use capnp::capability::Rc as CapRc;
-use capnp::text_list;
 use conmon_proto::conmon;
-use conmon_proto::conmon::log_driver;
+use conmon_proto::types::{CreateContainer, ExecSync};
 
 use crate::error::{MonitorError, error_chain};
-use crate::exec::ExecRequest;
-use crate::logs::{LogDriverConfig, LogFormat};
-use crate::monitor::{CreateRequest, Monitor};
-use crate::runtime::CgroupManager;
+use crate::monitor::Monitor;
 use crate::version::BuildInfo;
 
 /// The `Conmon` interface served on `conmon.sock`.
@@ -43,83 +38,6 @@ fn not_implemented(method: &str) -> capnp::Error {
     ))
 }
 
-fn strings(list: text_list::Reader<'_>) -> capnp::Result<Vec<String>> {
-    list.iter().map(|text| Ok(text?.to_string()?)).collect()
-}
-
-fn paths(list: text_list::Reader<'_>) -> capnp::Result<Vec<PathBuf>> {
-    Ok(strings(list)?.into_iter().map(PathBuf::from).collect())
-}
-
-fn cgroup_manager(
-    value: Result<conmon::CgroupManager, capnp::NotInSchema>,
-) -> capnp::Result<CgroupManager> {
-    match value {
-        Ok(conmon::CgroupManager::Systemd) => Ok(CgroupManager::Systemd),
-        Ok(conmon::CgroupManager::Cgroupfs) => Ok(CgroupManager::Cgroupfs),
-        Err(capnp::NotInSchema(n)) => Err(capnp::Error::failed(format!(
-            "invalid request: unknown cgroup manager {n}"
-        ))),
-    }
-}
-
-fn log_driver(driver: log_driver::Reader<'_>) -> capnp::Result<LogDriverConfig> {
-    let format = match driver.get_type() {
-        Ok(log_driver::Type::ContainerRuntimeInterface) => LogFormat::Cri,
-        Ok(log_driver::Type::Json) => LogFormat::Json,
-        Ok(log_driver::Type::Journald) => LogFormat::Journald,
-        Err(capnp::NotInSchema(n)) => {
-            return Err(capnp::Error::failed(format!(
-                "invalid request: unknown log driver type {n}"
-            )));
-        }
-    };
-    Ok(LogDriverConfig {
-        format,
-        path: PathBuf::from(driver.get_path()?.to_string()?),
-        max_size: driver.get_max_size(),
-    })
-}
-
-fn decode_create(
-    request: conmon::create_container_request::Reader<'_>,
-) -> capnp::Result<CreateRequest> {
-    Ok(CreateRequest {
-        id: request.get_id()?.to_string()?,
-        bundle: PathBuf::from(request.get_bundle_path()?.to_string()?),
-        terminal: request.get_terminal(),
-        stdin: request.get_stdin(),
-        exit_paths: paths(request.get_exit_paths()?)?,
-        oom_exit_paths: paths(request.get_oom_exit_paths()?)?,
-        log_drivers: request
-            .get_log_drivers()?
-            .iter()
-            .map(log_driver)
-            .collect::<capnp::Result<_>>()?,
-        cleanup_cmd: strings(request.get_cleanup_cmd()?)?,
-        global_args: strings(request.get_global_args()?)?,
-        command_args: strings(request.get_command_args()?)?,
-        env: conmon_proto::map::read(request.get_env_vars()?)?,
-        cgroup_manager: cgroup_manager(request.get_cgroup_manager())?,
-        additional_fds: request.get_additional_fds()?.iter().collect(),
-        leak_fds: request.get_leak_fds()?.iter().collect(),
-    })
-}
-
-fn decode_exec(
-    request: conmon::exec_sync_container_request::Reader<'_>,
-) -> capnp::Result<ExecRequest> {
-    let timeout_sec = request.get_timeout_sec();
-    Ok(ExecRequest {
-        id: request.get_id()?.to_string()?,
-        command: strings(request.get_command()?)?,
-        timeout: (timeout_sec > 0).then(|| Duration::from_secs(timeout_sec)),
-        terminal: request.get_terminal(),
-        env: conmon_proto::map::read(request.get_env_vars()?)?,
-        cgroup_manager: cgroup_manager(request.get_cgroup_manager())?,
-    })
-}
-
 impl conmon::Server for RpcServer {
     async fn version(
         self: CapRc<Self>,
@@ -127,17 +45,9 @@ impl conmon::Server for RpcServer {
         mut results: conmon::VersionResults,
     ) -> Result<(), capnp::Error> {
         let verbose = params.get()?.get_request()?.get_verbose();
-        let info = BuildInfo::get(verbose);
-        let mut response = results.get().init_response();
-        response.set_process_id(std::process::id());
-        response.set_version(info.version);
-        response.set_tag(info.tag);
-        response.set_commit(info.commit);
-        response.set_build_date(info.build_date);
-        response.set_target(info.target);
-        response.set_rust_version(info.rust_version);
-        response.set_cargo_version(info.cargo_version);
-        response.set_cargo_tree(info.cargo_tree);
+        BuildInfo::get(verbose)
+            .to_wire(std::process::id())
+            .write(results.get().init_response());
         Ok(())
     }
 
@@ -146,7 +56,7 @@ impl conmon::Server for RpcServer {
         params: conmon::CreateContainerParams,
         mut results: conmon::CreateContainerResults,
     ) -> Result<(), capnp::Error> {
-        let request = decode_create(params.get()?.get_request()?)?;
+        let request = CreateContainer::read(params.get()?.get_request()?)?;
         let pid = self
             .monitor
             .create_container(request)
@@ -161,13 +71,9 @@ impl conmon::Server for RpcServer {
         params: conmon::ExecSyncContainerParams,
         mut results: conmon::ExecSyncContainerResults,
     ) -> Result<(), capnp::Error> {
-        let request = decode_exec(params.get()?.get_request()?)?;
+        let request = ExecSync::read(params.get()?.get_request()?)?;
         let output = self.monitor.exec_sync(request).await.map_err(to_capnp)?;
-        let mut response = results.get().init_response();
-        response.set_exit_code(output.exit_code);
-        response.set_stdout(&output.stdout);
-        response.set_stderr(&output.stderr);
-        response.set_timed_out(output.timed_out);
+        output.write(results.get().init_response());
         Ok(())
     }
 

@@ -9,15 +9,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// How the runtime should manage the container's cgroups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CgroupManager {
-    /// Through systemd (`--systemd-cgroup`); the protocol's default.
-    #[default]
-    Systemd,
-    /// Directly in cgroupfs.
-    Cgroupfs,
-}
+pub use conmon_proto::types::CgroupManager;
 
 /// The runtime binary and the options every invocation shares.
 #[derive(Debug, Clone)]

@@ -1,5 +1,6 @@
 //! Build information reported by `--version`, `--version-json` and the `version` RPC.
 
+use conmon_proto::types::VersionInfo;
 use serde::Serialize;
 
 /// Everything known about this build.
@@ -67,6 +68,21 @@ impl BuildInfo {
             text.push_str(self.cargo_tree);
         }
         text
+    }
+
+    /// The `version` RPC's answer for the daemon with PID `process_id`.
+    pub fn to_wire(&self, process_id: u32) -> VersionInfo {
+        VersionInfo {
+            process_id,
+            version: self.version.into(),
+            tag: self.tag.into(),
+            commit: self.commit.into(),
+            build_date: self.build_date.into(),
+            target: self.target.into(),
+            rust_version: self.rust_version.into(),
+            cargo_version: self.cargo_version.into(),
+            cargo_tree: self.cargo_tree.into(),
+        }
     }
 
     /// The `--version-json` line.

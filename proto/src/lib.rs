@@ -21,5 +21,6 @@ pub mod conmon_capnp {
 }
 
 pub mod map;
+pub mod types;
 
 pub use conmon_capnp::conmon;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 pub use runtime_shim::client::{
-    CgroupManager, CreateContainer, ExecSync, LogDriver, LogKind, MonitorClient,
+    CgroupManager, CreateContainer, ExecSync, LogDriver, LogFormat, MonitorClient,
 };
 
 /// The runtime the tests drive.
@@ -286,6 +286,15 @@ pub fn busybox_bundle(
     edit(&mut config);
     std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
     Ok(dir.to_owned())
+}
+
+/// A single log driver writing `format` to `path`, with a size limit (0 = none).
+pub fn log_to(format: LogFormat, path: &Path, max_size: u64) -> Vec<LogDriver> {
+    vec![LogDriver {
+        format,
+        path: path.to_owned(),
+        max_size,
+    }]
 }
 
 /// Reassembles the byte stream of `stream` from CRI log text: `F` records carry their newline,

@@ -78,11 +78,7 @@ fn cri_log_has_stdout_stderr_and_partial_lines() -> Result<()> {
         let log = pod.path("cri.log");
         let script = "echo hello; echo oops >&2; printf partial";
         let mut request = pod.create_request("cri", pod.bundle("cri", &["sh", "-c", script])?);
-        request.log_drivers = vec![LogDriver {
-            kind: LogKind::Cri,
-            path: log.clone(),
-            max_size: 0,
-        }];
+        request.log_drivers = log_to(LogFormat::Cri, &log, 0);
         assert_eq!(run_to_exit(&pod, &client, request).await?, "0");
         let text = std::fs::read_to_string(&log)?;
         let records: Vec<(&str, &str)> = text
@@ -111,11 +107,7 @@ fn max_size_keeps_the_log_small_and_recent() -> Result<()> {
         let log = pod.path("max.log");
         let script = "for i in $(seq 1 200); do echo line-$i; done";
         let mut request = pod.create_request("max", pod.bundle("max", &["sh", "-c", script])?);
-        request.log_drivers = vec![LogDriver {
-            kind: LogKind::Cri,
-            path: log.clone(),
-            max_size: 1000,
-        }];
+        request.log_drivers = log_to(LogFormat::Cri, &log, 1000);
         assert_eq!(run_to_exit(&pod, &client, request).await?, "0");
         let text = std::fs::read_to_string(&log)?;
         assert!(text.len() <= 1000, "log is {} bytes", text.len());
@@ -135,11 +127,7 @@ fn reopen_after_rotation_writes_a_new_file() -> Result<()> {
         let gate = pod.path("bundles/rot/rootfs/tmp/go");
         let script = "echo before; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo after";
         let mut request = pod.create_request("rot", pod.bundle("rot", &["sh", "-c", script])?);
-        request.log_drivers = vec![LogDriver {
-            kind: LogKind::Cri,
-            path: log.clone(),
-            max_size: 0,
-        }];
+        request.log_drivers = log_to(LogFormat::Cri, &log, 0);
         let exit_path = request.exit_paths[0].clone();
         client.create_container(&request).await?;
         pod.runc(&["start", "rot"])?;
@@ -175,11 +163,7 @@ fn json_log_has_one_object_per_line() -> Result<()> {
         let log = pod.path("ctr.json");
         let script = "echo '  indented \"q\"'; echo err >&2";
         let mut request = pod.create_request("json", pod.bundle("json", &["sh", "-c", script])?);
-        request.log_drivers = vec![LogDriver {
-            kind: LogKind::Json,
-            path: log.clone(),
-            max_size: 0,
-        }];
+        request.log_drivers = log_to(LogFormat::Json, &log, 0);
         assert_eq!(run_to_exit(&pod, &client, request).await?, "0");
         let records: Vec<serde_json::Value> = std::fs::read_to_string(&log)?
             .lines()
@@ -217,11 +201,7 @@ fn exec_sync_returns_output_and_codes() -> Result<()> {
         let client = pod.client().await?;
         let log = pod.path("exec.log");
         let mut request = pod.create_request("ex", pod.bundle("ex", &["sleep", "1000"])?);
-        request.log_drivers = vec![LogDriver {
-            kind: LogKind::Cri,
-            path: log.clone(),
-            max_size: 0,
-        }];
+        request.log_drivers = log_to(LogFormat::Cri, &log, 0);
         client.create_container(&request).await?;
         pod.runc(&["start", "ex"])?;
 
@@ -315,11 +295,7 @@ fn a_256_mib_burst_loses_no_log_byte() -> Result<()> {
         let log = pod.path("burst.log");
         let script = format!("yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {SIZE}");
         let mut request = pod.create_request("burst", pod.bundle("burst", &["sh", "-c", &script])?);
-        request.log_drivers = vec![LogDriver {
-            kind: LogKind::Cri,
-            path: log.clone(),
-            max_size: 0,
-        }];
+        request.log_drivers = log_to(LogFormat::Cri, &log, 0);
         assert_eq!(run_to_exit(&pod, &client, request).await?, "0");
         let stream = cri_stream(&std::fs::read(&log)?, "stdout")?;
         assert_eq!(

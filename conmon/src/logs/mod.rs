@@ -14,6 +14,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use conmon_proto::types::{LogDriver, LogFormat};
 pub(crate) use journald::Journald;
 
 /// Which of the container's output streams a chunk came from.
@@ -32,28 +33,6 @@ impl Stream {
             Self::Stderr => "stderr",
         }
     }
-}
-
-/// The format a log driver writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// `<RFC3339Nano> <stream> <F|P> <content>` lines, as kubelet reads them.
-    Cri,
-    /// One JSON object per line segment.
-    Json,
-    /// One journal entry per line segment; path and size limit do not apply.
-    Journald,
-}
-
-/// One log driver requested for a container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogDriverConfig {
-    /// Output format.
-    pub format: LogFormat,
-    /// Log file (unused by journald).
-    pub path: PathBuf,
-    /// Size after which the file is truncated and started again; 0 means unlimited.
-    pub max_size: u64,
 }
 
 /// Failures of the log drivers; each names the file.
@@ -109,7 +88,7 @@ struct LogFile {
 
 impl LogSet {
     /// Opens (creating or truncating) every driver's file.
-    pub fn open(container_id: &str, configs: &[LogDriverConfig]) -> Result<Self, LogError> {
+    pub fn open(container_id: &str, configs: &[LogDriver]) -> Result<Self, LogError> {
         let drivers = configs
             .iter()
             .map(|config| match config.format {
@@ -376,7 +355,7 @@ mod tests {
 
     fn cri_set(dir: &Path, max_size: u64) -> (LogSet, PathBuf) {
         let path = dir.join("ctr.log");
-        let config = LogDriverConfig {
+        let config = LogDriver {
             format: LogFormat::Cri,
             path: path.clone(),
             max_size,
@@ -469,7 +448,7 @@ mod tests {
     fn json_records_keep_whitespace_and_mark_partials() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ctr.json");
-        let config = LogDriverConfig {
+        let config = LogDriver {
             format: LogFormat::Json,
             path: path.clone(),
             max_size: 0,
@@ -487,7 +466,7 @@ mod tests {
 
     #[test]
     fn missing_directory_names_the_path() {
-        let config = LogDriverConfig {
+        let config = LogDriver {
             format: LogFormat::Cri,
             path: PathBuf::from("/nonexistent/dir/c.log"),
             max_size: 0,

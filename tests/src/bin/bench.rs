@@ -224,11 +224,7 @@ async fn log_throughput(
         write_data(&bundle.join("rootfs/data"), line_size)?;
         let log = pod.path(&format!("{id}.log"));
         let mut request = pod.create_request(&id, bundle);
-        request.log_drivers = vec![LogDriver {
-            kind: LogKind::Cri,
-            path: log.clone(),
-            max_size: 0,
-        }];
+        request.log_drivers = log_to(LogFormat::Cri, &log, 0);
         client.create_container(&request).await?;
         let start = Instant::now();
         pod.runc(&["start", &id])?;
