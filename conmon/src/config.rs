@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
+use crate::telemetry::TracingSettings;
+
 /// How much `--version`/`--version-json` print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum VersionVerbosity {
@@ -108,6 +110,16 @@ pub struct Config {
     )]
     pub tracing_endpoint: String,
 
+    /// Share of requests without a trace parent that are traced, per million; requests
+    /// carrying a parent follow the parent's sampling decision.
+    #[arg(long, env = "CONMON_TRACING_SAMPLING_RATE_PER_MILLION", value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub tracing_sampling_rate_per_million: u32,
+
+    /// Spans (and as many log records) kept while the collector is unreachable; beyond that
+    /// the oldest are dropped.
+    #[arg(long, env = "CONMON_TRACING_MAX_BUFFERED", value_name = "N", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tracing_max_buffered: u32,
+
     /// Accepted for conmon-rs v0.x clients and ignored: the cgroup manager comes with each request.
     #[arg(short = 'c', long, hide = true, value_name = "MANAGER")]
     pub cgroup_manager: Option<String>,
@@ -158,10 +170,8 @@ pub struct Settings {
     pub log_driver: LogDriver,
     /// Whether to stay in the foreground.
     pub skip_fork: bool,
-    /// Whether to export telemetry.
-    pub enable_tracing: bool,
-    /// Where to export it.
-    pub tracing_endpoint: String,
+    /// OTLP export, when enabled.
+    pub tracing: Option<TracingSettings>,
 }
 
 impl Config {
@@ -185,8 +195,11 @@ impl Config {
             log_level: self.log_level,
             log_driver: self.log_driver,
             skip_fork: self.skip_fork,
-            enable_tracing: self.enable_tracing,
-            tracing_endpoint: self.tracing_endpoint.clone(),
+            tracing: self.enable_tracing.then(|| TracingSettings {
+                endpoint: self.tracing_endpoint.clone(),
+                sampling_rate_per_million: self.tracing_sampling_rate_per_million,
+                max_buffered: self.tracing_max_buffered as usize,
+            }),
         })
     }
 }
@@ -240,6 +253,7 @@ mod tests {
         assert_eq!(config.log_level, LogLevel::Debug);
         assert_eq!(config.log_driver, LogDriver::Stdout);
         assert!(config.enable_tracing);
+        assert_eq!(config.tracing_sampling_rate_per_million, 1_000_000);
         assert_eq!(config.runtime_root, Some(PathBuf::from("/run/runc")));
     }
 
@@ -252,6 +266,14 @@ mod tests {
         );
         let err = parse(&["--frobnicate"]).unwrap_err().to_string();
         assert!(err.contains("--frobnicate"), "{err}");
+    }
+
+    #[test]
+    fn sampling_rate_is_bounded() {
+        let err = parse(&["--tracing-sampling-rate-per-million", "2000000"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--tracing-sampling-rate-per-million"), "{err}");
     }
 
     #[test]

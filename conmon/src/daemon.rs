@@ -23,7 +23,7 @@ use crate::reaper::{self, Reaper};
 use crate::rpc::RpcServer;
 use crate::runtime::Runtime;
 use crate::sys::{self, ForkResult};
-use crate::{atomic_file, listener, own_log};
+use crate::{atomic_file, listener, telemetry};
 
 /// Name of the RPC socket in the runtime directory.
 pub const SOCKET_NAME: &str = "conmon.sock";
@@ -76,12 +76,13 @@ pub fn start(settings: Settings) -> Result<(), DaemonError> {
         }
     }
     sys::set_child_subreaper().map_err(DaemonError::Subreaper)?;
-    own_log::init(settings.log_level, settings.log_driver);
+    let telemetry = telemetry::init(
+        settings.log_level,
+        settings.log_driver,
+        settings.tracing.as_ref(),
+    );
     if let Err(err) = oom_adjusted {
         tracing::warn!(error = %err, "cannot adjust OOM score");
-    }
-    if settings.enable_tracing {
-        tracing::warn!(endpoint = %settings.tracing_endpoint, "trace export is not available in this build yet");
     }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -91,6 +92,7 @@ pub fn start(settings: Settings) -> Result<(), DaemonError> {
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(&runtime, serve(settings, listener, &socket_path));
     tracing::info!("conmond stopped");
+    telemetry.shutdown();
     result
 }
 

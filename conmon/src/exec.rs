@@ -10,9 +10,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::error::MonitorError;
-use crate::monitor::{Monitor, read_pidfile};
+use crate::monitor::{Monitor, finish_runtime, read_pidfile, runtime_failed};
 use crate::reaper::ExitStatus;
 use crate::runtime::RuntimeStdio;
 use crate::stdio;
@@ -57,23 +58,21 @@ impl Monitor {
             request.cgroup_manager,
         );
         tracing::debug!(container_id = %request.id, ?args, "runtime exec");
-        let runtime_pid = self
-            .runtime
-            .spawn(
-                &args,
-                &request.env,
-                RuntimeStdio::piped_output(stdout_w, stderr_w),
-            )
-            .map_err(|source| MonitorError::SpawnRuntime {
-                runtime: self.runtime.path.clone(),
-                source,
-            })?;
-        let runtime_exit = self.reaper.watch(runtime_pid);
+        let (runtime_span, runtime_exit) = self.spawn_runtime(
+            "exec",
+            &args,
+            &request.env,
+            RuntimeStdio::piped_output(stdout_w, stderr_w),
+        )?;
 
         // Set once the runtime reported the command's PID, so a deadline can kill it.
         let command_pid = Cell::new(None);
         let process = async {
-            let status = runtime_exit.await.map_err(|_| MonitorError::ShuttingDown)?;
+            let status = runtime_exit
+                .instrument(runtime_span.clone())
+                .await
+                .map_err(|_| MonitorError::ShuttingDown)?;
+            finish_runtime(&runtime_span, status);
             if status != ExitStatus::Exited(0) {
                 let _ = std::fs::remove_file(&pidfile);
                 return Err(MonitorError::RuntimeFailed {
@@ -124,11 +123,13 @@ impl Monitor {
             Some(Err(MonitorError::RuntimeFailed { action, status, .. })) => {
                 let mut text = err.bytes;
                 text.extend(out.bytes);
-                Err(MonitorError::RuntimeFailed {
+                let err = MonitorError::RuntimeFailed {
                     action,
                     status,
                     stderr: String::from_utf8_lossy(&text).into_owned(),
-                })
+                };
+                runtime_failed(&runtime_span, &err);
+                Err(err)
             }
             Some(Err(e)) => Err(e),
             // The runtime itself hung past the deadline.

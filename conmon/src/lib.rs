@@ -9,7 +9,8 @@
 //! Architecture: [`daemon`] does the single-threaded start-up (fork, subreaper) and then runs
 //! everything on one thread: [`rpc`] decodes requests into plain types and calls [`monitor`],
 //! which drives the [`runtime`], pumps output into [`logs`] and learns of exits from the
-//! [`reaper`]. All `unsafe` code is in `sys`.
+//! [`reaper`]. [`telemetry`] exports spans and correlated logs over OTLP. All `unsafe` code is
+//! in `sys`.
 #![deny(unsafe_code)]
 
 mod atomic_file;
@@ -21,10 +22,10 @@ pub mod listener;
 pub mod logs;
 pub mod monitor;
 mod oom;
-mod own_log;
 pub mod reaper;
 pub mod rpc;
 pub mod runtime;
 mod stdio;
 mod sys;
+pub mod telemetry;
 pub mod version;

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::atomic_file;
 use crate::error::MonitorError;
@@ -21,6 +22,7 @@ use crate::reaper::{ExitStatus, Reaper};
 use crate::runtime::{CreateArgs, Runtime, RuntimeStdio};
 use crate::stdio::{self, PipeReader};
 use crate::sys;
+use crate::telemetry;
 pub use conmon_proto::types::CreateContainer;
 
 /// How long output pipes may stay open after the container's init exited (a process that
@@ -140,7 +142,8 @@ impl Monitor {
             done: false,
         };
 
-        let logs = LogSet::open(&request.id, &request.log_drivers)?;
+        let logs = tracing::info_span!("log setup", drivers = request.log_drivers.len())
+            .in_scope(|| LogSet::open(&request.id, &request.log_drivers))?;
         let (stdout, stdout_w) = stdio::output_pipe().map_err(MonitorError::Pipe)?;
         let (stderr, stderr_w) = stdio::output_pipe().map_err(MonitorError::Pipe)?;
         let mut runtime_stdio = RuntimeStdio::piped_output(stdout_w, stderr_w);
@@ -162,16 +165,20 @@ impl Monitor {
             cgroup_manager: request.cgroup_manager,
         });
         tracing::debug!(container_id = %request.id, ?args, "runtime create");
-        let status = self.run_runtime(&args, &request.env, runtime_stdio).await?;
+        let (span, status) = self
+            .run_runtime("create", &args, &request.env, runtime_stdio)
+            .await?;
         if status != ExitStatus::Exited(0) {
             // The runtime has exited, so everything it wrote is already in the pipes.
             let mut output = stdio::read_available(&stderr);
             output.extend(stdio::read_available(&stdout));
-            return Err(MonitorError::RuntimeFailed {
+            let err = MonitorError::RuntimeFailed {
                 action: "create",
                 status,
                 stderr: String::from_utf8_lossy(&output).into_owned(),
-            });
+            };
+            runtime_failed(&span, &err);
+            return Err(err);
         }
         let pid = match read_pidfile(&pidfile) {
             Ok(pid) => pid,
@@ -214,6 +221,7 @@ impl Monitor {
         tracing::info!(container_id = %request.id, pid, "container created");
 
         let supervision = Supervision {
+            create_span: telemetry::span_context(&tracing::Span::current()),
             exit,
             pumps,
             oom_watch,
@@ -241,24 +249,47 @@ impl Monitor {
         }
     }
 
-    /// Runs the runtime to completion and returns how it exited.
-    pub(crate) async fn run_runtime(
+    /// Starts `runtime <action>` in a child span of the current one (its context also goes to
+    /// the runtime as `TRACEPARENT`). Returns the span, to finish with [`finish_runtime`], and
+    /// the runtime's exit status.
+    pub(crate) fn spawn_runtime(
         &self,
+        action: &'static str,
         args: &[OsString],
         env: &BTreeMap<String, String>,
         stdio: RuntimeStdio,
-    ) -> Result<ExitStatus, MonitorError> {
-        let pid =
-            self.runtime
-                .spawn(args, env, stdio)
-                .map_err(|source| MonitorError::SpawnRuntime {
-                    runtime: self.runtime.path.clone(),
-                    source,
-                })?;
-        self.reaper
-            .watch(pid)
+    ) -> Result<(tracing::Span, oneshot::Receiver<ExitStatus>), MonitorError> {
+        let span = tracing::info_span!(
+            "runtime",
+            otel.name = format!("runtime {action}"),
+            runtime.path = %self.runtime.path.display(),
+            runtime.args = ?args,
+            runtime.exit_code = tracing::field::Empty,
+        );
+        let pid = span
+            .in_scope(|| self.runtime.spawn(args, env, stdio))
+            .map_err(|source| MonitorError::SpawnRuntime {
+                runtime: self.runtime.path.clone(),
+                source,
+            })?;
+        Ok((span, self.reaper.watch(pid)))
+    }
+
+    /// Runs `runtime <action>` to completion in its own span and returns how it exited.
+    pub(crate) async fn run_runtime(
+        &self,
+        action: &'static str,
+        args: &[OsString],
+        env: &BTreeMap<String, String>,
+        stdio: RuntimeStdio,
+    ) -> Result<(tracing::Span, ExitStatus), MonitorError> {
+        let (span, exit) = self.spawn_runtime(action, args, env, stdio)?;
+        let status = exit
+            .instrument(span.clone())
             .await
-            .map_err(|_| MonitorError::ShuttingDown)
+            .map_err(|_| MonitorError::ShuttingDown)?;
+        finish_runtime(&span, status);
+        Ok((span, status))
     }
 
     /// Reopens the log files of container `id` (log rotation).
@@ -306,14 +337,26 @@ impl Monitor {
     async fn delete_container(&self, id: &str) {
         let args = self.runtime.delete_args(id);
         let no_env = BTreeMap::new();
-        let delete = self.run_runtime(&args, &no_env, RuntimeStdio::null());
+        let delete = self.run_runtime("delete", &args, &no_env, RuntimeStdio::null());
         match tokio::time::timeout(SHUTDOWN_WAIT, delete).await {
-            Ok(Ok(ExitStatus::Exited(0))) => {}
-            Ok(Ok(status)) => tracing::warn!(container_id = %id, ?status, "runtime delete failed"),
+            Ok(Ok((_, ExitStatus::Exited(0)))) => {}
+            Ok(Ok((span, status))) => {
+                tracing::warn!(parent: &span, container_id = %id, ?status, "runtime delete failed");
+            }
             Ok(Err(err)) => tracing::warn!(container_id = %id, error = %err, "runtime delete"),
             Err(_) => tracing::warn!(container_id = %id, "runtime delete timed out"),
         }
     }
+}
+
+/// Records the runtime's exit on its span.
+pub(crate) fn finish_runtime(span: &tracing::Span, status: ExitStatus) {
+    span.record("runtime.exit_code", status.code());
+}
+
+/// Reports a runtime failure, with the runtime's own error output, on its span.
+pub(crate) fn runtime_failed(span: &tracing::Span, err: &MonitorError) {
+    tracing::error!(parent: span, error = %err, "runtime failed");
 }
 
 /// Reads a PID written by the runtime (surrounding whitespace is tolerated).
@@ -354,6 +397,9 @@ async fn pump(id: String, reader: PipeReader, stream: Stream, logs: Rc<RefCell<L
 
 /// What happens when a container exits.
 struct Supervision {
+    /// The span of the create request (not the span itself, which must end with the request);
+    /// the exit span links to it.
+    create_span: opentelemetry::trace::SpanContext,
     exit: oneshot::Receiver<ExitStatus>,
     pumps: Vec<JoinHandle<()>>,
     oom_watch: Option<OomWatch>,
@@ -370,45 +416,62 @@ async fn supervise(monitor: Rc<Monitor>, container: Rc<Container>, supervision: 
         return;
     };
     let code = status.code();
-    tracing::info!(container_id = %id, pid = container.pid, exit_code = code, "container exited");
+    // The exit happens long after the create request returned: it gets its own span, linked to
+    // the create span, and is traced exactly when the create was.
+    let span = telemetry::linked_root(&supervision.create_span, || {
+        tracing::info_span!(
+            parent: None,
+            "container exit",
+            container.id = %id,
+            container.exit_code = code,
+            container.oom_killed = tracing::field::Empty,
+        )
+    });
+    let finish = async {
+        tracing::info!(container_id = %id, pid = container.pid, exit_code = code, "container exited");
 
-    // Exit files come last, so an engine that sees one can read the complete log.
-    let drain = futures::future::join_all(supervision.pumps);
-    if tokio::time::timeout(OUTPUT_DRAIN_GRACE, drain)
-        .await
-        .is_err()
-    {
-        tracing::warn!(container_id = %id, "output still open after exit; writing exit files anyway");
-    }
-
-    if supervision
-        .oom_watch
-        .is_some_and(|watch| watch.oom_killed())
-    {
-        tracing::info!(container_id = %id, "container was OOM-killed");
-        for path in &supervision.oom_exit_paths {
-            if let Err(err) = atomic_file::write_atomic(path, b"") {
-                tracing::error!(container_id = %id, path = %path.display(), error = %err, "write OOM file");
-            }
+        // Exit files come last, so an engine that sees one can read the complete log.
+        let drain = futures::future::join_all(supervision.pumps);
+        if tokio::time::timeout(OUTPUT_DRAIN_GRACE, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(container_id = %id, "output still open after exit; writing exit files anyway");
         }
-    }
-    for path in &supervision.exit_paths {
-        if let Err(err) = atomic_file::write_atomic(path, code.to_string().as_bytes()) {
+        let oom_killed = supervision
+            .oom_watch
+            .is_some_and(|watch| watch.oom_killed());
+        tracing::Span::current().record("container.oom_killed", oom_killed);
+        let _files = tracing::info_span!("write exit files").entered();
+        if oom_killed {
+            tracing::info!(container_id = %id, "container was OOM-killed");
+            write_files(id, &supervision.oom_exit_paths, b"");
+        }
+        write_files(id, &supervision.exit_paths, code.to_string().as_bytes());
+        drop(_files);
+        if !supervision.cleanup_cmd.is_empty() {
+            run_cleanup(&monitor, id, &supervision.cleanup_cmd);
+        }
+    };
+    finish.instrument(span).await;
+    supervision.exited_tx.send_replace(Some(code));
+}
+
+/// Writes `contents` atomically to every path; failures are logged with the path.
+fn write_files(id: &str, paths: &[PathBuf], contents: &[u8]) {
+    for path in paths {
+        if let Err(err) = atomic_file::write_atomic(path, contents) {
             tracing::error!(container_id = %id, path = %path.display(), error = %err, "write exit file");
         }
     }
-    if !supervision.cleanup_cmd.is_empty() {
-        run_cleanup(&monitor, id, &supervision.cleanup_cmd);
-    }
-    supervision.exited_tx.send_replace(Some(code));
 }
 
 /// Starts the cleanup command without waiting for it; its outcome is logged.
 fn run_cleanup(monitor: &Monitor, id: &str, cleanup_cmd: &[String]) {
-    let (program, args) = match cleanup_cmd.split_first() {
-        Some(split) => split,
-        None => return,
+    let Some((program, args)) = cleanup_cmd.split_first() else {
+        return;
     };
+    let _span = tracing::info_span!("cleanup command", command = ?cleanup_cmd).entered();
     let spawned = std::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())

@@ -2,15 +2,20 @@
 //! shared with clients, `conmon_proto::types`), calls the monitor, and encodes the results. No
 //! other module sees capnp types.
 
+use std::future::Future;
 use std::rc::Rc;
 
 use capnp::capability::Rc as CapRc;
 use conmon_proto::conmon;
 use conmon_proto::types::{CreateContainer, ExecSync};
+use tracing::Instrument as _;
 
 use crate::error::{MonitorError, error_chain};
 use crate::monitor::Monitor;
+use crate::telemetry;
 use crate::version::BuildInfo;
+
+type Metadata<'a> = capnp::struct_list::Reader<'a, conmon::text_text_map_entry::Owned>;
 
 /// The `Conmon` interface served on `conmon.sock`.
 #[derive(Debug)]
@@ -32,10 +37,54 @@ fn to_capnp(err: MonitorError) -> capnp::Error {
     }
 }
 
-fn not_implemented(method: &str) -> capnp::Error {
-    capnp::Error::unimplemented(format!(
-        "not implemented: {method} is not supported by this conmond yet"
-    ))
+/// Opens the server span of one RPC as a child of the caller's trace context, which is read
+/// from the request metadata before the span starts.
+fn rpc_span(
+    method: &'static str,
+    container_id: &str,
+    metadata: capnp::Result<Metadata<'_>>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = format!("Conmon/{method}"),
+        otel.kind = "server",
+        rpc.system = "capnp",
+        rpc.service = "Conmon",
+        rpc.method = method,
+        container.id = tracing::field::Empty,
+    );
+    if !container_id.is_empty() {
+        span.record("container.id", container_id);
+    }
+    match metadata.and_then(conmon_proto::map::read) {
+        Ok(metadata) => telemetry::set_remote_parent(&span, &metadata),
+        Err(err) => tracing::debug!(error = %err, "unreadable request metadata"),
+    }
+    span
+}
+
+/// Runs an RPC body in its span; a failure is logged there (marking the span as failed) and
+/// turned into the wire error.
+async fn traced<T>(
+    span: tracing::Span,
+    body: impl Future<Output = Result<T, MonitorError>>,
+) -> Result<T, capnp::Error> {
+    async {
+        body.await.map_err(|err| {
+            tracing::error!(error = %error_chain(&err), "request failed");
+            to_capnp(err)
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+fn not_implemented(method: &'static str, metadata: capnp::Result<Metadata<'_>>) -> capnp::Error {
+    let span = rpc_span(method, "", metadata);
+    let _entered = span.enter();
+    let message = format!("not implemented: {method} is not supported by this conmond yet");
+    tracing::error!("{message}");
+    capnp::Error::unimplemented(message)
 }
 
 impl conmon::Server for RpcServer {
@@ -44,8 +93,10 @@ impl conmon::Server for RpcServer {
         params: conmon::VersionParams,
         mut results: conmon::VersionResults,
     ) -> Result<(), capnp::Error> {
-        let verbose = params.get()?.get_request()?.get_verbose();
-        BuildInfo::get(verbose)
+        let request = params.get()?.get_request()?;
+        let span = rpc_span("version", "", request.get_metadata());
+        let _entered = span.enter();
+        BuildInfo::get(request.get_verbose())
             .to_wire(std::process::id())
             .write(results.get().init_response());
         Ok(())
@@ -56,12 +107,14 @@ impl conmon::Server for RpcServer {
         params: conmon::CreateContainerParams,
         mut results: conmon::CreateContainerResults,
     ) -> Result<(), capnp::Error> {
-        let request = CreateContainer::read(params.get()?.get_request()?)?;
-        let pid = self
-            .monitor
-            .create_container(request)
-            .await
-            .map_err(to_capnp)?;
+        let request = params.get()?.get_request()?;
+        let span = rpc_span(
+            "createContainer",
+            request.get_id()?.to_str()?,
+            request.get_metadata(),
+        );
+        let request = CreateContainer::read(request)?;
+        let pid = traced(span, self.monitor.create_container(request)).await?;
         results.get().init_response().set_container_pid(pid);
         Ok(())
     }
@@ -71,8 +124,14 @@ impl conmon::Server for RpcServer {
         params: conmon::ExecSyncContainerParams,
         mut results: conmon::ExecSyncContainerResults,
     ) -> Result<(), capnp::Error> {
-        let request = ExecSync::read(params.get()?.get_request()?)?;
-        let output = self.monitor.exec_sync(request).await.map_err(to_capnp)?;
+        let request = params.get()?.get_request()?;
+        let span = rpc_span(
+            "execSyncContainer",
+            request.get_id()?.to_str()?,
+            request.get_metadata(),
+        );
+        let request = ExecSync::read(request)?;
+        let output = traced(span, self.monitor.exec_sync(request)).await?;
         output.write(results.get().init_response());
         Ok(())
     }
@@ -82,63 +141,86 @@ impl conmon::Server for RpcServer {
         params: conmon::ReopenLogContainerParams,
         _results: conmon::ReopenLogContainerResults,
     ) -> Result<(), capnp::Error> {
-        let id = params.get()?.get_request()?.get_id()?.to_string()?;
-        self.monitor.reopen_log(&id).map_err(to_capnp)
+        let request = params.get()?.get_request()?;
+        let id = request.get_id()?.to_string()?;
+        let span = rpc_span("reopenLogContainer", &id, request.get_metadata());
+        traced(span, async { self.monitor.reopen_log(&id) }).await
     }
 
     async fn attach_container(
         self: CapRc<Self>,
-        _: conmon::AttachContainerParams,
+        params: conmon::AttachContainerParams,
         _: conmon::AttachContainerResults,
     ) -> Result<(), capnp::Error> {
-        Err(not_implemented("attachContainer"))
+        Err(not_implemented(
+            "attachContainer",
+            params.get()?.get_request()?.get_metadata(),
+        ))
     }
 
     async fn set_window_size_container(
         self: CapRc<Self>,
-        _: conmon::SetWindowSizeContainerParams,
+        params: conmon::SetWindowSizeContainerParams,
         _: conmon::SetWindowSizeContainerResults,
     ) -> Result<(), capnp::Error> {
-        Err(not_implemented("setWindowSizeContainer"))
+        Err(not_implemented(
+            "setWindowSizeContainer",
+            params.get()?.get_request()?.get_metadata(),
+        ))
     }
 
     async fn create_namespaces(
         self: CapRc<Self>,
-        _: conmon::CreateNamespacesParams,
+        params: conmon::CreateNamespacesParams,
         _: conmon::CreateNamespacesResults,
     ) -> Result<(), capnp::Error> {
-        Err(not_implemented("createNamespaces"))
+        Err(not_implemented(
+            "createNamespaces",
+            params.get()?.get_request()?.get_metadata(),
+        ))
     }
 
     async fn start_fd_socket(
         self: CapRc<Self>,
-        _: conmon::StartFdSocketParams,
+        params: conmon::StartFdSocketParams,
         _: conmon::StartFdSocketResults,
     ) -> Result<(), capnp::Error> {
-        Err(not_implemented("startFdSocket"))
+        Err(not_implemented(
+            "startFdSocket",
+            params.get()?.get_request()?.get_metadata(),
+        ))
     }
 
     async fn serve_exec_container(
         self: CapRc<Self>,
-        _: conmon::ServeExecContainerParams,
+        params: conmon::ServeExecContainerParams,
         _: conmon::ServeExecContainerResults,
     ) -> Result<(), capnp::Error> {
-        Err(not_implemented("serveExecContainer"))
+        Err(not_implemented(
+            "serveExecContainer",
+            params.get()?.get_request()?.get_metadata(),
+        ))
     }
 
     async fn serve_attach_container(
         self: CapRc<Self>,
-        _: conmon::ServeAttachContainerParams,
+        params: conmon::ServeAttachContainerParams,
         _: conmon::ServeAttachContainerResults,
     ) -> Result<(), capnp::Error> {
-        Err(not_implemented("serveAttachContainer"))
+        Err(not_implemented(
+            "serveAttachContainer",
+            params.get()?.get_request()?.get_metadata(),
+        ))
     }
 
     async fn serve_port_forward_container(
         self: CapRc<Self>,
-        _: conmon::ServePortForwardContainerParams,
+        params: conmon::ServePortForwardContainerParams,
         _: conmon::ServePortForwardContainerResults,
     ) -> Result<(), capnp::Error> {
-        Err(not_implemented("servePortForwardContainer"))
+        Err(not_implemented(
+            "servePortForwardContainer",
+            params.get()?.get_request()?.get_metadata(),
+        ))
     }
 }

@@ -100,6 +100,7 @@ impl Runtime {
         let child = Command::new(&self.path)
             .args(args)
             .envs(env)
+            .envs(crate::telemetry::trace_env())
             .stdin(stdio.stdin)
             .stdout(stdio.stdout)
             .stderr(stdio.stderr)

@@ -65,6 +65,8 @@ impl From<std::str::Utf8Error> for ClientError {
 /// A connection to one monitor.
 pub struct MonitorClient {
     client: conmon::Client,
+    /// Sent as the `metadata` of every request (trace context).
+    metadata: std::cell::RefCell<std::collections::BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for MonitorClient {
@@ -91,7 +93,29 @@ impl MonitorClient {
         let mut rpc = RpcSystem::new(Box::new(network), None);
         let client: conmon::Client = rpc.bootstrap(rpc_twoparty_capnp::Side::Server);
         tokio::task::spawn_local(rpc);
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            metadata: Default::default(),
+        })
+    }
+
+    /// Sets the metadata (e.g. `traceparent`) sent with every following request.
+    pub fn set_metadata(&self, metadata: std::collections::BTreeMap<String, String>) {
+        *self.metadata.borrow_mut() = metadata;
+    }
+
+    fn write_metadata<'a>(
+        &self,
+        list: impl FnOnce(u32) -> capnp::struct_list::Builder<'a, conmon::text_text_map_entry::Owned>,
+    ) {
+        let metadata = self.metadata.borrow();
+        if metadata.is_empty() {
+            return;
+        }
+        conmon_proto::map::write(
+            list(u32::try_from(metadata.len()).unwrap_or(u32::MAX)),
+            metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
     }
 
     /// The underlying Cap'n Proto client, for calls this type does not wrap yet.
@@ -102,7 +126,9 @@ impl MonitorClient {
     /// Asks for the monitor's build information (`verbose` adds the dependency tree).
     pub async fn version(&self, verbose: bool) -> Result<VersionInfo, ClientError> {
         let mut request = self.client.version_request();
-        request.get().init_request().set_verbose(verbose);
+        let mut r = request.get().init_request();
+        r.set_verbose(verbose);
+        self.write_metadata(|n| r.init_metadata(n));
         let reply = request.send().promise.await?;
         Ok(VersionInfo::read(reply.get()?.get_response()?)?)
     }
@@ -110,7 +136,9 @@ impl MonitorClient {
     /// Creates a container; returns its PID.
     pub async fn create_container(&self, spec: &CreateContainer) -> Result<u32, ClientError> {
         let mut request = self.client.create_container_request();
-        spec.write(request.get().init_request());
+        let mut r = request.get().init_request();
+        spec.write(r.reborrow());
+        self.write_metadata(|n| r.init_metadata(n));
         let reply = request.send().promise.await?;
         Ok(reply.get()?.get_response()?.get_container_pid())
     }
@@ -118,7 +146,9 @@ impl MonitorClient {
     /// Runs a command in a container and returns its output.
     pub async fn exec_sync(&self, spec: &ExecSync) -> Result<ExecSyncResult, ClientError> {
         let mut request = self.client.exec_sync_container_request();
-        spec.write(request.get().init_request());
+        let mut r = request.get().init_request();
+        spec.write(r.reborrow());
+        self.write_metadata(|n| r.init_metadata(n));
         let reply = request.send().promise.await?;
         Ok(ExecSyncResult::read(reply.get()?.get_response()?)?)
     }
@@ -126,7 +156,9 @@ impl MonitorClient {
     /// Reopens a container's log files (after the engine rotated them).
     pub async fn reopen_log(&self, id: &str) -> Result<(), ClientError> {
         let mut request = self.client.reopen_log_container_request();
-        request.get().init_request().set_id(id);
+        let mut r = request.get().init_request();
+        r.set_id(id);
+        self.write_metadata(|n| r.init_metadata(n));
         request.send().promise.await?;
         Ok(())
     }

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
+
+pub mod otlp;
 pub use runtime_shim::client::{
     CgroupManager, CreateContainer, ExecSync, LogDriver, LogFormat, MonitorClient,
 };
@@ -116,25 +118,43 @@ pub struct Pod {
 impl Pod {
     /// Starts conmond as an engine would (forking, pidfile) with a fresh runtime directory.
     pub fn start() -> Result<Self> {
-        Self::start_in(None)
+        Self::start_with(None, &[])
     }
 
-    /// Starts conmond with its runtime directory at `runtime_dir` (relative to a fresh temp dir).
-    pub fn start_in(runtime_dir: Option<&str>) -> Result<Self> {
+    /// Starts conmond exporting telemetry to `endpoint`, plus `extra` flags.
+    pub fn start_traced(endpoint: &str, extra: &[&str]) -> Result<Self> {
+        let mut args = vec!["--enable-tracing", "--tracing-endpoint", endpoint];
+        args.extend_from_slice(extra);
+        Self::start_with(None, &args)
+    }
+
+    /// Starts conmond with its runtime directory at `runtime_dir` (relative to a fresh temp dir)
+    /// and `extra` flags.
+    pub fn start_with(runtime_dir: Option<&str>, extra: &[&str]) -> Result<Self> {
         require_privileged();
         let dir = tempfile::Builder::new().prefix("conmond-it").tempdir()?;
         let runtime_dir = dir.path().join(runtime_dir.unwrap_or("run"));
         let runc_root = dir.path().join("runc");
         std::fs::create_dir_all(dir.path())?;
         let log = std::fs::File::create(dir.path().join("conmond.log"))?;
+        let runtime = if extra.contains(&"--runtime") {
+            None
+        } else {
+            Some(["--runtime", RUNC])
+        };
         let status = Command::new(conmond_binary())
-            .arg("--runtime")
-            .arg(RUNC)
+            .args(runtime.iter().flatten())
             .arg("--runtime-dir")
             .arg(&runtime_dir)
             .arg("--runtime-root")
             .arg(&runc_root)
-            .args(["--log-level", "debug", "--log-driver", "stdout"])
+            .args(["--log-level", "debug"])
+            .args(if extra.contains(&"--log-driver") {
+                &[][..]
+            } else {
+                &["--log-driver", "stdout"][..]
+            })
+            .args(extra)
             .stdout(log.try_clone()?)
             .stderr(log)
             .status()

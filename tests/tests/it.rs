@@ -366,7 +366,7 @@ fn unknown_and_duplicate_containers_are_errors_that_say_so() -> Result<()> {
 #[test]
 fn long_runtime_dir_still_serves() -> Result<()> {
     let deep = format!("{}/{}", "a".repeat(60), "b".repeat(60));
-    let pod = Pod::start_in(Some(&deep))?;
+    let pod = Pod::start_with(Some(&deep), &[])?;
     assert!(pod.socket().as_os_str().len() > 108);
     run_local(async {
         let client = pod.client().await?;

@@ -1,0 +1,382 @@
+//! Bounded, retrying OTLP export that never blocks the monitor.
+//!
+//! Finished spans and log records go into bounded in-memory buffers (the RPC thread only takes
+//! a mutex and pushes). A dedicated thread, with its own single-threaded runtime, exports them
+//! in batches over gRPC. When the collector is unreachable a failed batch goes back to the front
+//! of its buffer and the export is retried with exponential backoff, so spans produced during an
+//! outage arrive once the collector is back. When a buffer is full the oldest entries are
+//! dropped and counted; the count is logged.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use opentelemetry::InstrumentationScope;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::Status;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, LogProcessor, SdkLogRecord};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter as _, SpanProcessor};
+use tokio::sync::Notify;
+
+/// Entries exported per request.
+const BATCH: usize = 512;
+/// How long a partial batch may wait before it is exported anyway.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// Time limit of one export request.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Backoff between failed exports.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+type LogEntry = (SdkLogRecord, InstrumentationScope);
+
+/// A FIFO that keeps at most `capacity` entries, dropping the oldest.
+struct Buffer<T> {
+    entries: VecDeque<T>,
+    capacity: usize,
+    dropped: u64,
+}
+
+impl<T> Buffer<T> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            entries: VecDeque::new(),
+            capacity,
+            dropped: 0,
+        }
+    }
+
+    /// Appends; returns the new length.
+    fn push(&mut self, entry: T) -> usize {
+        if self.entries.len() >= self.capacity {
+            self.entries.pop_front();
+            self.dropped += 1;
+        }
+        self.entries.push_back(entry);
+        self.entries.len()
+    }
+
+    fn take_batch(&mut self) -> Vec<T> {
+        let n = self.entries.len().min(BATCH);
+        self.entries.drain(..n).collect()
+    }
+
+    /// Puts a batch that failed to export back in front, keeping the newest within capacity.
+    fn requeue(&mut self, batch: Vec<T>) {
+        for entry in batch.into_iter().rev() {
+            if self.entries.len() >= self.capacity {
+                self.dropped += 1;
+                continue;
+            }
+            self.entries.push_front(entry);
+        }
+    }
+
+    fn take_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped)
+    }
+}
+
+/// State shared between the processors (any thread) and the export thread.
+struct Shared {
+    spans: Mutex<Buffer<SpanData>>,
+    logs: Mutex<Buffer<LogEntry>>,
+    wake: Notify,
+    stopping: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves a consistent buffer; keep using it.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The running export pipeline.
+pub(crate) struct Exporter {
+    shared: Arc<Shared>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exporter").finish_non_exhaustive()
+    }
+}
+
+impl Exporter {
+    /// Starts the export thread for `endpoint`; buffers hold up to `capacity` spans and as many
+    /// log records.
+    pub(crate) fn start(
+        endpoint: String,
+        resource: Resource,
+        capacity: usize,
+    ) -> std::io::Result<(Self, BufferedSpans, BufferedLogs)> {
+        let shared = Arc::new(Shared {
+            spans: Mutex::new(Buffer::new(capacity)),
+            logs: Mutex::new(Buffer::new(capacity)),
+            wake: Notify::new(),
+            stopping: AtomicBool::new(false),
+        });
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let thread_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("otlp-export".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(export_loop(thread_shared, endpoint, resource)),
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot start the trace export thread")
+                    }
+                }
+                // The receiver may be gone when shutdown already gave up waiting.
+                let _ = done_tx.send(());
+            })?;
+        Ok((
+            Self {
+                shared: shared.clone(),
+                done,
+            },
+            BufferedSpans(shared.clone()),
+            BufferedLogs(shared),
+        ))
+    }
+
+    /// Exports what is buffered (one attempt per batch) and stops, waiting at most `timeout`.
+    pub(crate) fn shutdown(self, timeout: Duration) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_one();
+        if self.done.recv_timeout(timeout).is_err() {
+            tracing::warn!(
+                ?timeout,
+                "trace export did not finish in time; unsent spans are lost"
+            );
+        }
+    }
+}
+
+async fn export_loop(shared: Arc<Shared>, endpoint: String, resource: Resource) {
+    let built = (
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .with_timeout(EXPORT_TIMEOUT)
+            .build(),
+        opentelemetry_otlp::LogExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .with_timeout(EXPORT_TIMEOUT)
+            .build(),
+    );
+    let (mut span_exporter, mut log_exporter) = match built {
+        (Ok(spans), Ok(logs)) => (spans, logs),
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::error!(error = %err, "cannot build the OTLP exporter; telemetry is off");
+            return;
+        }
+    };
+    span_exporter.set_resource(&resource);
+    log_exporter.set_resource(&resource);
+
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let stopping = shared.stopping.load(Ordering::SeqCst);
+        let spans = lock(&shared.spans).take_batch();
+        let logs = lock(&shared.logs).take_batch();
+        report_dropped(&shared);
+        if spans.is_empty() && logs.is_empty() {
+            if stopping {
+                return;
+            }
+            // Woken early when a full batch is ready or on shutdown.
+            let _ = tokio::time::timeout(FLUSH_INTERVAL, shared.wake.notified()).await;
+            continue;
+        }
+        let mut failed = false;
+        if !spans.is_empty()
+            && let Err(err) = span_exporter.export(spans.clone()).await
+        {
+            tracing::debug!(error = %err, count = spans.len(), "span export failed; will retry");
+            lock(&shared.spans).requeue(spans);
+            failed = true;
+        }
+        if !logs.is_empty() {
+            let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
+                logs.iter().map(|(record, scope)| (record, scope)).collect();
+            if let Err(err) = log_exporter.export(LogBatch::new(&refs)).await {
+                tracing::debug!(error = %err, count = logs.len(), "log export failed; will retry");
+                drop(refs);
+                lock(&shared.logs).requeue(logs);
+                failed = true;
+            }
+        }
+        if failed {
+            if stopping {
+                // One attempt at shutdown: an unreachable collector must not delay exit.
+                return;
+            }
+            let _ = tokio::time::timeout(backoff, async {
+                while !shared.stopping.load(Ordering::SeqCst) {
+                    shared.wake.notified().await;
+                }
+            })
+            .await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        } else {
+            backoff = BACKOFF_MIN;
+        }
+    }
+}
+
+fn report_dropped(shared: &Shared) {
+    let spans = lock(&shared.spans).take_dropped();
+    let logs = lock(&shared.logs).take_dropped();
+    if spans > 0 || logs > 0 {
+        tracing::warn!(
+            spans,
+            logs,
+            "telemetry buffer full; dropped the oldest entries"
+        );
+    }
+}
+
+/// Span processor feeding the buffer. It also turns log events on spans into CRI-O's form: an
+/// event named `log` with `log.severity` and `log.message`, and an error status for errors.
+#[derive(Clone)]
+pub(crate) struct BufferedSpans(Arc<Shared>);
+
+impl fmt::Debug for BufferedSpans {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferedSpans").finish_non_exhaustive()
+    }
+}
+
+impl SpanProcessor for BufferedSpans {
+    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
+
+    fn on_end(&self, mut span: SpanData) {
+        if !span.span_context.is_sampled() {
+            return;
+        }
+        convert_log_events(&mut span);
+        let len = lock(&self.0.spans).push(span);
+        if len == BATCH {
+            self.0.wake.notify_one();
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.wake.notify_one();
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// Rewrites the events tracing-opentelemetry made from log lines (they carry a `level`
+/// attribute and the message as name) into CRI-O's `log` events.
+fn convert_log_events(span: &mut SpanData) {
+    let mut error = None;
+    for event in &mut span.events.events {
+        let Some(position) = event
+            .attributes
+            .iter()
+            .position(|kv| kv.key.as_str() == "level")
+        else {
+            continue;
+        };
+        let level = event
+            .attributes
+            .remove(position)
+            .value
+            .as_str()
+            .to_uppercase();
+        event.attributes.retain(|kv| kv.key.as_str() != "target");
+        let message = std::mem::replace(&mut event.name, "log".into());
+        if level == "ERROR" {
+            error = Some(message.clone());
+        }
+        event.attributes.push(KeyValue::new("log.severity", level));
+        event.attributes.push(KeyValue::new("log.message", message));
+    }
+    if let Some(message) = error {
+        span.status = Status::error(message);
+    }
+}
+
+/// Log processor feeding the buffer. Records of unsampled traces are dropped like their spans.
+#[derive(Clone)]
+pub(crate) struct BufferedLogs(Arc<Shared>);
+
+impl fmt::Debug for BufferedLogs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferedLogs").finish_non_exhaustive()
+    }
+}
+
+impl LogProcessor for BufferedLogs {
+    fn emit(&self, record: &mut SdkLogRecord, scope: &InstrumentationScope) {
+        let unsampled = record
+            .trace_context()
+            .is_some_and(|cx| cx.trace_flags.is_some_and(|flags| !flags.is_sampled()));
+        if unsampled {
+            return;
+        }
+        let len = lock(&self.0.logs).push((record.clone(), scope.clone()));
+        if len == BATCH {
+            self.0.wake.notify_one();
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.wake.notify_one();
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_buffer_drops_the_oldest_and_counts_them() {
+        let mut buffer = Buffer::new(3);
+        for i in 0..5 {
+            buffer.push(i);
+        }
+        assert_eq!(buffer.entries, [2, 3, 4]);
+        assert_eq!(buffer.take_dropped(), 2);
+        assert_eq!(buffer.take_dropped(), 0);
+    }
+
+    #[test]
+    fn failed_batch_goes_back_in_front_within_capacity() {
+        let mut buffer = Buffer::new(4);
+        for i in 0..4 {
+            buffer.push(i);
+        }
+        let batch = buffer.take_batch();
+        assert_eq!(batch, [0, 1, 2, 3]);
+        buffer.push(4);
+        buffer.push(5);
+        buffer.push(6);
+        buffer.requeue(batch);
+        // Newest kept: the oldest of the failed batch no longer fits.
+        assert_eq!(buffer.entries, [3, 4, 5, 6]);
+        assert_eq!(buffer.take_dropped(), 3);
+    }
+}

@@ -1,0 +1,234 @@
+//! A real OTLP gRPC receiver (traces and logs) on loopback, keeping what it receives in memory
+//! for tests and benchmarks to inspect.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use tokio::sync::oneshot;
+
+/// A span as received, with ids in lowercase hex and attributes as strings.
+#[derive(Debug, Clone)]
+pub struct Span {
+    /// Trace id.
+    pub trace_id: String,
+    /// Span id.
+    pub span_id: String,
+    /// Parent span id, empty for roots.
+    pub parent_span_id: String,
+    /// Name.
+    pub name: String,
+    /// OTLP span kind (2 = server).
+    pub kind: i32,
+    /// Attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// Events: name and attributes.
+    pub events: Vec<(String, BTreeMap<String, String>)>,
+    /// Span ids of linked spans.
+    pub links: Vec<String>,
+    /// Attributes of the resource that sent it.
+    pub resource: BTreeMap<String, String>,
+}
+
+/// A log record as received.
+#[derive(Debug, Clone)]
+pub struct LogRecord {
+    /// Trace id (hex), empty when the record has none.
+    pub trace_id: String,
+    /// Span id (hex).
+    pub span_id: String,
+    /// Severity text.
+    pub severity: String,
+    /// Body as a string.
+    pub body: String,
+    /// Attributes of the resource that sent it.
+    pub resource: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    spans: Mutex<Vec<Span>>,
+    logs: Mutex<Vec<LogRecord>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Sink(Arc<Store>);
+
+/// The receiver; stops when dropped or [`Receiver::stop`]ped.
+#[derive(Debug)]
+pub struct Receiver {
+    addr: SocketAddr,
+    store: Arc<Store>,
+    stop: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn value_string(value: Option<&AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn attributes(list: &[KeyValue]) -> BTreeMap<String, String> {
+    list.iter()
+        .map(|kv| (kv.key.clone(), value_string(kv.value.as_ref())))
+        .collect()
+}
+
+#[tonic::async_trait]
+impl TraceService for Sink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.0.spans.lock().expect("span store");
+        for resource_spans in &request.get_ref().resource_spans {
+            let resource = attributes(
+                resource_spans
+                    .resource
+                    .as_ref()
+                    .map_or(&[][..], |r| &r.attributes),
+            );
+            for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
+                spans.push(Span {
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: hex(&span.parent_span_id),
+                    name: span.name.clone(),
+                    kind: span.kind,
+                    attributes: attributes(&span.attributes),
+                    events: span
+                        .events
+                        .iter()
+                        .map(|e| (e.name.clone(), attributes(&e.attributes)))
+                        .collect(),
+                    links: span.links.iter().map(|l| hex(&l.span_id)).collect(),
+                    resource: resource.clone(),
+                });
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Sink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let mut logs = self.0.logs.lock().expect("log store");
+        for resource_logs in &request.get_ref().resource_logs {
+            let resource = attributes(
+                resource_logs
+                    .resource
+                    .as_ref()
+                    .map_or(&[][..], |r| &r.attributes),
+            );
+            for record in resource_logs.scope_logs.iter().flat_map(|s| &s.log_records) {
+                logs.push(LogRecord {
+                    trace_id: hex(&record.trace_id),
+                    span_id: hex(&record.span_id),
+                    severity: record.severity_text.clone(),
+                    body: value_string(record.body.as_ref()),
+                    resource: resource.clone(),
+                });
+            }
+        }
+        Ok(tonic::Response::new(ExportLogsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_addr() -> Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
+
+impl Receiver {
+    /// Starts receiving on `addr` (within a tokio runtime).
+    pub async fn start(addr: SocketAddr) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let sink = Sink::default();
+        let store = sink.0.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let server = tokio::spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(sink.clone()))
+                .add_service(LogsServiceServer::new(sink))
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(err) = served {
+                panic!("OTLP receiver failed: {err}");
+            }
+        });
+        Ok(Self {
+            addr,
+            store,
+            stop: Some(stop),
+            server,
+        })
+    }
+
+    /// The endpoint URL to export to.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<Span> {
+        self.store.spans.lock().expect("span store").clone()
+    }
+
+    /// Every log record received so far.
+    pub fn logs(&self) -> Vec<LogRecord> {
+        self.store.logs.lock().expect("log store").clone()
+    }
+
+    /// Stops listening.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.server).await;
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

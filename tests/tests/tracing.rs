@@ -1,0 +1,272 @@
+//! End-to-end tracing: the caller's trace continues in conmond and arrives at a real OTLP gRPC
+//! receiver with spans, log events and log records; nothing blocks and nothing is lost.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use conmon_integration_tests::otlp::{self, Receiver};
+use conmon_integration_tests::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+fn trace_id(tag: u8) -> String {
+    format!("4bf92f3577b34da6a3ce929d0e0e47{tag:02x}")
+}
+
+fn metadata(trace: &str, sampled: bool) -> BTreeMap<String, String> {
+    let flags = if sampled { "01" } else { "00" };
+    BTreeMap::from([(
+        "traceparent".to_owned(),
+        format!("00-{trace}-{CALLER_SPAN}-{flags}"),
+    )])
+}
+
+fn exec(id: &str, command: &[&str]) -> ExecSync {
+    ExecSync {
+        id: id.to_owned(),
+        command: command.iter().map(|s| (*s).to_owned()).collect(),
+        cgroup_manager: CgroupManager::Cgroupfs,
+        ..ExecSync::default()
+    }
+}
+
+/// Waits until the receiver holds spans satisfying `done`; returns all spans of `trace`.
+async fn spans_of(
+    receiver: &Receiver,
+    trace: &str,
+    what: &str,
+    done: impl Fn(&[otlp::Span]) -> bool,
+) -> Result<Vec<otlp::Span>> {
+    wait_for(what, WAIT, || {
+        let spans: Vec<otlp::Span> = receiver
+            .spans()
+            .into_iter()
+            .filter(|s| s.trace_id == trace)
+            .collect();
+        done(&spans).then_some(spans)
+    })
+    .await
+}
+
+fn named<'a>(spans: &'a [otlp::Span], name: &str) -> Vec<&'a otlp::Span> {
+    spans.iter().filter(|s| s.name == name).collect()
+}
+
+#[test]
+fn caller_trace_continues_through_rpc_and_runtime_spans_with_logs() -> Result<()> {
+    run_local(async {
+        let receiver = Receiver::start(otlp::free_addr()?).await?;
+        // The runtime is a wrapper that records the trace context it was given.
+        let dir = tempfile::tempdir()?;
+        let env_log = dir.path().join("runtime-env");
+        let wrapper = dir.path().join("runc-wrapper");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\necho \"$TRACEPARENT\" >> {}\nexec {RUNC} \"$@\"\n",
+                env_log.display()
+            ),
+        )?;
+        std::fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
+        let wrapper = wrapper.display().to_string();
+        // The default-less log driver `none` must not switch export off (it does in conmon-rs).
+        let pod = Pod::start_traced(
+            &receiver.endpoint(),
+            &["--log-driver", "none", "--runtime", &wrapper],
+        )?;
+        let client = pod.client().await?;
+        let trace = trace_id(1);
+        client.set_metadata(metadata(&trace, true));
+
+        let request = pod.create_request("traced", pod.bundle("traced", &["sleep", "1000"])?);
+        client.create_container(&request).await?;
+        pod.runc(&["start", "traced"])?;
+        let output = client.exec_sync(&exec("traced", &["echo", "hi"])).await?;
+        assert_eq!(output.stdout, b"hi\n");
+        pod.runc(&["kill", "traced", "KILL"])?;
+        wait_for_file(&request.exit_paths[0], WAIT).await?;
+
+        let spans = spans_of(
+            &receiver,
+            &trace,
+            "create, exec and runtime spans",
+            |spans| {
+                named(spans, "Conmon/createContainer").len() == 1
+                    && named(spans, "Conmon/execSyncContainer").len() == 1
+                    && named(spans, "runtime create").len() == 1
+                    && named(spans, "runtime exec").len() == 1
+            },
+        )
+        .await?;
+        let create = named(&spans, "Conmon/createContainer")[0];
+        let exec_rpc = named(&spans, "Conmon/execSyncContainer")[0];
+        for rpc in [create, exec_rpc] {
+            assert_eq!(rpc.parent_span_id, CALLER_SPAN, "{rpc:?}");
+            assert_eq!(rpc.kind, 2, "RPC spans are server spans: {rpc:?}");
+            assert_eq!(rpc.attributes["rpc.system"], "capnp");
+            assert_eq!(rpc.attributes["container.id"], "traced");
+        }
+        assert_eq!(create.attributes["rpc.method"], "createContainer");
+        assert_eq!(
+            named(&spans, "runtime create")[0].parent_span_id,
+            create.span_id
+        );
+        let runtime_exec = named(&spans, "runtime exec")[0];
+        assert_eq!(runtime_exec.parent_span_id, exec_rpc.span_id);
+        assert_eq!(runtime_exec.attributes["runtime.exit_code"], "0");
+
+        // Log lines are `log` events on the span they happened in.
+        let created_event = create.events.iter().find(|(name, attrs)| {
+            name == "log"
+                && attrs
+                    .get("log.message")
+                    .is_some_and(|m| m == "container created")
+        });
+        assert_eq!(
+            created_event.expect("log event on the create span").1["log.severity"],
+            "INFO"
+        );
+
+        // ... and OTLP log records with that trace and span.
+        let record = wait_for("log record of the create span", WAIT, || {
+            receiver.logs().into_iter().find(|l| {
+                l.trace_id == trace && l.span_id == create.span_id && l.body == "container created"
+            })
+        })
+        .await?;
+        assert_eq!(record.severity, "INFO");
+
+        let resource = &create.resource;
+        assert_eq!(resource["service.name"], "conmond");
+        assert_eq!(resource["service.version"], env!("CARGO_PKG_VERSION"));
+        assert!(!resource["host.name"].is_empty());
+        assert_eq!(resource["process.pid"], pod.pid.to_string());
+
+        // The runtime got the context of its own span.
+        let env = std::fs::read_to_string(&env_log)?;
+        let create_runtime = named(&spans, "runtime create")[0];
+        assert!(
+            env.contains(&format!("00-{trace}-{}-01", create_runtime.span_id)),
+            "{env}"
+        );
+
+        // The exit is its own span, linked to the create span.
+        let exit = wait_for("container exit span", WAIT, || {
+            receiver
+                .spans()
+                .into_iter()
+                .find(|s| s.name == "container exit" && s.links.contains(&create.span_id))
+        })
+        .await?;
+        assert_eq!(exit.attributes["container.exit_code"], "137");
+        assert_eq!(exit.attributes["container.oom_killed"], "false");
+        Ok(())
+    })
+}
+
+#[test]
+fn unsampled_parent_exports_nothing() -> Result<()> {
+    run_local(async {
+        let receiver = Receiver::start(otlp::free_addr()?).await?;
+        let pod = Pod::start_traced(&receiver.endpoint(), &[])?;
+        let client = pod.client().await?;
+        let (unsampled, marker) = (trace_id(2), trace_id(3));
+        client.set_metadata(metadata(&unsampled, false));
+        let request = pod.create_request("quiet", pod.bundle("quiet", &["sleep", "1000"])?);
+        client.create_container(&request).await?;
+        pod.runc(&["start", "quiet"])?;
+        client.exec_sync(&exec("quiet", &["true"])).await?;
+        // Export is in order: once a later sampled request arrived, the earlier one would have.
+        client.set_metadata(metadata(&marker, true));
+        client.exec_sync(&exec("quiet", &["true"])).await?;
+        spans_of(&receiver, &marker, "marker spans", |spans| {
+            !spans.is_empty()
+        })
+        .await?;
+        wait_for("marker log records", WAIT, || {
+            receiver
+                .logs()
+                .iter()
+                .any(|l| l.trace_id == marker)
+                .then_some(())
+        })
+        .await?;
+        assert!(
+            !receiver.spans().iter().any(|s| s.trace_id == unsampled),
+            "unsampled spans exported"
+        );
+        assert!(
+            !receiver.logs().iter().any(|l| l.trace_id == unsampled),
+            "unsampled logs exported"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn spans_of_a_collector_outage_arrive_when_it_returns() -> Result<()> {
+    run_local(async {
+        let addr = otlp::free_addr()?;
+        let pod = Pod::start_traced(&format!("http://{addr}"), &[])?;
+        let client = pod.client().await?;
+        let trace = trace_id(4);
+        client.set_metadata(metadata(&trace, true));
+        let request = pod.create_request("outage", pod.bundle("outage", &["sleep", "1000"])?);
+        client.create_container(&request).await?;
+        pod.runc(&["start", "outage"])?;
+        const EXECS: usize = 20;
+        for i in 0..EXECS {
+            let output = client
+                .exec_sync(&exec("outage", &["echo", &i.to_string()]))
+                .await?;
+            assert_eq!(output.exit_code, 0);
+        }
+        // Only now does the collector come up.
+        let receiver = Receiver::start(addr).await?;
+        let result = spans_of(&receiver, &trace, "every span of the outage", |spans| {
+            named(spans, "Conmon/createContainer").len() == 1
+                && named(spans, "Conmon/execSyncContainer").len() == EXECS
+                && named(spans, "runtime exec").len() == EXECS
+        })
+        .await;
+        if result.is_err() {
+            let names: Vec<String> = receiver
+                .spans()
+                .into_iter()
+                .map(|s| format!("{} {}", s.trace_id, s.name))
+                .collect();
+            eprintln!("received: {names:#?}");
+        }
+        result?;
+        Ok(())
+    })
+}
+
+#[test]
+fn sigterm_with_an_unreachable_collector_exits_within_5_seconds() -> Result<()> {
+    run_local(async {
+        let addr = otlp::free_addr()?;
+        let pod = Pod::start_traced(&format!("http://{addr}"), &[])?;
+        let client = pod.client().await?;
+        client.set_metadata(metadata(&trace_id(5), true));
+        for _ in 0..10 {
+            client.version(false).await?;
+        }
+        let started = Instant::now();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pod.pid.to_string()])
+            .status()?;
+        wait_for("conmond to exit", Duration::from_secs(10), || {
+            (!pod.daemon_alive()).then_some(())
+        })
+        .await?;
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+        Ok(())
+    })
+}
