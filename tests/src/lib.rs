@@ -251,13 +251,13 @@ impl Pod {
 }
 
 impl Drop for Pod {
-    #[allow(clippy::print_stderr, reason = "a failing test shows the daemon's log")]
+    #[allow(
+        clippy::print_stdout,
+        reason = "libtest shows captured output of failing tests only"
+    )]
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log =
-                std::fs::read_to_string(self.dir.path().join("conmond.log")).unwrap_or_default();
-            eprintln!("--- conmond log ---\n{log}");
-        }
+        let log = std::fs::read_to_string(self.dir.path().join("conmond.log")).unwrap_or_default();
+        println!("--- conmond log ---\n{log}");
         // Stop the daemon first so it does not race the deletes below.
         let _ = Command::new("kill")
             .args(["-KILL", &self.pid.to_string()])

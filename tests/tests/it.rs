@@ -413,10 +413,14 @@ fn cleanup_command_runs_after_the_exit_file() -> Result<()> {
         let exit_path = request.exit_paths[0].display().to_string();
         let marker = pod.path("cleanup.out");
         // The cleanup command copies the exit file: proof it ran, and ran after the file existed.
+        // It renames its output into place so the test never reads a half-written file.
         request.cleanup_cmd = vec![
             "/bin/sh".into(),
             "-c".into(),
-            format!("cat {exit_path} > {}", marker.display()),
+            format!(
+                "cat {exit_path} > {m}.tmp && mv {m}.tmp {m}",
+                m = marker.display()
+            ),
         ];
         assert_eq!(run_to_exit(&pod, &client, request).await?, "5");
         assert_eq!(wait_for_file(&marker, WAIT).await?, "5");
