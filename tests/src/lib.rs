@@ -137,23 +137,23 @@ impl Pod {
         let runc_root = dir.path().join("runc");
         std::fs::create_dir_all(dir.path())?;
         let log = std::fs::File::create(dir.path().join("conmond.log"))?;
-        let runtime = if extra.contains(&"--runtime") {
-            None
-        } else {
-            Some(["--runtime", RUNC])
-        };
+        // Defaults, unless `extra` sets the flag itself.
+        let defaults = [
+            ("--runtime", RUNC),
+            ("--log-level", "debug"),
+            ("--log-driver", "stdout"),
+        ];
+        let defaults: Vec<&str> = defaults
+            .iter()
+            .filter(|(flag, _)| !extra.contains(flag))
+            .flat_map(|(flag, value)| [*flag, *value])
+            .collect();
         let status = Command::new(conmond_binary())
-            .args(runtime.iter().flatten())
+            .args(&defaults)
             .arg("--runtime-dir")
             .arg(&runtime_dir)
             .arg("--runtime-root")
             .arg(&runc_root)
-            .args(["--log-level", "debug"])
-            .args(if extra.contains(&"--log-driver") {
-                &[][..]
-            } else {
-                &["--log-driver", "stdout"][..]
-            })
             .args(extra)
             .stdout(log.try_clone()?)
             .stderr(log)

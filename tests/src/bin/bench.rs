@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
+use conmon_integration_tests::otlp;
 use conmon_integration_tests::*;
 
 const EXEC_ROUNDS: usize = 100;
@@ -31,11 +32,12 @@ fn main() -> Result<()> {
         first_line(&["/usr/sbin/runc", "--version"]),
         first_line(&[CONMON, "--version"]),
     ));
-    let pod = Pod::start()?;
     run_local(async {
+        idle_memory(&mut report).await?;
+        let pod = Pod::start()?;
         let client = pod.client().await?;
-        idle_memory(&pod, &client, &mut report).await?;
         exec_latency(&pod, &client, &mut report).await?;
+        tracing_overhead(&client, &mut report).await?;
         create_latency(&pod, &client, &mut report).await?;
         report.push_str("## Log throughput\n\nThe container writes the bytes as fast as it can; time runs from `runc start` to the exit file (logs complete). Lost = bytes written minus bytes recovered from the CRI log.\n\n");
         report.push_str("| line size | total | raw pipe→file | conmond | Debian conmon | conmond vs conmon (× faster) | conmond / raw (× slower) | lost: conmond | lost: conmon |\n|---|---|---|---|---|---|---|---|---|\n");
@@ -43,6 +45,7 @@ fn main() -> Result<()> {
         log_throughput(&pod, &client, 2, 16 << 20, &mut report).await?;
         Ok::<_, anyhow::Error>(())
     })?;
+    // Pods are gone by now, so their logs do not end up in the report.
     println!("{report}");
     Ok(())
 }
@@ -71,10 +74,9 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-async fn idle_memory(pod: &Pod, client: &MonitorClient, report: &mut String) -> Result<()> {
-    client.version(false).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", pod.pid))?;
+/// PSS and RSS of a process, in KiB.
+fn memory(pid: u32) -> Result<(u64, u64)> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
     let field = |name: &str| -> Result<u64> {
         rollup
             .lines()
@@ -83,33 +85,113 @@ async fn idle_memory(pod: &Pod, client: &MonitorClient, report: &mut String) -> 
             .and_then(|kib| kib.parse().ok())
             .with_context(|| format!("{name} missing in smaps_rollup"))
     };
-    report.push_str(&format!(
-        "## Idle memory\n\n| | RSS | PSS | target |\n|---|---|---|---|\n| conmond (idle, one client connected) | {} KiB | {} KiB | PSS ≤ 2000 KiB |\n\n",
-        field("Rss:")?,
-        field("Pss:")?
-    ));
+    Ok((field("Rss:")?, field("Pss:")?))
+}
+
+/// Idle memory of conmond as CRI-O starts it (log driver none, level info, one persistent
+/// client), without and with trace export.
+async fn idle_memory(report: &mut String) -> Result<()> {
+    report.push_str("## Idle memory\n\nconmond as CRI-O starts it (`--log-driver none --log-level info`), one client connected after a `version` call.\n\n| | RSS | PSS | target |\n|---|---|---|---|\n");
+    let receiver = otlp::Receiver::start(otlp::free_addr()?).await?;
+    let endpoint = receiver.endpoint();
+    let flags = ["--log-driver", "none", "--log-level", "info"];
+    let traced: Vec<&str> = flags
+        .iter()
+        .copied()
+        .chain(["--enable-tracing", "--tracing-endpoint", &endpoint])
+        .collect();
+    for (label, args, target) in [
+        ("tracing off", &flags[..], "PSS ≤ 2000 KiB"),
+        ("tracing on", &traced[..], ""),
+    ] {
+        let pod = Pod::start_with(None, args)?;
+        let client = pod.client().await?;
+        client.version(false).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (rss, pss) = memory(pod.pid)?;
+        report.push_str(&format!(
+            "| conmond, {label} | {rss} KiB | {pss} KiB | {target} |\n"
+        ));
+    }
+    report.push('\n');
     Ok(())
 }
 
-async fn exec_latency(pod: &Pod, client: &MonitorClient, report: &mut String) -> Result<()> {
+/// Starts a long-running container `exec-bench` in `pod` and returns an exec request for it.
+async fn exec_target(pod: &Pod, client: &MonitorClient) -> Result<ExecSync> {
     let bundle = pod.bundle("exec-bench", &["sleep", "100000"])?;
     client
         .create_container(&pod.create_request("exec-bench", bundle))
         .await?;
     pod.runc(&["start", "exec-bench"])?;
-    let request = ExecSync {
+    Ok(exec_target_request())
+}
+
+async fn timed_exec(client: &MonitorClient, request: &ExecSync) -> Result<Duration> {
+    let start = Instant::now();
+    let result = client.exec_sync(request).await?;
+    anyhow::ensure!(result.exit_code == 0, "exec failed: {result:?}");
+    Ok(start.elapsed())
+}
+
+/// Exec-sync with tracing off, on at 100 % sampling (collector up) and on with the collector
+/// down, interleaved.
+async fn tracing_overhead(off_client: &MonitorClient, report: &mut String) -> Result<()> {
+    let receiver = otlp::Receiver::start(otlp::free_addr()?).await?;
+    let traced = Pod::start_traced(&receiver.endpoint(), &[])?;
+    let down = Pod::start_traced(&format!("http://{}", otlp::free_addr()?), &[])?;
+    let (traced_client, down_client) = (traced.client().await?, down.client().await?);
+    // `off` already runs `exec-bench` (from the exec latency run).
+    let off_request = exec_target_request();
+    let traced_request = exec_target(&traced, &traced_client).await?;
+    let down_request = exec_target(&down, &down_client).await?;
+    let (mut t_off, mut t_on, mut t_down) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..EXEC_ROUNDS {
+        t_off.push(timed_exec(off_client, &off_request).await?);
+        t_on.push(timed_exec(&traced_client, &traced_request).await?);
+        t_down.push(timed_exec(&down_client, &down_request).await?);
+    }
+    let exported = || {
+        let spans = receiver.spans();
+        spans
+            .iter()
+            .filter(|s| s.name == "Conmon/execSyncContainer")
+            .count()
+    };
+    // Export is asynchronous: give the last batch its moment, then count.
+    let _ = wait_for("all exec spans", Duration::from_secs(10), || {
+        (exported() == EXEC_ROUNDS).then_some(())
+    })
+    .await;
+    let exported = exported();
+    let (off50, on50, down50) = (
+        percentile(&mut t_off, 0.5),
+        percentile(&mut t_on, 0.5),
+        percentile(&mut t_down, 0.5),
+    );
+    report.push_str(&format!(
+        "## Tracing overhead on exec-sync ({EXEC_ROUNDS} interleaved rounds)\n\n| | p50 | ratio to off | target |\n|---|---|---|---|\n| tracing off | {} | 1.000 | |\n| tracing on, 100 % sampled, collector up | {} | {:.3} | ≤ 1.03 |\n| tracing on, collector down | {} | {:.3} | ≤ 1.05 |\n\nexecSyncContainer spans received by the collector: {exported} of {EXEC_ROUNDS}.\n\n",
+        ms(off50), ms(on50), on50.as_secs_f64() / off50.as_secs_f64(),
+        ms(down50), down50.as_secs_f64() / off50.as_secs_f64(),
+    ));
+    Ok(())
+}
+
+fn exec_target_request() -> ExecSync {
+    ExecSync {
         id: "exec-bench".into(),
         command: vec!["true".into()],
         cgroup_manager: CgroupManager::Cgroupfs,
         ..ExecSync::default()
-    };
+    }
+}
+
+async fn exec_latency(pod: &Pod, client: &MonitorClient, report: &mut String) -> Result<()> {
+    let request = exec_target(pod, client).await?;
     let (mut ours, mut bare) = (Vec::new(), Vec::new());
     // Interleaved, so machine noise hits both alike.
     for _ in 0..EXEC_ROUNDS {
-        let start = Instant::now();
-        let result = client.exec_sync(&request).await?;
-        ours.push(start.elapsed());
-        anyhow::ensure!(result.exit_code == 0, "exec failed: {result:?}");
+        ours.push(timed_exec(client, &request).await?);
         let start = Instant::now();
         pod.runc(&["exec", "exec-bench", "true"])?;
         bare.push(start.elapsed());
