@@ -145,6 +145,11 @@ pub fn init(level: LogLevel, driver: LogDriver, tracing: Option<&TracingSettings
         export = Some((exporter, tracer_provider, logger_provider));
         Some(trace_layer.and_then(log_layer))
     });
+    if fmt_layer.is_none() && otel_layers.is_none() {
+        // Nothing consumes events: without a subscriber, spans and events cost nothing (and
+        // no registry memory is touched in a monitor that runs once per pod).
+        return Telemetry { export };
+    }
     let installed = tracing_subscriber::registry()
         .with(fmt_layer)
         .with(otel_layers)
