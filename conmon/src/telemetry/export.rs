@@ -353,6 +353,58 @@ mod tests {
     use super::*;
 
     #[test]
+    fn log_events_become_cri_o_style_log_events_and_errors_fail_the_span() {
+        use opentelemetry::trace::{Event, SpanContext, SpanKind};
+        use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+        let event = |name: &'static str, level: &'static str| {
+            Event::new(
+                name,
+                std::time::SystemTime::UNIX_EPOCH,
+                vec![
+                    KeyValue::new("level", level),
+                    KeyValue::new("target", "conmon::x"),
+                    KeyValue::new("pid", 7),
+                ],
+                0,
+            )
+        };
+        let mut events = SpanEvents::default();
+        events.events = vec![event("container created", "INFO"), event("boom", "ERROR")];
+        let mut span = SpanData {
+            span_context: SpanContext::empty_context(),
+            parent_span_id: opentelemetry::trace::SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Server,
+            name: "rpc".into(),
+            start_time: std::time::SystemTime::UNIX_EPOCH,
+            end_time: std::time::SystemTime::UNIX_EPOCH,
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            events,
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: InstrumentationScope::builder("conmond").build(),
+        };
+        convert_log_events(&mut span);
+        let first = &span.events.events[0];
+        assert_eq!(first.name, "log");
+        let attrs: Vec<String> = first
+            .attributes
+            .iter()
+            .map(|kv| format!("{}={}", kv.key, kv.value))
+            .collect();
+        assert_eq!(
+            attrs,
+            [
+                "pid=7",
+                "log.severity=INFO",
+                "log.message=container created"
+            ]
+        );
+        assert_eq!(span.status, Status::error("boom"));
+    }
+
+    #[test]
     fn full_buffer_drops_the_oldest_and_counts_them() {
         let mut buffer = Buffer::new(3);
         for i in 0..5 {
