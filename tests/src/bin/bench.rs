@@ -15,6 +15,8 @@ const CREATE_ROUNDS: usize = 20;
 const LOG_ROUNDS: usize = 3;
 const WAIT: Duration = Duration::from_secs(120);
 const CONMON: &str = "/usr/bin/conmon";
+/// conmond's own logging as CRI-O configures it by default.
+const CRIO_FLAGS: [&str; 4] = ["--log-driver", "none", "--log-level", "info"];
 
 #[allow(clippy::print_stdout, reason = "the report is the program's output")]
 fn main() -> Result<()> {
@@ -34,7 +36,7 @@ fn main() -> Result<()> {
     ));
     run_local(async {
         idle_memory(&mut report).await?;
-        let pod = Pod::start()?;
+        let pod = Pod::start_with(None, &CRIO_FLAGS)?;
         let client = pod.client().await?;
         exec_latency(&pod, &client, &mut report).await?;
         tracing_overhead(&client, &mut report).await?;
@@ -94,7 +96,7 @@ async fn idle_memory(report: &mut String) -> Result<()> {
     report.push_str("## Idle memory\n\nconmond as CRI-O starts it (`--log-driver none --log-level info`), one client connected after a `version` call.\n\n| | RSS | PSS | target |\n|---|---|---|---|\n");
     let receiver = otlp::Receiver::start(otlp::free_addr()?).await?;
     let endpoint = receiver.endpoint();
-    let flags = ["--log-driver", "none", "--log-level", "info"];
+    let flags = CRIO_FLAGS;
     let traced: Vec<&str> = flags
         .iter()
         .copied()
@@ -161,8 +163,8 @@ async fn timed_exec(client: &MonitorClient, request: &ExecSync) -> Result<Durati
 /// down, interleaved.
 async fn tracing_overhead(off_client: &MonitorClient, report: &mut String) -> Result<()> {
     let receiver = otlp::Receiver::start(otlp::free_addr()?).await?;
-    let traced = Pod::start_traced(&receiver.endpoint(), &[])?;
-    let down = Pod::start_traced(&format!("http://{}", otlp::free_addr()?), &[])?;
+    let traced = Pod::start_traced(&receiver.endpoint(), &CRIO_FLAGS)?;
+    let down = Pod::start_traced(&format!("http://{}", otlp::free_addr()?), &CRIO_FLAGS)?;
     let (traced_client, down_client) = (traced.client().await?, down.client().await?);
     // `off` already runs `exec-bench` (from the exec latency run).
     let off_request = exec_target_request();
