@@ -2,12 +2,15 @@
 //!
 //! Cap'n Proto clients are `!Send`: a [`MonitorClient`] lives on a tokio `LocalSet`.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::AsRawFd as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
 use conmon_proto::conmon;
+
+use crate::error::ShimError;
 pub use conmon_proto::types::{
     CgroupManager, CreateContainer, ExecSync, ExecSyncResult, LogDriver, LogFormat, VersionInfo,
 };
@@ -15,58 +18,11 @@ use futures::AsyncReadExt as _;
 use tokio::net::UnixStream;
 use tokio_util::compat::TokioAsyncReadCompatExt as _;
 
-/// Failures of monitor calls.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The monitor's socket could not be reached.
-    #[error("connect to monitor socket '{}'", path.display())]
-    Connect {
-        /// The socket.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The monitor reported a failure (its message says what failed).
-    #[error("monitor: {message}")]
-    Remote {
-        /// The monitor's error text.
-        message: String,
-        /// Whether the monitor does not implement the call.
-        unimplemented: bool,
-    },
-    /// The connection broke or a message was malformed.
-    #[error("rpc transport")]
-    Transport(#[source] capnp::Error),
-}
-
-impl From<capnp::Error> for ClientError {
-    fn from(err: capnp::Error) -> Self {
-        match err.kind {
-            capnp::ErrorKind::Failed | capnp::ErrorKind::Unimplemented => Self::Remote {
-                message: err
-                    .extra
-                    .strip_prefix("remote exception: ")
-                    .unwrap_or(&err.extra)
-                    .to_owned(),
-                unimplemented: err.kind == capnp::ErrorKind::Unimplemented,
-            },
-            _ => Self::Transport(err),
-        }
-    }
-}
-
-impl From<std::str::Utf8Error> for ClientError {
-    fn from(err: std::str::Utf8Error) -> Self {
-        Self::Transport(err.into())
-    }
-}
-
 /// A connection to one monitor.
 pub struct MonitorClient {
     client: conmon::Client,
     /// Sent as the `metadata` of every request (trace context).
-    metadata: std::cell::RefCell<std::collections::BTreeMap<String, String>>,
+    metadata: std::cell::RefCell<BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for MonitorClient {
@@ -77,8 +33,8 @@ impl std::fmt::Debug for MonitorClient {
 
 impl MonitorClient {
     /// Connects to the monitor socket at `path` (any length). Must run on a `LocalSet`.
-    pub async fn connect(path: &Path) -> Result<Self, ClientError> {
-        let connect_error = |source| ClientError::Connect {
+    pub async fn connect(path: &Path) -> Result<Self, ShimError> {
+        let connect_error = |source| ShimError::Connect {
             path: path.to_owned(),
             source,
         };
@@ -100,7 +56,7 @@ impl MonitorClient {
     }
 
     /// Sets the metadata (e.g. `traceparent`) sent with every following request.
-    pub fn set_metadata(&self, metadata: std::collections::BTreeMap<String, String>) {
+    pub fn set_metadata(&self, metadata: BTreeMap<String, String>) {
         *self.metadata.borrow_mut() = metadata;
     }
 
@@ -124,7 +80,7 @@ impl MonitorClient {
     }
 
     /// Asks for the monitor's build information (`verbose` adds the dependency tree).
-    pub async fn version(&self, verbose: bool) -> Result<VersionInfo, ClientError> {
+    pub async fn version(&self, verbose: bool) -> Result<VersionInfo, ShimError> {
         let mut request = self.client.version_request();
         let mut r = request.get().init_request();
         r.set_verbose(verbose);
@@ -134,7 +90,7 @@ impl MonitorClient {
     }
 
     /// Creates a container; returns its PID.
-    pub async fn create_container(&self, spec: &CreateContainer) -> Result<u32, ClientError> {
+    pub async fn create_container(&self, spec: &CreateContainer) -> Result<u32, ShimError> {
         let mut request = self.client.create_container_request();
         let mut r = request.get().init_request();
         spec.write(r.reborrow());
@@ -144,7 +100,7 @@ impl MonitorClient {
     }
 
     /// Runs a command in a container and returns its output.
-    pub async fn exec_sync(&self, spec: &ExecSync) -> Result<ExecSyncResult, ClientError> {
+    pub async fn exec_sync(&self, spec: &ExecSync) -> Result<ExecSyncResult, ShimError> {
         let mut request = self.client.exec_sync_container_request();
         let mut r = request.get().init_request();
         spec.write(r.reborrow());
@@ -154,7 +110,7 @@ impl MonitorClient {
     }
 
     /// Reopens a container's log files (after the engine rotated them).
-    pub async fn reopen_log(&self, id: &str) -> Result<(), ClientError> {
+    pub async fn reopen_log(&self, id: &str) -> Result<(), ShimError> {
         let mut request = self.client.reopen_log_container_request();
         let mut r = request.get().init_request();
         r.set_id(id);

@@ -1,9 +1,18 @@
 //! runtime-shim: the engine side of conmond.
 //!
-//! [`client::MonitorClient`] is a typed client of the monitor's Cap'n Proto RPCs: requests and
-//! results are plain Rust types, and connection, transport and monitor-reported failures are
-//! told apart by [`client::ClientError`].
+//! - [`config`] reads CRI-O's configuration format (`crio.conf` and drop-ins).
+//! - [`monitor`] finds, spawns and stops one monitor per pod.
+//! - [`handle::MonitorHandle`] is a `Send + Clone` typed client of the monitor's RPCs that
+//!   puts the current trace context into every request; [`client::MonitorClient`] is the
+//!   single-threaded client underneath.
+//! - [`error::ShimError`] tells spawn, connect, remote, transport and timeout failures apart.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod config;
+pub mod error;
+pub mod handle;
+pub mod monitor;
+mod sys;
+pub mod trace;

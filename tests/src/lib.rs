@@ -345,3 +345,95 @@ pub fn cri_stream(log: &[u8], stream: &str) -> Result<Vec<u8>> {
     }
     Ok(out)
 }
+
+/// PIDs of processes whose command line mentions `needle` (e.g. a unique run directory).
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let running = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                !stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            });
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            running && String::from_utf8_lossy(&cmdline).contains(needle)
+        })
+        .collect()
+}
+
+/// A pod run directory and runc root for runtime-shim tests; on drop, monitors started for it
+/// are killed and its containers deleted.
+#[derive(Debug)]
+pub struct ShimPod {
+    /// Holds everything.
+    pub dir: tempfile::TempDir,
+    /// The pod's run directory (monitor socket).
+    pub run_dir: PathBuf,
+    /// runc's root.
+    pub runc_root: PathBuf,
+}
+
+impl ShimPod {
+    /// Fresh directories.
+    pub fn new() -> Result<Self> {
+        require_privileged();
+        let dir = tempfile::Builder::new().prefix("shim-it").tempdir()?;
+        let run_dir = dir.path().join("pod-run");
+        let runc_root = dir.path().join("runc");
+        Ok(Self {
+            dir,
+            run_dir,
+            runc_root,
+        })
+    }
+
+    /// A monitor spec for conmond under test with runc and this pod's root.
+    pub fn spec(&self) -> runtime_shim::monitor::MonitorSpec {
+        runtime_shim::monitor::MonitorSpec {
+            monitor: conmond_binary(),
+            runtime: RUNC.into(),
+            runtime_root: self.runc_root.clone(),
+            log_level: "debug".into(),
+            log_driver: "stdout".into(),
+            tracing_endpoint: None,
+        }
+    }
+
+    /// Live processes started for this pod's run directory.
+    pub fn monitors(&self) -> Vec<u32> {
+        processes_mentioning(&self.run_dir.display().to_string())
+    }
+}
+
+impl Drop for ShimPod {
+    fn drop(&mut self) {
+        for pid in self.monitors() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        let list = Command::new(RUNC)
+            .arg("--root")
+            .arg(&self.runc_root)
+            .args(["list", "-q"])
+            .output();
+        for id in list
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+            .lines()
+        {
+            let _ = Command::new(RUNC)
+                .arg("--root")
+                .arg(&self.runc_root)
+                .args(["delete", "--force", id])
+                .status();
+        }
+    }
+}

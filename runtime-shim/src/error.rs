@@ -1,0 +1,79 @@
+//! The runtime-shim's errors: spawning, connecting, the monitor's own failures and timeouts
+//! are told apart.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why a runtime-shim operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    /// The monitor binary could not be started or exited with an error.
+    #[error("spawn monitor '{}': {message}", monitor.display())]
+    Spawn {
+        /// The monitor binary.
+        monitor: PathBuf,
+        /// What went wrong (the monitor's own error output when it has any).
+        message: String,
+    },
+    /// The monitor's socket could not be reached.
+    #[error("connect to monitor socket '{}'", path.display())]
+    Connect {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The monitor reported a failure (its message says what failed).
+    #[error("monitor: {message}")]
+    Remote {
+        /// The monitor's error text.
+        message: String,
+        /// Whether the monitor does not implement the call.
+        unimplemented: bool,
+    },
+    /// The connection broke or a message was malformed.
+    #[error("rpc transport")]
+    Transport(#[source] capnp::Error),
+    /// An operation did not finish in time.
+    #[error("{what} did not finish within {after:?}")]
+    Timeout {
+        /// What was waited for.
+        what: &'static str,
+        /// How long.
+        after: Duration,
+    },
+    /// A local file operation (lock, run directory) failed.
+    #[error("{what} '{}'", path.display())]
+    Io {
+        /// What was attempted.
+        what: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<capnp::Error> for ShimError {
+    fn from(err: capnp::Error) -> Self {
+        match err.kind {
+            capnp::ErrorKind::Failed | capnp::ErrorKind::Unimplemented => Self::Remote {
+                message: err
+                    .extra
+                    .strip_prefix("remote exception: ")
+                    .unwrap_or(&err.extra)
+                    .to_owned(),
+                unimplemented: err.kind == capnp::ErrorKind::Unimplemented,
+            },
+            _ => Self::Transport(err),
+        }
+    }
+}
+
+impl From<std::str::Utf8Error> for ShimError {
+    fn from(err: std::str::Utf8Error) -> Self {
+        Self::Transport(err.into())
+    }
+}

@@ -1,0 +1,170 @@
+//! A `Send + Clone` handle to one monitor, usable from any thread or runtime.
+//!
+//! Cap'n Proto clients are `!Send`; the handle owns a dedicated thread that runs the RPC
+//! client on a single-threaded runtime and serves calls sent to it over a channel. Each call
+//! carries the trace context of the span it was made in.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::client::{CreateContainer, ExecSync, ExecSyncResult, MonitorClient, VersionInfo};
+use crate::error::ShimError;
+use crate::trace;
+
+type Reply<T> = oneshot::Sender<Result<T, ShimError>>;
+type Metadata = BTreeMap<String, String>;
+
+enum Call {
+    Version(bool, Metadata, Reply<VersionInfo>),
+    Create(Box<CreateContainer>, Metadata, Reply<u32>),
+    ExecSync(Box<ExecSync>, Metadata, Reply<ExecSyncResult>),
+    ReopenLog(String, Metadata, Reply<()>),
+}
+
+/// A connection to one monitor; clones share it.
+#[derive(Debug, Clone)]
+pub struct MonitorHandle {
+    calls: mpsc::UnboundedSender<Call>,
+    socket: PathBuf,
+}
+
+impl MonitorHandle {
+    /// Connects to the monitor socket at `socket`.
+    ///
+    /// # Errors
+    /// [`ShimError::Connect`] when nothing listens there.
+    pub async fn connect(socket: &Path) -> Result<Self, ShimError> {
+        let (calls, receiver) = mpsc::unbounded_channel();
+        let (ready_tx, ready) = oneshot::channel();
+        let path = socket.to_owned();
+        std::thread::Builder::new()
+            .name("monitor-rpc".into())
+            .spawn(move || serve(path, receiver, ready_tx))
+            .map_err(|source| ShimError::Io {
+                what: "start rpc thread for",
+                path: socket.to_owned(),
+                source,
+            })?;
+        ready.await.map_err(|_| disconnected())??;
+        Ok(Self {
+            calls,
+            socket: socket.to_owned(),
+        })
+    }
+
+    /// The socket this handle talks to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Metadata, Reply<T>) -> Call) -> Result<T, ShimError> {
+        let (reply, response) = oneshot::channel();
+        self.calls
+            .send(make(trace::current_metadata(), reply))
+            .map_err(|_| disconnected())?;
+        response.await.map_err(|_| disconnected())?
+    }
+
+    /// The monitor's build information (`verbose` adds the dependency tree).
+    pub async fn version(&self, verbose: bool) -> Result<VersionInfo, ShimError> {
+        self.call(|md, reply| Call::Version(verbose, md, reply))
+            .await
+    }
+
+    /// Creates a container through the monitor; returns its PID.
+    pub async fn create_container(&self, spec: CreateContainer) -> Result<u32, ShimError> {
+        self.call(|md, reply| Call::Create(Box::new(spec), md, reply))
+            .await
+    }
+
+    /// Runs a command in a container and returns its output.
+    pub async fn exec_sync(&self, spec: ExecSync) -> Result<ExecSyncResult, ShimError> {
+        self.call(|md, reply| Call::ExecSync(Box::new(spec), md, reply))
+            .await
+    }
+
+    /// Reopens a container's log files.
+    pub async fn reopen_log(&self, id: &str) -> Result<(), ShimError> {
+        let id = id.to_owned();
+        self.call(|md, reply| Call::ReopenLog(id, md, reply)).await
+    }
+}
+
+fn disconnected() -> ShimError {
+    ShimError::Transport(capnp::Error::disconnected(
+        "monitor connection closed".into(),
+    ))
+}
+
+/// The RPC thread: connects, then serves calls until every handle is dropped.
+fn serve(
+    socket: PathBuf,
+    mut calls: mpsc::UnboundedReceiver<Call>,
+    ready: oneshot::Sender<Result<(), ShimError>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(source) => {
+            let _ = ready.send(Err(ShimError::Io {
+                what: "start rpc runtime for",
+                path: socket,
+                source,
+            }));
+            return;
+        }
+    };
+    tokio::task::LocalSet::new().block_on(&runtime, async move {
+        let client = match MonitorClient::connect(&socket).await {
+            Ok(client) => Rc::new(client),
+            Err(err) => {
+                let _ = ready.send(Err(err));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        while let Some(call) = calls.recv().await {
+            tokio::task::spawn_local(dispatch(client.clone(), call));
+        }
+    });
+}
+
+/// Runs one call. Setting the metadata and building the request happen in the same poll, so
+/// concurrent calls on this single-threaded loop never see each other's metadata.
+async fn dispatch(client: Rc<MonitorClient>, call: Call) {
+    match call {
+        Call::Version(verbose, md, reply) => {
+            client.set_metadata(md);
+            let _ = reply.send(client.version(verbose).await);
+        }
+        Call::Create(spec, md, reply) => {
+            client.set_metadata(md);
+            let _ = reply.send(client.create_container(&spec).await);
+        }
+        Call::ExecSync(spec, md, reply) => {
+            client.set_metadata(md);
+            let _ = reply.send(client.exec_sync(&spec).await);
+        }
+        Call::ReopenLog(id, md, reply) => {
+            client.set_metadata(md);
+            let _ = reply.send(client.reopen_log(&id).await);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
+
+    #[test]
+    fn handle_crosses_threads() {
+        assert_send_sync_clone::<MonitorHandle>();
+    }
+}

@@ -1,0 +1,385 @@
+//! Pod monitors: one conmond per pod, found again by its socket, spawned when missing, and
+//! shut down when the pod is removed.
+//!
+//! [`ensure_monitor`] is idempotent and safe across processes: an exclusive lock on
+//! `<run dir>/monitor.lock` makes concurrent callers for one pod wait for each other, and a
+//! live monitor (one that answers `version`) is reused, never replaced.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, RuntimeHandler};
+use crate::error::ShimError;
+use crate::handle::MonitorHandle;
+use crate::sys;
+
+/// How long a freshly spawned monitor may take to answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a probe of an existing socket may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a monitor may take to exit after SIGINT before it is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How to start a pod's monitor: the command line conmon-rs's Go client (CRI-O's client) uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorSpec {
+    /// The monitor binary (`monitor_path`).
+    pub monitor: PathBuf,
+    /// The OCI runtime (`runtime_path`).
+    pub runtime: PathBuf,
+    /// The runtime's `--root` (`runtime_root`).
+    pub runtime_root: PathBuf,
+    /// The monitor's own log level.
+    pub log_level: String,
+    /// The monitor's own log driver (`none`, `stdout`, `systemd`).
+    pub log_driver: String,
+    /// OTLP endpoint URL when tracing is on.
+    pub tracing_endpoint: Option<String>,
+}
+
+impl MonitorSpec {
+    /// The spec for handler `name` under `config`, as CRI-O derives it: the log driver from
+    /// `monitor_env`'s `LOG_DRIVER` (default `none`), the endpoint with an `http://` scheme.
+    pub fn for_handler(name: &str, handler: &RuntimeHandler, config: &Config) -> Self {
+        let log_level = match config.log_level.as_str() {
+            "fatal" | "panic" => "off",
+            level => level,
+        };
+        let endpoint = &config.tracing.tracing_endpoint;
+        Self {
+            monitor: handler.monitor_binary(),
+            runtime: handler.runtime_binary(name),
+            runtime_root: handler.runtime_root(),
+            log_level: log_level.to_owned(),
+            log_driver: handler
+                .monitor_env_value("LOG_DRIVER")
+                .unwrap_or("none")
+                .to_owned(),
+            tracing_endpoint: config.tracing.enable_tracing.then(|| {
+                if endpoint.contains("://") {
+                    endpoint.clone()
+                } else {
+                    format!("http://{endpoint}")
+                }
+            }),
+        }
+    }
+
+    /// The monitor's arguments for run directory `run_dir`.
+    pub fn args(&self, run_dir: &Path) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![
+            "--runtime".into(),
+            self.runtime.clone().into(),
+            "--runtime-dir".into(),
+            run_dir.into(),
+            "--runtime-root".into(),
+            self.runtime_root.clone().into(),
+            "--log-level".into(),
+            self.log_level.clone().into(),
+            "--log-driver".into(),
+            self.log_driver.clone().into(),
+        ];
+        if let Some(endpoint) = &self.tracing_endpoint {
+            args.extend([
+                "--enable-tracing".into(),
+                "--tracing-endpoint".into(),
+                endpoint.into(),
+            ]);
+        }
+        args
+    }
+}
+
+/// A pod's running monitor.
+#[derive(Debug, Clone)]
+pub struct PodMonitor {
+    /// Connection to it.
+    pub handle: MonitorHandle,
+    /// Its PID.
+    pub pid: u32,
+    /// Whether this call started it (false: an existing monitor was reused).
+    pub spawned: bool,
+}
+
+/// The monitor socket of a run directory.
+pub fn socket_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("conmon.sock")
+}
+
+/// Connects to the monitor of `run_dir` if one answers there.
+pub async fn probe(run_dir: &Path) -> Option<(MonitorHandle, u32)> {
+    let socket = socket_path(run_dir);
+    if !socket.exists() {
+        return None;
+    }
+    let attempt = async {
+        let handle = MonitorHandle::connect(&socket).await.ok()?;
+        let version = handle.version(false).await.ok()?;
+        Some((handle, version.process_id))
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, attempt)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Returns the pod's live monitor, spawning it with `spec` if there is none.
+///
+/// # Errors
+/// Spawn, lock and readiness failures; a half-started monitor is killed.
+pub async fn ensure_monitor(spec: &MonitorSpec, run_dir: &Path) -> Result<PodMonitor, ShimError> {
+    std::fs::create_dir_all(run_dir).map_err(|source| ShimError::Io {
+        what: "create run directory",
+        path: run_dir.to_owned(),
+        source,
+    })?;
+    let lock_path = run_dir.join("monitor.lock");
+    let lock = lock_exclusive(lock_path.clone())
+        .await
+        .map_err(|source| ShimError::Io {
+            what: "lock",
+            path: lock_path,
+            source,
+        })?;
+    if let Some((handle, pid)) = probe(run_dir).await {
+        drop(lock);
+        return Ok(PodMonitor {
+            handle,
+            pid,
+            spawned: false,
+        });
+    }
+    // Nothing answers: whatever socket or pidfile is there is stale.
+    for stale in [socket_path(run_dir), run_dir.join("pidfile")] {
+        match std::fs::remove_file(&stale) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ShimError::Io {
+                    what: "remove stale",
+                    path: stale,
+                    source: err,
+                });
+            }
+            _ => {}
+        }
+    }
+    let pid = spawn(spec, run_dir).await?;
+    match wait_ready(run_dir).await {
+        Ok(handle) => {
+            drop(lock);
+            Ok(PodMonitor {
+                handle,
+                pid,
+                spawned: true,
+            })
+        }
+        Err(err) => {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            Err(err)
+        }
+    }
+}
+
+/// Opens and exclusively locks `path` (waiting for other holders) off the async threads.
+async fn lock_exclusive(path: PathBuf) -> std::io::Result<std::fs::File> {
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::create(&path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Starts the monitor and waits for it to daemonize; returns the daemon's PID.
+async fn spawn(spec: &MonitorSpec, run_dir: &Path) -> Result<u32, ShimError> {
+    let spawn_error = |message: String| ShimError::Spawn {
+        monitor: spec.monitor.clone(),
+        message,
+    };
+    // The daemon keeps this file as stderr; it holds start-up errors (bad flags, ...).
+    let stderr_path = run_dir.join("monitor.stderr");
+    let stderr = std::fs::File::create(&stderr_path).map_err(|err| spawn_error(err.to_string()))?;
+    let stdout = if spec.log_driver == "stdout" {
+        Stdio::from(
+            stderr
+                .try_clone()
+                .map_err(|err| spawn_error(err.to_string()))?,
+        )
+    } else {
+        Stdio::null()
+    };
+    let mut command = Command::new(&spec.monitor);
+    command
+        .args(spec.args(run_dir))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        // Its own process group: signals aimed at the engine do not reach pod monitors.
+        .process_group(0);
+    let status = tokio::task::spawn_blocking(move || command.status())
+        .await
+        .map_err(|err| spawn_error(err.to_string()))?
+        .map_err(|err| spawn_error(err.to_string()))?;
+    if !status.success() {
+        let output = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        return Err(spawn_error(format!("{status}: {}", output.trim())));
+    }
+    let pidfile = run_dir.join("pidfile");
+    let content = std::fs::read_to_string(&pidfile)
+        .map_err(|err| spawn_error(format!("read {}: {err}", pidfile.display())))?;
+    let pid = content
+        .trim()
+        .parse()
+        .map_err(|_| spawn_error(format!("pidfile holds {content:?}")))?;
+    // Like conmon-rs's client: the pidfile is only the hand-over from the forking parent.
+    let _ = std::fs::remove_file(&pidfile);
+    Ok(pid)
+}
+
+/// Polls the new monitor until it answers `version`.
+async fn wait_ready(run_dir: &Path) -> Result<MonitorHandle, ShimError> {
+    let socket = socket_path(run_dir);
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Ok(handle) = MonitorHandle::connect(&socket).await
+            && handle.version(false).await.is_ok()
+        {
+            return Ok(handle);
+        }
+        if Instant::now() >= deadline {
+            return Err(ShimError::Timeout {
+                what: "monitor start-up",
+                after: READY_TIMEOUT,
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Stops the pod's monitor (after the pod's containers are gone): SIGINT, up to 10 s to exit,
+/// then SIGKILL. A pod without a live monitor is already done.
+///
+/// # Errors
+/// Signalling failures, or a monitor that survives SIGKILL.
+pub async fn shutdown_monitor(run_dir: &Path) -> Result<(), ShimError> {
+    let Some((handle, pid)) = probe(run_dir).await else {
+        return Ok(());
+    };
+    drop(handle);
+    let signal_error = |source| ShimError::Io {
+        what: "signal monitor of",
+        path: run_dir.to_owned(),
+        source,
+    };
+    sys::kill(pid, libc::SIGINT).map_err(signal_error)?;
+    if wait_gone(pid, SHUTDOWN_GRACE).await {
+        return Ok(());
+    }
+    sys::kill(pid, libc::SIGKILL).map_err(signal_error)?;
+    if wait_gone(pid, SHUTDOWN_GRACE).await {
+        Ok(())
+    } else {
+        Err(ShimError::Timeout {
+            what: "monitor shutdown",
+            after: SHUTDOWN_GRACE * 2,
+        })
+    }
+}
+
+/// Waits until `pid` no longer runs (gone, or a zombie waiting for its reaper).
+async fn wait_gone(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if !running(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    !running(pid)
+}
+
+fn running(pid: u32) -> bool {
+    if !matches!(sys::kill(pid, 0), Ok(true)) {
+        return false;
+    }
+    // A zombie still answers signal 0 but no longer runs.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, RuntimeHandler, RuntimeType};
+
+    #[test]
+    fn spec_follows_cri_o_derivation() {
+        let mut config = Config::default();
+        config.tracing.enable_tracing = true;
+        config.log_level = "debug".into();
+        let handler = RuntimeHandler {
+            runtime_type: RuntimeType::Pod,
+            runtime_path: "/usr/sbin/runc".into(),
+            runtime_root: "/run/runc".into(),
+            monitor_path: "/usr/local/bin/conmond".into(),
+            monitor_env: vec!["LOG_DRIVER=systemd".into()],
+            monitor_cgroup: String::new(),
+        };
+        let spec = MonitorSpec::for_handler("runc", &handler, &config);
+        let args: Vec<String> = spec
+            .args(Path::new("/run/pod1"))
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "--runtime",
+                "/usr/sbin/runc",
+                "--runtime-dir",
+                "/run/pod1",
+                "--runtime-root",
+                "/run/runc",
+                "--log-level",
+                "debug",
+                "--log-driver",
+                "systemd",
+                "--enable-tracing",
+                "--tracing-endpoint",
+                "http://127.0.0.1:4317",
+            ]
+        );
+        assert_eq!(spec.monitor, Path::new("/usr/local/bin/conmond"));
+    }
+
+    #[test]
+    fn defaults_without_monitor_env_or_tracing() {
+        let mut handler = RuntimeHandler {
+            runtime_type: RuntimeType::Pod,
+            runtime_path: PathBuf::new(),
+            runtime_root: PathBuf::new(),
+            monitor_path: PathBuf::new(),
+            monitor_env: Vec::new(),
+            monitor_cgroup: String::new(),
+        };
+        let spec = MonitorSpec::for_handler("runc", &handler, &Config::default());
+        assert_eq!(
+            (spec.log_driver.as_str(), spec.tracing_endpoint),
+            ("none", None)
+        );
+        assert_eq!(spec.runtime, Path::new("runc"));
+        assert_eq!(spec.monitor, Path::new("conmond"));
+        handler.runtime_type = RuntimeType::Oci;
+        assert_eq!(handler.monitor_binary(), Path::new("conmon"));
+    }
+}
