@@ -180,6 +180,13 @@ impl Monitor {
             runtime_failed(&span, &err);
             return Err(err);
         }
+        // The container cannot run before `runtime start`: anything in the pipes now is the
+        // runtime's own chatter (warnings), which is no container output.
+        let mut chatter = stdio::read_available(&stderr);
+        chatter.extend(stdio::read_available(&stdout));
+        if !chatter.is_empty() {
+            tracing::warn!(parent: &span, container_id = %request.id, output = %String::from_utf8_lossy(&chatter).trim_end(), "runtime create wrote to the container's stdio");
+        }
         let pid = match read_pidfile(&pidfile) {
             Ok(pid) => pid,
             Err(err) => {

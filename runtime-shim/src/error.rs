@@ -43,6 +43,18 @@ pub enum ShimError {
         /// How long.
         after: Duration,
     },
+    /// The OCI runtime, called directly, failed.
+    #[error("runtime {action} {id} failed ({status}): {}", stderr.trim_end())]
+    Runtime {
+        /// The subcommand.
+        action: &'static str,
+        /// The container.
+        id: String,
+        /// How the runtime exited.
+        status: String,
+        /// Its error output.
+        stderr: String,
+    },
     /// A local file operation (lock, run directory) failed.
     #[error("{what} '{}'", path.display())]
     Io {

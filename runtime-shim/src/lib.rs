@@ -9,10 +9,13 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bundle;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod handle;
 pub mod monitor;
+pub mod receiver;
+pub mod runtime;
 mod sys;
 pub mod trace;

@@ -12,15 +12,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-pub mod otlp;
 pub use runtime_shim::client::{
     CgroupManager, CreateContainer, ExecSync, LogDriver, LogFormat, MonitorClient,
 };
+pub use runtime_shim::receiver as otlp;
 
 /// The runtime the tests drive.
 pub const RUNC: &str = "/usr/sbin/runc";
-/// Static busybox from Debian's busybox-static.
-pub const BUSYBOX: &str = "/usr/bin/busybox";
+pub use runtime_shim::bundle::BUSYBOX;
 
 /// Panics with instructions unless the tests can run real containers here.
 pub fn require_privileged() {
@@ -277,35 +276,12 @@ pub fn busybox_bundle(
     args: &[&str],
     edit: impl FnOnce(&mut serde_json::Value),
 ) -> Result<PathBuf> {
-    let bin = dir.join("rootfs/bin");
-    std::fs::create_dir_all(&bin)?;
-    std::fs::copy(BUSYBOX, bin.join("busybox"))?;
-    let applets = Command::new(BUSYBOX).arg("--list").output()?;
-    for applet in String::from_utf8_lossy(&applets.stdout).lines() {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", bin.join(applet))?;
-        }
-    }
-    for sub in ["proc", "dev", "sys", "tmp", "etc"] {
-        std::fs::create_dir_all(dir.join("rootfs").join(sub))?;
-    }
-    let status = Command::new(RUNC)
-        .arg("spec")
-        .arg("--bundle")
-        .arg(dir)
-        .status()?;
-    if !status.success() {
-        bail!("runc spec failed");
-    }
-    let config_path = dir.join("config.json");
-    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path)?)?;
-    config["process"]["terminal"] = false.into();
-    config["process"]["args"] = args.iter().map(|a| serde_json::Value::from(*a)).collect();
-    config["process"]["env"] = serde_json::json!(["PATH=/bin:/usr/bin:/sbin:/usr/sbin", "HOME=/"]);
-    config["root"]["readonly"] = false.into();
-    edit(&mut config);
-    std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
-    Ok(dir.to_owned())
+    Ok(runtime_shim::bundle::busybox_bundle(
+        dir,
+        Path::new(RUNC),
+        args,
+        edit,
+    )?)
 }
 
 /// A single log driver writing `format` to `path`, with a size limit (0 = none).

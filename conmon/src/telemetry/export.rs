@@ -284,8 +284,15 @@ impl SpanProcessor for BufferedSpans {
 }
 
 /// Rewrites the events tracing-opentelemetry made from log lines (they carry a `level`
-/// attribute and the message as name) into CRI-O's `log` events.
+/// attribute and the message as name) into CRI-O's `log` events. The operation's `id` and
+/// `name`, when the span carries them, are repeated on each event as CRI-O does.
 fn convert_log_events(span: &mut SpanData) {
+    let operation: Vec<KeyValue> = span
+        .attributes
+        .iter()
+        .filter(|kv| matches!(kv.key.as_str(), "id" | "name"))
+        .cloned()
+        .collect();
     let mut error = None;
     for event in &mut span.events.events {
         let Some(position) = event
@@ -308,6 +315,7 @@ fn convert_log_events(span: &mut SpanData) {
         }
         event.attributes.push(KeyValue::new("log.severity", level));
         event.attributes.push(KeyValue::new("log.message", message));
+        event.attributes.extend(operation.iter().cloned());
     }
     if let Some(message) = error {
         span.status = Status::error(message);

@@ -32,8 +32,44 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use crate::config::{LogDriver, LogLevel};
 use crate::logs::Journald;
 
-/// Instrumentation scope and `service.name` of everything conmond exports.
-const SERVICE_NAME: &str = "conmond";
+/// Who exports: the `service.name` and the tracing target prefix of the code whose spans and
+/// events are exported.
+#[derive(Debug, Clone, Copy)]
+pub struct Service {
+    /// `service.name` and instrumentation scope.
+    pub name: &'static str,
+    /// Target prefix of the exported spans and events (the crate name).
+    pub target_prefix: &'static str,
+}
+
+/// conmond itself.
+pub const CONMOND: Service = Service {
+    name: "conmond",
+    target_prefix: "conmon",
+};
+
+/// Where formatted log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogOutput {
+    /// Nowhere.
+    None,
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// The systemd journal (standard error when there is none).
+    Journald,
+}
+
+impl From<LogDriver> for LogOutput {
+    fn from(driver: LogDriver) -> Self {
+        match driver {
+            LogDriver::None => Self::None,
+            LogDriver::Stdout => Self::Stdout,
+            LogDriver::Systemd => Self::Journald,
+        }
+    }
+}
 
 /// How long shutdown may spend flushing telemetry.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -80,21 +116,34 @@ impl From<LogLevel> for LevelFilter {
     }
 }
 
-/// Only conmond's own spans and events are exported, never those of the exporter's transport
-/// (which would feed on themselves) nor the exporter's own reports.
-fn exportable(meta: &Metadata<'_>) -> bool {
-    meta.target().starts_with("conmon") && !meta.target().starts_with("conmon::telemetry")
+/// Only the service's own spans and events are exported, never those of the exporter's
+/// transport (which would feed on themselves) nor the exporter's own reports.
+fn exportable(service: Service, meta: &Metadata<'_>) -> bool {
+    meta.target().starts_with(service.target_prefix)
+        && !meta.target().starts_with("conmon::telemetry")
 }
 
-/// Installs the global subscriber: log lines to `driver` at `level`, and OTLP export when
-/// `tracing` is given. Must run inside a tokio runtime when tracing is on.
+/// Installs conmond's global subscriber: log lines to `driver` at `level`, and OTLP export
+/// when `tracing` is given.
 pub fn init(level: LogLevel, driver: LogDriver, tracing: Option<&TracingSettings>) -> Telemetry {
+    init_service(CONMOND, level, driver.into(), tracing)
+}
+
+/// Installs the global subscriber for `service`: log lines to `output` at `level`, and OTLP
+/// export when `tracing` is given.
+pub fn init_service(
+    service: Service,
+    level: LogLevel,
+    output: LogOutput,
+    tracing: Option<&TracingSettings>,
+) -> Telemetry {
     let max_level = LevelFilter::from(level);
     let fmt = tracing_subscriber::fmt::layer().with_ansi(false);
-    let fmt_layer = match driver {
-        LogDriver::None => None,
-        LogDriver::Stdout => Some(fmt.with_writer(BoxMakeWriter::Stdout).boxed()),
-        LogDriver::Systemd => Some(match Journald::connect() {
+    let fmt_layer = match output {
+        LogOutput::None => None,
+        LogOutput::Stdout => Some(fmt.with_writer(BoxMakeWriter::Stdout).boxed()),
+        LogOutput::Stderr => Some(fmt.with_writer(BoxMakeWriter::Stderr).boxed()),
+        LogOutput::Journald => Some(match Journald::connect() {
             Ok(journald) => fmt
                 .without_time()
                 .with_writer(BoxMakeWriter::Journald(JournaldWriter(Mutex::new(
@@ -110,7 +159,7 @@ pub fn init(level: LogLevel, driver: LogDriver, tracing: Option<&TracingSettings
     let mut export = None;
     let mut export_error = None;
     let otel_layers = tracing.and_then(|settings| {
-        let resource = resource();
+        let resource = resource(service);
         let (exporter, spans, logs) = match export::Exporter::start(
             settings.endpoint.clone(),
             resource.clone(),
@@ -131,16 +180,16 @@ pub fn init(level: LogLevel, driver: LogDriver, tracing: Option<&TracingSettings
             .with_log_processor(logs)
             .with_resource(resource)
             .build();
-        let tracer = tracer_provider.tracer(SERVICE_NAME);
+        let tracer = tracer_provider.tracer(service.name);
         // Spans always; events only at the configured level.
         let filter = FilterFn::new(move |meta| {
-            exportable(meta) && (meta.is_span() || max_level >= *meta.level())
+            exportable(service, meta) && (meta.is_span() || max_level >= *meta.level())
         });
         let trace_layer = tracing_opentelemetry::layer()
             .with_tracer(tracer)
             .with_filter(filter.clone());
         let log_layer = OpenTelemetryTracingBridge::new(&logger_provider).with_filter(
-            FilterFn::new(move |meta| exportable(meta) && max_level >= *meta.level()),
+            FilterFn::new(move |meta| exportable(service, meta) && max_level >= *meta.level()),
         );
         export = Some((exporter, tracer_provider, logger_provider));
         Some(trace_layer.and_then(log_layer))
@@ -171,10 +220,10 @@ fn sampler(rate_per_million: u32) -> Sampler {
     Sampler::ParentBased(Box::new(root))
 }
 
-fn resource() -> Resource {
+fn resource(service: Service) -> Resource {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     Resource::builder()
-        .with_service_name(SERVICE_NAME)
+        .with_service_name(service.name)
         .with_attributes([
             KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
             KeyValue::new("host.name", host.trim().to_owned()),

@@ -1,11 +1,10 @@
-//! A real OTLP gRPC receiver (traces and logs) on loopback, keeping what it receives in memory
-//! for tests and benchmarks to inspect.
+//! An OTLP gRPC receiver (traces and logs) on loopback that keeps what it receives in memory:
+//! the demo's embedded collector, and the tests' and benchmarks' real receiver.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Result;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
@@ -42,6 +41,10 @@ pub struct Span {
     pub links: Vec<String>,
     /// Attributes of the resource that sent it.
     pub resource: BTreeMap<String, String>,
+    /// Start, nanoseconds since the Unix epoch.
+    pub start_unix_nano: u64,
+    /// End, nanoseconds since the Unix epoch.
+    pub end_unix_nano: u64,
 }
 
 /// A log record as received.
@@ -77,6 +80,12 @@ pub struct Receiver {
     server: tokio::task::JoinHandle<()>,
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -104,7 +113,7 @@ impl TraceService for Sink {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut spans = self.0.spans.lock().expect("span store");
+        let mut spans = lock(&self.0.spans);
         for resource_spans in &request.get_ref().resource_spans {
             let resource = attributes(
                 resource_spans
@@ -127,6 +136,8 @@ impl TraceService for Sink {
                         .collect(),
                     links: span.links.iter().map(|l| hex(&l.span_id)).collect(),
                     resource: resource.clone(),
+                    start_unix_nano: span.start_time_unix_nano,
+                    end_unix_nano: span.end_time_unix_nano,
                 });
             }
         }
@@ -142,7 +153,7 @@ impl LogsService for Sink {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        let mut logs = self.0.logs.lock().expect("log store");
+        let mut logs = lock(&self.0.logs);
         for resource_logs in &request.get_ref().resource_logs {
             let resource = attributes(
                 resource_logs
@@ -167,14 +178,20 @@ impl LogsService for Sink {
 }
 
 /// A loopback address with a port that was free a moment ago.
-pub fn free_addr() -> Result<SocketAddr> {
+///
+/// # Errors
+/// When no loopback port can be bound.
+pub fn free_addr() -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?)
+    listener.local_addr()
 }
 
 impl Receiver {
     /// Starts receiving on `addr` (within a tokio runtime).
-    pub async fn start(addr: SocketAddr) -> Result<Self> {
+    ///
+    /// # Errors
+    /// When `addr` cannot be bound.
+    pub async fn start(addr: SocketAddr) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let sink = Sink::default();
@@ -190,7 +207,7 @@ impl Receiver {
                 })
                 .await;
             if let Err(err) = served {
-                panic!("OTLP receiver failed: {err}");
+                tracing::error!(error = %err, "OTLP receiver stopped");
             }
         });
         Ok(Self {
@@ -208,12 +225,12 @@ impl Receiver {
 
     /// Every span received so far.
     pub fn spans(&self) -> Vec<Span> {
-        self.store.spans.lock().expect("span store").clone()
+        lock(&self.store.spans).clone()
     }
 
     /// Every log record received so far.
     pub fn logs(&self) -> Vec<LogRecord> {
-        self.store.logs.lock().expect("log store").clone()
+        lock(&self.store.logs).clone()
     }
 
     /// Stops listening.

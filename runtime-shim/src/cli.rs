@@ -1,0 +1,650 @@
+//! Command-line surface and the operations behind it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+use conmon::config::LogLevel;
+use conmon::telemetry::{self, LogOutput, Service, TracingSettings};
+use runtime_shim::client::{CgroupManager, CreateContainer, ExecSync, LogDriver, LogFormat};
+use runtime_shim::config::{Config, Overrides, RuntimeType};
+use runtime_shim::monitor::{self, MonitorSpec, PodMonitor};
+use runtime_shim::runtime::OciRuntime;
+use tracing::Instrument as _;
+
+/// Exit code when the command line or configuration is wrong.
+const EXIT_USAGE: u8 = 2;
+/// Exit code of `exec` when the command timed out (like coreutils' timeout).
+const EXIT_TIMED_OUT: u8 = 124;
+
+/// This binary's telemetry identity.
+const SERVICE: Service = Service {
+    name: "runtime-shim",
+    target_prefix: "runtime_shim",
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runtime-shim",
+    version,
+    about = "Run pods and containers under one conmond per pod, as CRI-O does"
+)]
+pub(crate) struct Args {
+    /// CRI-O configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "CONTAINER_CONFIG",
+        default_value = "/etc/crio/crio.conf"
+    )]
+    pub(crate) config: PathBuf,
+    /// Directory of configuration drop-ins (`*.conf`, applied in lexical order).
+    #[arg(
+        long,
+        global = true,
+        env = "CONTAINER_CONFIG_DIR",
+        default_value = "/etc/crio/crio.conf.d"
+    )]
+    pub(crate) config_dir: PathBuf,
+    /// Where runtime-shim keeps pod and container state.
+    #[arg(
+        long,
+        global = true,
+        env = "RUNTIME_SHIM_ROOT",
+        default_value = "/run/runtime-shim"
+    )]
+    pub(crate) root: PathBuf,
+    /// Runtime handler (`[crio.runtime.runtimes.NAME]`); default: `default_runtime`.
+    #[arg(long, global = true, env = "CONTAINER_DEFAULT_RUNTIME")]
+    runtime_handler: Option<String>,
+    /// Export traces over OTLP.
+    #[arg(long, global = true, env = "CONTAINER_ENABLE_TRACING")]
+    enable_tracing: Option<bool>,
+    /// OTLP gRPC collector, `host:port`.
+    #[arg(long, global = true, env = "CONTAINER_TRACING_ENDPOINT")]
+    pub(crate) tracing_endpoint: Option<String>,
+    /// Share of operations without a parent that are traced, per million.
+    #[arg(
+        long,
+        global = true,
+        env = "CONTAINER_TRACING_SAMPLING_RATE_PER_MILLION"
+    )]
+    tracing_sampling_rate_per_million: Option<u32>,
+    /// Log level of runtime-shim's own messages (stderr).
+    #[arg(long, global = true, value_enum, default_value = "warn")]
+    pub(crate) log_level: LogLevel,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Pods: one monitor each.
+    #[command(subcommand)]
+    Pod(PodCommand),
+    /// Create a container in a pod (from an OCI bundle, or a busybox one running COMMAND).
+    Create {
+        /// The pod.
+        pod: String,
+        /// The container.
+        id: String,
+        /// An existing OCI bundle.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// Command of the busybox container (default: sleep forever).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Start a created container.
+    Start {
+        /// The container.
+        id: String,
+    },
+    /// Run a command in a running container; exits with the command's exit code.
+    Exec {
+        /// The container.
+        id: String,
+        /// Seconds before the command is killed (0 = no limit).
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
+        /// The command.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Attach to a container's stdio (not available yet).
+    Attach {
+        /// The container.
+        id: String,
+    },
+    /// Print a container's log (content only; `--raw` for the CRI lines).
+    Logs {
+        /// The container.
+        id: String,
+        /// Print the CRI log lines as stored.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Stop a container: SIGTERM, then SIGKILL after the grace period.
+    Stop {
+        /// The container.
+        id: String,
+        /// Grace period in seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Remove a container (killing it if it runs).
+    Rm {
+        /// The container.
+        id: String,
+    },
+    /// List containers.
+    Ps {
+        /// Only this pod's.
+        pod: Option<String>,
+    },
+    /// Run a pod with a busybox container under tracing and print the trace as a tree.
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+enum PodCommand {
+    /// Ensure the pod's monitor runs (spawning it if needed).
+    Run {
+        /// The pod.
+        pod: String,
+    },
+    /// Stop every container of the pod.
+    Stop {
+        /// The pod.
+        pod: String,
+    },
+    /// Remove the pod: its containers, its monitor and its state.
+    Rm {
+        /// The pod.
+        pod: String,
+    },
+    /// List pods.
+    Ls,
+}
+
+impl Command {
+    /// The CRI method a command stands for, as CRI-O names its spans.
+    fn span_name(&self) -> &'static str {
+        match self {
+            Self::Pod(PodCommand::Run { .. }) => "/runtime.v1.RuntimeService/RunPodSandbox",
+            Self::Pod(PodCommand::Stop { .. }) => "/runtime.v1.RuntimeService/StopPodSandbox",
+            Self::Pod(PodCommand::Rm { .. }) => "/runtime.v1.RuntimeService/RemovePodSandbox",
+            Self::Pod(PodCommand::Ls) => "/runtime.v1.RuntimeService/ListPodSandbox",
+            Self::Create { .. } => "/runtime.v1.RuntimeService/CreateContainer",
+            Self::Start { .. } => "/runtime.v1.RuntimeService/StartContainer",
+            Self::Exec { .. } => "/runtime.v1.RuntimeService/ExecSync",
+            Self::Attach { .. } => "/runtime.v1.RuntimeService/Attach",
+            Self::Logs { .. } => "/runtime.v1.RuntimeService/ContainerStatus",
+            Self::Stop { .. } => "/runtime.v1.RuntimeService/StopContainer",
+            Self::Rm { .. } => "/runtime.v1.RuntimeService/RemoveContainer",
+            Self::Ps { .. } => "/runtime.v1.RuntimeService/ListContainers",
+            Self::Demo => "runtime-shim demo",
+        }
+    }
+}
+
+/// Prints an error and returns the failure exit code.
+#[allow(clippy::print_stderr, reason = "the CLI reports failures on stderr")]
+pub(crate) fn fail(err: &anyhow::Error) -> ExitCode {
+    eprintln!("runtime-shim: {err:#}");
+    ExitCode::FAILURE
+}
+
+/// Everything a command needs: configuration and paths.
+pub(crate) struct Shim {
+    pub(crate) config: Config,
+    handler_name: String,
+    pub(crate) root: PathBuf,
+}
+
+pub(crate) async fn run(args: Args) -> ExitCode {
+    if let Command::Demo = args.command {
+        return crate::demo::run(args).await;
+    }
+    let overrides = Overrides {
+        default_runtime: args.runtime_handler.clone(),
+        enable_tracing: args.enable_tracing,
+        tracing_endpoint: args.tracing_endpoint.clone(),
+        tracing_sampling_rate_per_million: args.tracing_sampling_rate_per_million,
+    };
+    let (config, warnings) = match Config::load(&args.config, &args.config_dir, &overrides) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            fail(&anyhow::Error::from(err));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let telemetry = init_telemetry(&config, args.log_level);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let shim = Shim {
+        handler_name: config.default_runtime.clone(),
+        config,
+        root: args.root,
+    };
+    let code = shim.traced(args.command).await;
+    telemetry.shutdown();
+    code
+}
+
+pub(crate) fn init_telemetry(config: &Config, level: LogLevel) -> telemetry::Telemetry {
+    let settings = config.tracing.enable_tracing.then(|| TracingSettings {
+        endpoint: endpoint_url(&config.tracing.tracing_endpoint),
+        sampling_rate_per_million: config.tracing.tracing_sampling_rate_per_million,
+        max_buffered: 16_384,
+    });
+    telemetry::init_service(SERVICE, level, LogOutput::Stderr, settings.as_ref())
+}
+
+/// CRI-O's endpoints are `host:port`; OTLP wants a URL.
+pub(crate) fn endpoint_url(endpoint: &str) -> String {
+    if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        format!("http://{endpoint}")
+    }
+}
+
+/// A random operation id (CRI-O attaches one to every request's log lines).
+fn operation_id() -> String {
+    let mut bytes = [0u8; 16];
+    if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut urandom, &mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A root span for `name`, continuing the caller's trace from `TRACEPARENT` if set.
+pub(crate) fn operation_span(name: &'static str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "operation",
+        otel.name = name,
+        id = operation_id(),
+        name = name
+    );
+    let carrier: BTreeMap<String, String> = ["TRACEPARENT", "TRACESTATE", "BAGGAGE"]
+        .iter()
+        .filter_map(|key| {
+            std::env::var(key)
+                .ok()
+                .map(|value| (key.to_ascii_lowercase(), value))
+        })
+        .collect();
+    telemetry::set_remote_parent(&span, &carrier);
+    span
+}
+
+impl Shim {
+    pub(crate) fn new(config: Config, root: PathBuf) -> Self {
+        Self {
+            handler_name: config.default_runtime.clone(),
+            config,
+            root,
+        }
+    }
+
+    async fn traced(&self, command: Command) -> ExitCode {
+        let span = operation_span(command.span_name());
+        let result = self.dispatch(command).instrument(span.clone()).await;
+        match result {
+            Ok(code) => code,
+            Err(err) => {
+                span.in_scope(|| tracing::error!("{err:#}"));
+                fail(&err)
+            }
+        }
+    }
+
+    async fn dispatch(&self, command: Command) -> Result<ExitCode> {
+        match command {
+            Command::Pod(PodCommand::Run { pod }) => {
+                let monitor = self.pod_run(&pod).await?;
+                println_out(&format!("pod {pod}: monitor pid {}", monitor.pid));
+            }
+            Command::Pod(PodCommand::Stop { pod }) => self.pod_stop(&pod).await?,
+            Command::Pod(PodCommand::Rm { pod }) => self.pod_rm(&pod).await?,
+            Command::Pod(PodCommand::Ls) => self.pod_ls().await?,
+            Command::Create {
+                pod,
+                id,
+                bundle,
+                command,
+            } => {
+                let pid = self.create(&pod, &id, bundle, &command).await?;
+                println_out(&format!("container {id}: pid {pid}"));
+            }
+            Command::Start { id } => self.start(&id).await?,
+            Command::Exec {
+                id,
+                timeout,
+                command,
+            } => return self.exec(&id, timeout, command).await,
+            Command::Attach { id } => {
+                bail!("attach to {id}: attach is not available in this runtime-shim yet")
+            }
+            Command::Logs { id, raw } => self.logs(&id, raw)?,
+            Command::Stop { id, timeout } => {
+                let code = self.stop(&id, Duration::from_secs(timeout)).await?;
+                println_out(&format!("container {id}: exited with {code}"));
+            }
+            Command::Rm { id } => self.rm(&id).await?,
+            Command::Ps { pod } => self.ps(pod.as_deref()).await?,
+            Command::Demo => bail!("demo runs on its own"),
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn handler(&self) -> Result<&runtime_shim::config::RuntimeHandler> {
+        let (_, handler) = self
+            .config
+            .handler(&self.handler_name)
+            .with_context(|| format!("no runtime handler '{}'", self.handler_name))?;
+        if handler.runtime_type != RuntimeType::Pod {
+            bail!(
+                "runtime handler '{}' has runtime_type \"oci\"; this command needs a \"pod\" handler",
+                self.handler_name
+            );
+        }
+        Ok(handler)
+    }
+
+    fn oci_runtime(&self) -> Result<OciRuntime> {
+        let handler = self.handler()?;
+        Ok(OciRuntime {
+            path: handler.runtime_binary(&self.handler_name),
+            root: handler.runtime_root(),
+            systemd_cgroup: self.config.cgroup_manager == "systemd",
+        })
+    }
+
+    fn pod_dir(&self, pod: &str) -> PathBuf {
+        self.root.join("pods").join(pod)
+    }
+
+    fn run_dir(&self, pod: &str) -> PathBuf {
+        self.pod_dir(pod).join("run")
+    }
+
+    fn container_dir(&self, pod: &str, id: &str) -> PathBuf {
+        self.pod_dir(pod).join("containers").join(id)
+    }
+
+    fn exit_file(&self, id: &str) -> PathBuf {
+        self.root.join("exits").join(id)
+    }
+
+    /// The pod a container belongs to.
+    fn pod_of(&self, id: &str) -> Result<String> {
+        for pod in list_dir(&self.root.join("pods"))? {
+            if self.container_dir(&pod, id).exists() {
+                return Ok(pod);
+            }
+        }
+        bail!("no container '{id}' under {}", self.root.display())
+    }
+
+    pub(crate) async fn pod_run(&self, pod: &str) -> Result<PodMonitor> {
+        validate_name("pod", pod)?;
+        let spec = MonitorSpec::for_handler(&self.handler_name, self.handler()?, &self.config);
+        let monitor = monitor::ensure_monitor(&spec, &self.run_dir(pod)).await?;
+        if monitor.spawned {
+            tracing::info!(pod, pid = monitor.pid, "pod monitor started");
+        } else {
+            tracing::info!(pod, pid = monitor.pid, "pod monitor already running");
+        }
+        Ok(monitor)
+    }
+
+    pub(crate) async fn create(
+        &self,
+        pod: &str,
+        id: &str,
+        bundle: Option<PathBuf>,
+        command: &[String],
+    ) -> Result<u32> {
+        validate_name("container", id)?;
+        if self.pod_of(id).is_ok() {
+            bail!("container '{id}' exists already");
+        }
+        let monitor = self.pod_run(pod).await?;
+        let dir = self.container_dir(pod, id);
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        std::fs::create_dir_all(self.root.join("exits"))?;
+        let bundle = match bundle {
+            Some(bundle) => bundle,
+            None => {
+                let args: Vec<&str> = if command.is_empty() {
+                    vec!["sleep", "infinity"]
+                } else {
+                    command.iter().map(String::as_str).collect()
+                };
+                let runtime = self.handler()?.runtime_binary(&self.handler_name);
+                runtime_shim::bundle::busybox_bundle(&dir.join("bundle"), &runtime, &args, |_| {})?
+            }
+        };
+        let log_size = u64::try_from(self.config.log_size_max).unwrap_or(0);
+        let spec = CreateContainer {
+            id: id.to_owned(),
+            bundle: bundle.clone(),
+            exit_paths: vec![self.exit_file(id), dir.join("exit")],
+            oom_exit_paths: vec![bundle.join("oom")],
+            log_drivers: vec![LogDriver {
+                format: LogFormat::Cri,
+                path: dir.join("ctr.log"),
+                max_size: log_size,
+            }],
+            cgroup_manager: if self.config.cgroup_manager == "systemd" {
+                CgroupManager::Systemd
+            } else {
+                CgroupManager::Cgroupfs
+            },
+            ..CreateContainer::default()
+        };
+        match monitor.handle.create_container(spec).await {
+            Ok(pid) => {
+                tracing::info!(container_id = id, pid, "container created");
+                Ok(pid)
+            }
+            Err(err) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(err.into())
+            }
+        }
+    }
+
+    pub(crate) async fn start(&self, id: &str) -> Result<()> {
+        self.pod_of(id)?;
+        self.oci_runtime()?.start(id).await?;
+        tracing::info!(container_id = id, "container started");
+        Ok(())
+    }
+
+    pub(crate) async fn exec(
+        &self,
+        id: &str,
+        timeout: u64,
+        command: Vec<String>,
+    ) -> Result<ExitCode> {
+        let pod = self.pod_of(id)?;
+        let monitor = self.pod_run(&pod).await?;
+        let spec = ExecSync {
+            id: id.to_owned(),
+            command,
+            timeout: (timeout > 0).then(|| Duration::from_secs(timeout)),
+            cgroup_manager: if self.config.cgroup_manager == "systemd" {
+                CgroupManager::Systemd
+            } else {
+                CgroupManager::Cgroupfs
+            },
+            ..ExecSync::default()
+        };
+        let result = monitor.handle.exec_sync(spec).await?;
+        write_out(&result.stdout, &result.stderr);
+        if result.timed_out {
+            tracing::warn!(container_id = id, "command timed out");
+            return Ok(ExitCode::from(EXIT_TIMED_OUT));
+        }
+        tracing::info!(
+            container_id = id,
+            exit_code = result.exit_code,
+            "exec finished"
+        );
+        Ok(ExitCode::from(
+            u8::try_from(result.exit_code.clamp(0, 255)).unwrap_or(u8::MAX),
+        ))
+    }
+
+    fn logs(&self, id: &str, raw: bool) -> Result<()> {
+        let pod = self.pod_of(id)?;
+        let path = self.container_dir(&pod, id).join("ctr.log");
+        let log = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+        if raw {
+            write_out(&log, b"");
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        for line in log.split_inclusive(|&b| b == b'\n') {
+            let mut fields = line.splitn(4, |&b| b == b' ');
+            let (Some(_), Some(_), Some(tag), Some(content)) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let content = if tag == b"P" {
+                content.strip_suffix(b"\n").unwrap_or(content)
+            } else {
+                content
+            };
+            out.extend_from_slice(content);
+        }
+        write_out(&out, b"");
+        Ok(())
+    }
+
+    pub(crate) async fn stop(&self, id: &str, grace: Duration) -> Result<String> {
+        self.pod_of(id)?;
+        let runtime = self.oci_runtime()?;
+        let code = if runtime.state(id).await?.as_deref() == Some("created") {
+            // Never started: nothing to signal gracefully.
+            runtime.kill(id, "KILL").await?;
+            runtime
+                .stop(id, &self.exit_file(id), Duration::ZERO)
+                .await?
+        } else {
+            runtime.stop(id, &self.exit_file(id), grace).await?
+        };
+        tracing::info!(container_id = id, exit_code = %code, "container stopped");
+        Ok(code)
+    }
+
+    pub(crate) async fn rm(&self, id: &str) -> Result<()> {
+        let pod = self.pod_of(id)?;
+        self.oci_runtime()?.delete(id).await?;
+        let _ = std::fs::remove_file(self.exit_file(id));
+        std::fs::remove_dir_all(self.container_dir(&pod, id))?;
+        tracing::info!(container_id = id, "container removed");
+        Ok(())
+    }
+
+    async fn ps(&self, pod: Option<&str>) -> Result<()> {
+        let runtime = self.oci_runtime()?;
+        let pods = match pod {
+            Some(pod) => vec![pod.to_owned()],
+            None => list_dir(&self.root.join("pods"))?,
+        };
+        println_out("POD\tCONTAINER\tSTATE\tEXIT");
+        for pod in pods {
+            for id in list_dir(&self.pod_dir(&pod).join("containers"))? {
+                let state = runtime
+                    .state(&id)
+                    .await?
+                    .unwrap_or_else(|| "unknown".into());
+                let exit =
+                    std::fs::read_to_string(self.exit_file(&id)).unwrap_or_else(|_| "-".into());
+                println_out(&format!("{pod}\t{id}\t{state}\t{exit}"));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn pod_stop(&self, pod: &str) -> Result<()> {
+        for id in list_dir(&self.pod_dir(pod).join("containers"))? {
+            self.stop(&id, Duration::from_secs(10)).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn pod_rm(&self, pod: &str) -> Result<()> {
+        for id in list_dir(&self.pod_dir(pod).join("containers"))? {
+            self.rm(&id).await?;
+        }
+        // Only now: a monitor kills whatever it still supervises when signalled.
+        monitor::shutdown_monitor(&self.run_dir(pod)).await?;
+        let dir = self.pod_dir(pod);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+        }
+        tracing::info!(pod, "pod removed");
+        Ok(())
+    }
+
+    async fn pod_ls(&self) -> Result<()> {
+        println_out("POD\tMONITOR\tCONTAINERS");
+        for pod in list_dir(&self.root.join("pods"))? {
+            let monitor = match monitor::probe(&self.run_dir(&pod)).await {
+                Some((_, pid)) => format!("pid {pid}"),
+                None => "not running".into(),
+            };
+            let containers = list_dir(&self.pod_dir(&pod).join("containers"))?.len();
+            println_out(&format!("{pod}\t{monitor}\t{containers}"));
+        }
+        Ok(())
+    }
+}
+
+/// Names become directory names: keep them plain.
+fn validate_name(what: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.');
+    if !ok {
+        bail!("invalid {what} name '{name}': use letters, digits, '-', '_' and '.'");
+    }
+    Ok(())
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err).with_context(|| format!("list {}", dir.display())),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+#[allow(clippy::print_stdout, reason = "command output")]
+pub(crate) fn println_out(line: &str) {
+    println!("{line}");
+}
+
+fn write_out(stdout: &[u8], stderr: &[u8]) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().write_all(stdout);
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().write_all(stderr);
+}

@@ -1,0 +1,214 @@
+//! `runtime-shim demo`: a pod with one busybox container, run under tracing, and the trace
+//! printed as a tree so both services' spans can be seen under one trace id.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use conmon::config::LogLevel;
+use conmon::telemetry;
+use runtime_shim::config::{Config, RuntimeHandler, RuntimeType, TracingConfig};
+use runtime_shim::receiver::{self, Receiver, Span};
+use tracing::Instrument as _;
+
+use crate::cli::{Args, Shim, endpoint_url, fail, init_telemetry, println_out};
+
+const POD: &str = "demo-pod";
+const CONTAINER: &str = "demo-ctr";
+
+pub(crate) async fn run(args: Args) -> ExitCode {
+    match demo(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+/// The first of `names` found in `$PATH` (or the system directories runc lives in).
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"])
+        .map(|dir| Path::new(dir).join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+async fn demo(args: Args) -> Result<()> {
+    // With no collector configured, bring one: an OTLP receiver on loopback.
+    let receiver = match &args.tracing_endpoint {
+        Some(_) => None,
+        None => Some(
+            Receiver::start(receiver::free_addr()?)
+                .await
+                .context("start the embedded OTLP receiver")?,
+        ),
+    };
+    let endpoint = match (&receiver, &args.tracing_endpoint) {
+        (Some(receiver), _) => receiver.endpoint(),
+        (None, Some(endpoint)) => endpoint_url(endpoint),
+        (None, None) => unreachable!("one of them is set"),
+    };
+    let root = std::env::temp_dir().join(format!("runtime-shim-demo-{}", std::process::id()));
+    let runtime = find_program("runc").context("runc not found: apt-get install runc")?;
+    // conmond next to this binary (a cargo build), else from $PATH.
+    let monitor = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("conmond")))
+        .filter(|path| path.is_file())
+        .or_else(|| find_program("conmond"))
+        .context("conmond not found next to runtime-shim or in $PATH")?;
+
+    let handler = RuntimeHandler {
+        runtime_type: RuntimeType::Pod,
+        runtime_path: runtime,
+        runtime_root: root.join("runc"),
+        monitor_path: monitor,
+        monitor_env: Vec::new(),
+        monitor_cgroup: String::new(),
+    };
+    let config = Config {
+        default_runtime: "demo".into(),
+        cgroup_manager: "cgroupfs".into(),
+        runtimes: BTreeMap::from([("demo".to_owned(), handler)]),
+        tracing: TracingConfig {
+            enable_tracing: true,
+            tracing_endpoint: endpoint.clone(),
+            tracing_sampling_rate_per_million: 1_000_000,
+        },
+        ..Config::default()
+    };
+
+    // Log lines at info at least, so the tree shows them as `log` events.
+    let level = match args.log_level {
+        LogLevel::Trace | LogLevel::Debug => args.log_level,
+        _ => LogLevel::Info,
+    };
+    let telemetry = init_telemetry(&config, level);
+    let shim = Shim::new(config, root.clone());
+    let span = tracing::info_span!(
+        "operation",
+        otel.name = "runtime-shim demo",
+        name = "runtime-shim demo"
+    );
+    let trace_id = telemetry::span_context(&span).trace_id().to_string();
+    let outcome = lifecycle(&shim).instrument(span).await;
+    // Whatever happened, take the pod down.
+    if outcome.is_err() {
+        let _ = shim.pod_rm(POD).await;
+    }
+    telemetry.shutdown();
+    let _ = std::fs::remove_dir_all(&root);
+    outcome?;
+
+    match receiver {
+        Some(receiver) => print_tree(&receiver, &trace_id).await,
+        None => {
+            println_out(&format!("trace {trace_id} exported to {endpoint}"));
+            println_out(&format!("Jaeger: http://localhost:16686/trace/{trace_id}"));
+            Ok(())
+        }
+    }
+}
+
+/// One step, as its own span under the demo span.
+fn step(name: &'static str) -> tracing::Span {
+    tracing::info_span!("operation", otel.name = name, name = name)
+}
+
+async fn lifecycle(shim: &Shim) -> Result<()> {
+    shim.pod_run(POD)
+        .instrument(step("/runtime.v1.RuntimeService/RunPodSandbox"))
+        .await?;
+    let command = [
+        "sh".to_owned(),
+        "-c".to_owned(),
+        "echo hello from the demo container; sleep 1000".to_owned(),
+    ];
+    shim.create(POD, CONTAINER, None, &command)
+        .instrument(step("/runtime.v1.RuntimeService/CreateContainer"))
+        .await?;
+    shim.start(CONTAINER)
+        .instrument(step("/runtime.v1.RuntimeService/StartContainer"))
+        .await?;
+    let code = shim
+        .exec(CONTAINER, 10, vec!["echo".into(), "hello from exec".into()])
+        .instrument(step("/runtime.v1.RuntimeService/ExecSync"))
+        .await?;
+    tracing::info!(?code, "exec done");
+    shim.stop(CONTAINER, Duration::from_secs(2))
+        .instrument(step("/runtime.v1.RuntimeService/StopContainer"))
+        .await?;
+    shim.pod_rm(POD)
+        .instrument(step("/runtime.v1.RuntimeService/RemovePodSandbox"))
+        .await?;
+    Ok(())
+}
+
+/// Waits for both services' spans of `trace_id`, then prints them as a tree.
+async fn print_tree(receiver: &Receiver, trace_id: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let spans = loop {
+        let spans: Vec<Span> = receiver
+            .spans()
+            .into_iter()
+            .filter(|s| s.trace_id == trace_id)
+            .collect();
+        let services: std::collections::BTreeSet<&str> = spans
+            .iter()
+            .filter_map(|s| s.resource.get("service.name").map(String::as_str))
+            .collect();
+        let complete = services.contains("runtime-shim")
+            && services.contains("conmond")
+            && spans.iter().any(|s| s.name == "runtime-shim demo");
+        if complete || tokio::time::Instant::now() >= deadline {
+            break spans;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println_out(&format!("trace {trace_id}: {} spans", spans.len()));
+    let ids: std::collections::HashSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    let mut children: BTreeMap<&str, Vec<&Span>> = BTreeMap::new();
+    let mut roots = Vec::new();
+    for span in &spans {
+        if ids.contains(span.parent_span_id.as_str()) {
+            children
+                .entry(span.parent_span_id.as_str())
+                .or_default()
+                .push(span);
+        } else {
+            roots.push(span);
+        }
+    }
+    for list in children.values_mut() {
+        list.sort_by_key(|s| s.start_unix_nano);
+    }
+    roots.sort_by_key(|s| s.start_unix_nano);
+    for root in roots {
+        print_span(root, &children, 0);
+    }
+    Ok(())
+}
+
+fn print_span(span: &Span, children: &BTreeMap<&str, Vec<&Span>>, depth: usize) {
+    let indent = "  ".repeat(depth);
+    let service = span
+        .resource
+        .get("service.name")
+        .map_or("?", String::as_str);
+    let millis = span.end_unix_nano.saturating_sub(span.start_unix_nano) as f64 / 1e6;
+    println_out(&format!(
+        "{indent}{service:<13} {} ({millis:.1} ms)",
+        span.name
+    ));
+    for (name, attributes) in &span.events {
+        if name == "log" {
+            let severity = attributes.get("log.severity").map_or("", String::as_str);
+            let message = attributes.get("log.message").map_or("", String::as_str);
+            println_out(&format!("{indent}  · {severity:<5} {message}"));
+        }
+    }
+    for child in children.get(span.span_id.as_str()).into_iter().flatten() {
+        print_span(child, children, depth + 1);
+    }
+}

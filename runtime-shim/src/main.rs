@@ -1,0 +1,23 @@
+//! `runtime-shim`: pods and containers from the command line, the way CRI-O runs them with a
+//! pod monitor. State lives under `--root`, so separate invocations work together. With
+//! tracing on, each command is one span named after the CRI method it stands for.
+
+mod cli;
+mod demo;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return cli::fail(&anyhow::Error::from(err)),
+    };
+    runtime.block_on(cli::run(args))
+}

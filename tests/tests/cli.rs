@@ -1,0 +1,323 @@
+//! The `runtime-shim` CLI as an engine operator uses it: separate invocations sharing state
+//! under `--root`, with a CRI-O configuration, real conmond and runc.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use anyhow::Result;
+use conmon_integration_tests::otlp::{self, Receiver};
+use conmon_integration_tests::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn shim_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/runtime-shim");
+    assert!(
+        path.exists(),
+        "runtime-shim not built at {}: cargo build --workspace",
+        path.display()
+    );
+    path
+}
+
+/// A CRI-O configuration with one pod handler, and a state root; cleans up on drop.
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new(tracing: &str) -> Result<Self> {
+        require_privileged();
+        let dir = tempfile::Builder::new().prefix("shim-cli").tempdir()?;
+        let config = format!(
+            "[crio.runtime]\ndefault_runtime = \"runc-pod\"\ncgroup_manager = \"cgroupfs\"\n\
+             [crio.runtime.runtimes.runc-pod]\nruntime_type = \"pod\"\nruntime_path = \"{RUNC}\"\n\
+             runtime_root = \"{}\"\nmonitor_path = \"{}\"\nmonitor_env = [\"LOG_DRIVER=stdout\"]\n{tracing}",
+            dir.path().join("runc").display(),
+            conmond_binary().display(),
+        );
+        std::fs::write(dir.path().join("crio.conf"), config)?;
+        std::fs::create_dir(dir.path().join("crio.conf.d"))?;
+        Ok(Self { dir })
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(shim_binary());
+        command
+            .arg("--config")
+            .arg(self.dir.path().join("crio.conf"))
+            .arg("--config-dir")
+            .arg(self.dir.path().join("crio.conf.d"))
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .env_remove("TRACEPARENT");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Result<Output> {
+        Ok(self.command(args).output()?)
+    }
+
+    /// Runs and requires success; returns stdout.
+    fn ok(&self, args: &[&str]) -> Result<String> {
+        let output = self.run(args)?;
+        anyhow::ensure!(
+            output.status.success(),
+            "runtime-shim {args:?} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(String::from_utf8(output.stdout)?)
+    }
+
+    fn runc_containers(&self) -> Result<String> {
+        let output = Command::new(RUNC)
+            .arg("--root")
+            .arg(self.dir.path().join("runc"))
+            .args(["list", "-q"])
+            .output()?;
+        Ok(String::from_utf8(output.stdout)?)
+    }
+}
+
+impl Drop for Cli {
+    fn drop(&mut self) {
+        for pid in processes_mentioning(&self.dir.path().display().to_string()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        for id in self.runc_containers().unwrap_or_default().lines() {
+            let _ = Command::new(RUNC)
+                .arg("--root")
+                .arg(self.dir.path().join("runc"))
+                .args(["delete", "--force", id])
+                .status();
+        }
+    }
+}
+
+fn sockets_under(dir: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let kind = entry.file_type();
+            match kind {
+                Ok(kind) if kind.is_dir() => stack.push(entry.path()),
+                Ok(kind) if kind.is_socket() => found.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_full_pod_lifecycle_leaves_nothing_behind() -> Result<()> {
+    let cli = Cli::new("")?;
+    // Container IDs are cgroup names too: unique across concurrently running tests.
+    let (c1, c2) = (unique_id("life"), unique_id("life"));
+    let (c1, c2) = (c1.as_str(), c2.as_str());
+    cli.ok(&["pod", "run", "p1"])?;
+    let script = "echo hello; echo oops >&2; sleep 1000";
+    cli.ok(&["create", "p1", c1, "--", "sh", "-c", script])?;
+    cli.ok(&["start", c1])?;
+    let exec = cli.run(&["exec", c1, "--", "echo", "from exec"])?;
+    assert_eq!(
+        (exec.status.code(), exec.stdout.as_slice()),
+        (Some(0), &b"from exec\n"[..])
+    );
+    let failing = cli.run(&["exec", c1, "--", "sh", "-c", "exit 3"])?;
+    assert_eq!(
+        failing.status.code(),
+        Some(3),
+        "exec exits with the command's code"
+    );
+    let logs = run_local(wait_for("container output in the log", WAIT, || {
+        cli.ok(&["logs", c1])
+            .ok()
+            .filter(|logs| logs.contains("oops"))
+    }))?;
+    assert_eq!(logs, "hello\noops\n");
+    let ps = cli.ok(&["ps"])?;
+    assert!(ps.contains(&format!("p1\t{c1}\trunning")), "{ps}");
+    let pods = cli.ok(&["pod", "ls"])?;
+    assert!(pods.contains("p1\tpid "), "{pods}");
+    let stopped = cli.ok(&["stop", "--timeout", "1", c1])?;
+    assert!(stopped.contains("exited with 137"), "{stopped}");
+    cli.ok(&["rm", c1])?;
+    cli.ok(&["create", "p1", c2])?;
+    cli.ok(&["pod", "rm", "p1"])?;
+
+    assert!(
+        processes_mentioning(&cli.root().display().to_string()).is_empty(),
+        "monitor left running"
+    );
+    assert_eq!(cli.runc_containers()?, "", "runc state left behind");
+    assert!(
+        sockets_under(&cli.root()).is_empty(),
+        "sockets left: {:?}",
+        sockets_under(&cli.root())
+    );
+    assert_eq!(
+        std::fs::read_dir(cli.root().join("pods"))?.count(),
+        0,
+        "pod state left behind"
+    );
+    Ok(())
+}
+
+#[test]
+fn usage_errors_are_clear_and_exit_non_zero() -> Result<()> {
+    let cli = Cli::new("")?;
+    let missing = cli.run(&["start", "ghost"])?;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no container 'ghost'"));
+    let bad_name = cli.run(&["pod", "run", "../escape"])?;
+    assert!(String::from_utf8_lossy(&bad_name.stderr).contains("invalid pod name"));
+    std::fs::write(
+        cli.dir.path().join("crio.conf.d/50-bad.conf"),
+        "[crio.runtime.runtimes.x]\nruntime_type = \"vm\"\n",
+    )?;
+    let bad_config = cli.run(&["pod", "ls"])?;
+    assert_eq!(bad_config.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad_config.stderr);
+    assert!(
+        stderr.contains("50-bad.conf") && stderr.contains("runtime_type"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[test]
+fn concurrent_pod_runs_start_one_monitor() -> Result<()> {
+    let cli = Cli::new("")?;
+    let children: Vec<_> = (0..2)
+        .map(|_| cli.command(&["pod", "run", "p1"]).output())
+        .collect();
+    let outputs: Vec<String> = children
+        .into_iter()
+        .map(|output| String::from_utf8_lossy(&output.expect("run").stdout).into_owned())
+        .collect();
+    let run_dir = cli.root().join("pods/p1/run");
+    let monitors = processes_mentioning(&run_dir.display().to_string());
+    assert_eq!(monitors.len(), 1, "{monitors:?}");
+    for output in outputs {
+        assert_eq!(
+            output.trim(),
+            format!("pod p1: monitor pid {}", monitors[0])
+        );
+    }
+    cli.ok(&["pod", "rm", "p1"])?;
+    Ok(())
+}
+
+#[test]
+fn one_trace_covers_shim_monitor_and_runtime_across_invocations() -> Result<()> {
+    run_local(async {
+        let receiver = Receiver::start(otlp::free_addr()?).await?;
+        let endpoint = receiver.endpoint().trim_start_matches("http://").to_owned();
+        let tracing = format!(
+            "[crio.tracing]\nenable_tracing = true\ntracing_endpoint = \"{endpoint}\"\ntracing_sampling_rate_per_million = 0\n"
+        );
+        let cli = Cli::new(&tracing)?;
+        // No parent and rate 0: nothing is exported for these.
+        let ctr = unique_id("traced");
+        cli.ok(&["pod", "run", "p1"])?;
+        cli.ok(&["create", "p1", &ctr])?;
+        cli.ok(&["start", &ctr])?;
+        // A later invocation (a "restarted" shim reusing the monitor) with a sampled parent.
+        let trace = "5bf92f3577b34da6a3ce929d0e0e4736";
+        let parent = "00f067aa0ba902b7";
+        let mut command =
+            cli.command(&["--log-level", "info", "exec", &ctr, "--", "echo", "traced"]);
+        command.env("TRACEPARENT", format!("00-{trace}-{parent}-01"));
+        // Off this thread: the receiver runs on it and must answer the shim's export.
+        let output = tokio::task::spawn_blocking(move || command.output()).await??;
+        assert!(output.status.success());
+        let spans = wait_for("the exec trace", WAIT, || {
+            let spans: Vec<otlp::Span> = receiver
+                .spans()
+                .into_iter()
+                .filter(|s| s.trace_id == trace)
+                .collect();
+            let complete = ["runtime exec", "/runtime.v1.RuntimeService/ExecSync"]
+                .iter()
+                .all(|name| spans.iter().any(|s| s.name == *name));
+            complete.then_some(spans)
+        })
+        .await?;
+        let find = |name: &str| {
+            spans
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("no {name} span in {spans:#?}"))
+        };
+        let root = find("/runtime.v1.RuntimeService/ExecSync");
+        assert_eq!(root.parent_span_id, parent);
+        assert_eq!(root.resource["service.name"], "runtime-shim");
+        let rpc = find("Conmon/execSyncContainer");
+        assert_eq!(rpc.parent_span_id, root.span_id);
+        assert_eq!(rpc.resource["service.name"], "conmond");
+        assert_eq!(find("runtime exec").parent_span_id, rpc.span_id);
+        let exec_log = root.events.iter().find(|(name, attrs)| {
+            name == "log"
+                && attrs
+                    .get("log.message")
+                    .is_some_and(|m| m == "exec finished")
+        });
+        let attrs = &exec_log.expect("log event on the shim span").1;
+        assert_eq!(attrs["name"], "/runtime.v1.RuntimeService/ExecSync");
+        assert!(!attrs["id"].is_empty());
+
+        let unsampled = [
+            "/runtime.v1.RuntimeService/RunPodSandbox",
+            "Conmon/createContainer",
+            "runtime start",
+        ];
+        assert!(
+            !receiver
+                .spans()
+                .iter()
+                .any(|s| unsampled.contains(&s.name.as_str())),
+            "operations without a sampled parent were exported at rate 0"
+        );
+        cli.ok(&["pod", "rm", "p1"])?;
+        Ok(())
+    })
+}
+
+#[test]
+fn demo_prints_one_trace_with_both_services() -> Result<()> {
+    require_privileged();
+    let output = Command::new(shim_binary())
+        .arg("demo")
+        .env_remove("TRACEPARENT")
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("trace "), "{stdout}");
+    assert!(
+        stdout.contains("runtime-shim  runtime-shim demo"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("conmond       Conmon/createContainer"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("conmond       runtime exec"), "{stdout}");
+    assert!(stdout.contains("· INFO  container created"), "{stdout}");
+    Ok(())
+}
