@@ -306,10 +306,10 @@ impl Shim {
 
     async fn dispatch(&self, command: Command) -> Result<ExitCode> {
         match command {
-            Command::Pod(PodCommand::Run { pod }) => {
-                let monitor = self.pod_run(&pod).await?;
-                println_out(&format!("pod {pod}: monitor pid {}", monitor.pid));
-            }
+            Command::Pod(PodCommand::Run { pod }) => match self.pod_run(&pod).await? {
+                Some(monitor) => println_out(&format!("pod {pod}: monitor pid {}", monitor.pid)),
+                None => println_out(&format!("pod {pod}: one conmon per container")),
+            },
             Command::Pod(PodCommand::Stop { pod }) => self.pod_stop(&pod).await?,
             Command::Pod(PodCommand::Rm { pod }) => self.pod_rm(&pod).await?,
             Command::Pod(PodCommand::Ls) => self.pod_ls().await?,
@@ -348,13 +348,12 @@ impl Shim {
             .config
             .handler(&self.handler_name)
             .with_context(|| format!("no runtime handler '{}'", self.handler_name))?;
-        if handler.runtime_type != RuntimeType::Pod {
-            bail!(
-                "runtime handler '{}' has runtime_type \"oci\"; this command needs a \"pod\" handler",
-                self.handler_name
-            );
-        }
         Ok(handler)
+    }
+
+    /// Whether the handler runs one monitor per pod (else one conmon per container).
+    fn pod_handler(&self) -> Result<bool> {
+        Ok(self.handler()?.runtime_type == RuntimeType::Pod)
     }
 
     fn oci_runtime(&self) -> Result<OciRuntime> {
@@ -392,8 +391,13 @@ impl Shim {
         bail!("no container '{id}' under {}", self.root.display())
     }
 
-    pub(crate) async fn pod_run(&self, pod: &str) -> Result<PodMonitor> {
+    pub(crate) async fn pod_run(&self, pod: &str) -> Result<Option<PodMonitor>> {
         validate_name("pod", pod)?;
+        if !self.pod_handler()? {
+            // Per-container monitors: a pod is just its directory.
+            std::fs::create_dir_all(self.pod_dir(pod))?;
+            return Ok(None);
+        }
         let spec = MonitorSpec::for_handler(&self.handler_name, self.handler()?, &self.config);
         let monitor = monitor::ensure_monitor(&spec, &self.run_dir(pod)).await?;
         if monitor.spawned {
@@ -401,7 +405,7 @@ impl Shim {
         } else {
             tracing::info!(pod, pid = monitor.pid, "pod monitor already running");
         }
-        Ok(monitor)
+        Ok(Some(monitor))
     }
 
     pub(crate) async fn create(
@@ -449,16 +453,44 @@ impl Shim {
             },
             ..CreateContainer::default()
         };
-        match monitor.handle.create_container(spec).await {
+        let created = match monitor {
+            Some(monitor) => monitor
+                .handle
+                .create_container(spec)
+                .await
+                .map_err(anyhow::Error::from),
+            None => self.create_under_conmon(id, &bundle, &dir).await,
+        };
+        match created {
             Ok(pid) => {
                 tracing::info!(container_id = id, pid, "container created");
                 Ok(pid)
             }
             Err(err) => {
                 let _ = std::fs::remove_dir_all(&dir);
-                Err(err.into())
+                Err(err)
             }
         }
+    }
+
+    /// `runtime_type = "oci"`: the container gets its own conmon (`monitor_path`).
+    async fn create_under_conmon(&self, id: &str, bundle: &Path, dir: &Path) -> Result<u32> {
+        let container = runtime_shim::conmon_oci::ConmonContainer {
+            id,
+            bundle,
+            log_path: &dir.join("ctr.log"),
+            exit_dir: &self.root.join("exits"),
+            state_dir: dir,
+        };
+        let monitor = self.handler()?.monitor_binary();
+        let pid =
+            runtime_shim::conmon_oci::create(&monitor, &self.oci_runtime()?, &container).await?;
+        tracing::info!(
+            container_id = id,
+            conmon_pid = pid,
+            "container created under conmon"
+        );
+        Ok(pid)
     }
 
     pub(crate) async fn start(&self, id: &str) -> Result<()> {
@@ -475,7 +507,11 @@ impl Shim {
         command: Vec<String>,
     ) -> Result<ExitCode> {
         let pod = self.pod_of(id)?;
-        let monitor = self.pod_run(&pod).await?;
+        let Some(monitor) = self.pod_run(&pod).await? else {
+            bail!(
+                "exec needs a pod handler (runtime_type = \"pod\"); this handler runs conmon per container"
+            );
+        };
         let spec = ExecSync {
             id: id.to_owned(),
             command,

@@ -12,6 +12,7 @@
 pub mod bundle;
 pub mod client;
 pub mod config;
+pub mod conmon_oci;
 pub mod error;
 pub mod handle;
 pub mod monitor;

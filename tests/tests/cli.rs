@@ -28,14 +28,18 @@ struct Cli {
 
 impl Cli {
     fn new(tracing: &str) -> Result<Self> {
+        Self::with_handler("pod", &conmond_binary(), tracing)
+    }
+
+    fn with_handler(runtime_type: &str, monitor: &Path, tracing: &str) -> Result<Self> {
         require_privileged();
         let dir = tempfile::Builder::new().prefix("shim-cli").tempdir()?;
         let config = format!(
             "[crio.runtime]\ndefault_runtime = \"runc-pod\"\ncgroup_manager = \"cgroupfs\"\n\
-             [crio.runtime.runtimes.runc-pod]\nruntime_type = \"pod\"\nruntime_path = \"{RUNC}\"\n\
+             [crio.runtime.runtimes.runc-pod]\nruntime_type = \"{runtime_type}\"\nruntime_path = \"{RUNC}\"\n\
              runtime_root = \"{}\"\nmonitor_path = \"{}\"\nmonitor_env = [\"LOG_DRIVER=stdout\"]\n{tracing}",
             dir.path().join("runc").display(),
-            conmond_binary().display(),
+            monitor.display(),
         );
         std::fs::write(dir.path().join("crio.conf"), config)?;
         std::fs::create_dir(dir.path().join("crio.conf.d"))?;
@@ -319,5 +323,45 @@ fn demo_prints_one_trace_with_both_services() -> Result<()> {
     );
     assert!(stdout.contains("conmond       runtime exec"), "{stdout}");
     assert!(stdout.contains("· INFO  container created"), "{stdout}");
+    Ok(())
+}
+
+#[test]
+fn an_oci_handler_runs_each_container_under_debian_conmon() -> Result<()> {
+    let conmon = Path::new("/usr/bin/conmon");
+    assert!(
+        conmon.exists(),
+        "Debian's conmon is missing: apt-get install conmon"
+    );
+    let cli = Cli::with_handler("oci", conmon, "")?;
+    let id = unique_id("oci");
+    cli.ok(&["pod", "run", "p1"])?;
+    cli.ok(&[
+        "create",
+        "p1",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "echo hi from conmon; sleep 1000",
+    ])?;
+    let conmons = processes_mentioning(&format!("--cid\0{id}"));
+    assert_eq!(conmons.len(), 1, "one conmon for the container");
+    cli.ok(&["start", &id])?;
+    let logs = run_local(wait_for("output in conmon's log", WAIT, || {
+        cli.ok(&["logs", &id])
+            .ok()
+            .filter(|logs| logs.contains("hi from conmon"))
+    }))?;
+    assert_eq!(logs, "hi from conmon\n");
+    let stopped = cli.ok(&["stop", "--timeout", "1", &id])?;
+    assert!(stopped.contains("exited with 137"), "{stopped}");
+    cli.ok(&["pod", "rm", "p1"])?;
+    assert_eq!(cli.runc_containers()?, "");
+    run_local(wait_for("conmon to exit", WAIT, || {
+        processes_mentioning(&format!("--cid\0{id}"))
+            .is_empty()
+            .then_some(())
+    }))?;
     Ok(())
 }
