@@ -129,6 +129,187 @@ pub struct VersionInfo {
     pub cargo_tree: String,
 }
 
+/// `attachContainer`: serve the container's stdio on a SOCK_SEQPACKET socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attach {
+    /// Container ID.
+    pub id: String,
+    /// Where the attach socket is created.
+    pub socket_path: PathBuf,
+    /// Exec session to attach to, if any.
+    pub exec_session_id: String,
+    /// End the attach session when the client closes stdin.
+    pub stop_after_stdin_eof: bool,
+}
+
+/// `setWindowSizeContainer`: resize a terminal container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WindowSize {
+    /// Container ID.
+    pub id: String,
+    /// Columns.
+    pub width: u16,
+    /// Rows.
+    pub height: u16,
+}
+
+/// `serveExecContainer`: a one-shot streaming URL for an exec.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServeExec {
+    /// Container ID.
+    pub id: String,
+    /// Command and arguments.
+    pub command: Vec<String>,
+    /// Run on a terminal.
+    pub tty: bool,
+    /// Streams to connect.
+    pub stdin: bool,
+    /// Streams to connect.
+    pub stdout: bool,
+    /// Streams to connect.
+    pub stderr: bool,
+    /// Cgroup manager for the runtime.
+    pub cgroup_manager: CgroupManager,
+}
+
+/// `serveAttachContainer`: a one-shot streaming URL for an attach.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServeAttach {
+    /// Container ID.
+    pub id: String,
+    /// Streams to connect.
+    pub stdin: bool,
+    /// Streams to connect.
+    pub stdout: bool,
+    /// Streams to connect.
+    pub stderr: bool,
+}
+
+/// Namespaces `createNamespaces` can pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Namespace {
+    /// IPC.
+    Ipc,
+    /// Network.
+    Net,
+    /// PID.
+    Pid,
+    /// User.
+    User,
+    /// UTS.
+    Uts,
+}
+
+/// `createNamespaces`: pin a pod's namespaces under `base_path`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateNamespaces {
+    /// Namespaces to create.
+    pub namespaces: Vec<Namespace>,
+    /// `"<container id> <host id> <size>"` mappings for a user namespace.
+    pub uid_mappings: Vec<String>,
+    /// Same for groups.
+    pub gid_mappings: Vec<String>,
+    /// Where the bind mounts go.
+    pub base_path: PathBuf,
+    /// The pod.
+    pub pod_id: String,
+}
+
+impl Attach {
+    /// Encodes the request into `r`.
+    pub fn write(&self, mut r: conmon::attach_request::Builder<'_>) {
+        r.set_id(&self.id);
+        r.set_socket_path(path_text(&self.socket_path));
+        r.set_exec_session_id(&self.exec_session_id);
+        r.set_stop_after_stdin_eof(self.stop_after_stdin_eof);
+    }
+}
+
+impl WindowSize {
+    /// Encodes the request into `r`.
+    pub fn write(&self, mut r: conmon::set_window_size_request::Builder<'_>) {
+        r.set_id(&self.id);
+        r.set_width(self.width);
+        r.set_height(self.height);
+    }
+}
+
+impl ServeExec {
+    /// Encodes the request into `r`.
+    pub fn write(&self, mut r: conmon::serve_exec_container_request::Builder<'_>) {
+        r.set_id(&self.id);
+        write_strings(
+            |n| r.reborrow().init_command(n),
+            self.command.iter().map(String::as_str),
+        );
+        r.set_tty(self.tty);
+        r.set_stdin(self.stdin);
+        r.set_stdout(self.stdout);
+        r.set_stderr(self.stderr);
+        r.set_cgroup_manager(wire_cgroup_manager(self.cgroup_manager));
+    }
+}
+
+impl ServeAttach {
+    /// Encodes the request into `r`.
+    pub fn write(&self, mut r: conmon::serve_attach_container_request::Builder<'_>) {
+        r.set_id(&self.id);
+        r.set_stdin(self.stdin);
+        r.set_stdout(self.stdout);
+        r.set_stderr(self.stderr);
+    }
+}
+
+impl Namespace {
+    fn wire(self) -> conmon::Namespace {
+        match self {
+            Self::Ipc => conmon::Namespace::Ipc,
+            Self::Net => conmon::Namespace::Net,
+            Self::Pid => conmon::Namespace::Pid,
+            Self::User => conmon::Namespace::User,
+            Self::Uts => conmon::Namespace::Uts,
+        }
+    }
+
+    /// Decodes a wire namespace.
+    ///
+    /// # Errors
+    /// Values this schema does not know.
+    pub fn read(value: Result<conmon::Namespace, capnp::NotInSchema>) -> capnp::Result<Self> {
+        Ok(
+            match value.map_err(|capnp::NotInSchema(n)| {
+                capnp::Error::failed(format!("unknown namespace {n}"))
+            })? {
+                conmon::Namespace::Ipc => Self::Ipc,
+                conmon::Namespace::Net => Self::Net,
+                conmon::Namespace::Pid => Self::Pid,
+                conmon::Namespace::User => Self::User,
+                conmon::Namespace::Uts => Self::Uts,
+            },
+        )
+    }
+}
+
+impl CreateNamespaces {
+    /// Encodes the request into `r`.
+    pub fn write(&self, mut r: conmon::create_namespaces_request::Builder<'_>) {
+        let mut namespaces = r.reborrow().init_namespaces(count(self.namespaces.len()));
+        for (i, namespace) in (0u32..).zip(&self.namespaces) {
+            namespaces.set(i, namespace.wire());
+        }
+        write_strings(
+            |n| r.reborrow().init_uid_mappings(n),
+            self.uid_mappings.iter().map(String::as_str),
+        );
+        write_strings(
+            |n| r.reborrow().init_gid_mappings(n),
+            self.gid_mappings.iter().map(String::as_str),
+        );
+        r.set_base_path(path_text(&self.base_path));
+        r.set_pod_id(&self.pod_id);
+    }
+}
+
 fn read_strings(list: text_list::Reader<'_>) -> capnp::Result<Vec<String>> {
     list.iter().map(|text| Ok(text?.to_string()?)).collect()
 }

@@ -9,7 +9,9 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 use conmon::config::LogLevel;
 use conmon::telemetry::{self, LogOutput, Service, TracingSettings};
-use runtime_shim::client::{CgroupManager, CreateContainer, ExecSync, LogDriver, LogFormat};
+use runtime_shim::client::{
+    Attach, CgroupManager, CreateContainer, ExecSync, LogDriver, LogFormat,
+};
 use runtime_shim::config::{Config, Overrides, RuntimeType};
 use runtime_shim::monitor::{self, MonitorSpec, PodMonitor};
 use runtime_shim::runtime::OciRuntime;
@@ -114,7 +116,7 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Attach to a container's stdio (not available yet).
+    /// Have the pod's monitor serve a container's stdio on an attach socket.
     Attach {
         /// The container.
         id: String,
@@ -328,9 +330,7 @@ impl Shim {
                 timeout,
                 command,
             } => return self.exec(&id, timeout, command).await,
-            Command::Attach { id } => {
-                bail!("attach to {id}: attach is not available in this runtime-shim yet")
-            }
+            Command::Attach { id } => self.attach(&id).await?,
             Command::Logs { id, raw } => self.logs(&id, raw)?,
             Command::Stop { id, timeout } => {
                 let code = self.stop(&id, Duration::from_secs(timeout)).await?;
@@ -491,6 +491,23 @@ impl Shim {
             "container created under conmon"
         );
         Ok(pid)
+    }
+
+    /// Asks the pod's monitor for the container's attach socket (where CRI-O puts it).
+    async fn attach(&self, id: &str) -> Result<()> {
+        let pod = self.pod_of(id)?;
+        let Some(monitor) = self.pod_run(&pod).await? else {
+            bail!("attach needs a pod handler (runtime_type = \"pod\")");
+        };
+        let socket_path = self.run_dir(&pod).join(id).join("attach");
+        let spec = Attach {
+            id: id.to_owned(),
+            socket_path: socket_path.clone(),
+            ..Attach::default()
+        };
+        monitor.handle.attach(spec).await?;
+        println_out(&format!("attach socket: {}", socket_path.display()));
+        Ok(())
     }
 
     pub(crate) async fn start(&self, id: &str) -> Result<()> {

@@ -12,7 +12,8 @@ use conmon_proto::conmon;
 
 use crate::error::ShimError;
 pub use conmon_proto::types::{
-    CgroupManager, CreateContainer, ExecSync, ExecSyncResult, LogDriver, LogFormat, VersionInfo,
+    Attach, CgroupManager, CreateContainer, CreateNamespaces, ExecSync, ExecSyncResult, LogDriver,
+    LogFormat, Namespace, ServeAttach, ServeExec, VersionInfo, WindowSize,
 };
 use futures::AsyncReadExt as _;
 use tokio::net::UnixStream;
@@ -117,6 +118,83 @@ impl MonitorClient {
         self.write_metadata(|n| r.init_metadata(n));
         request.send().promise.await?;
         Ok(())
+    }
+
+    /// Asks the monitor to serve the container's stdio on a SOCK_SEQPACKET socket.
+    pub async fn attach(&self, spec: &Attach) -> Result<(), ShimError> {
+        let mut request = self.client.attach_container_request();
+        let mut r = request.get().init_request();
+        spec.write(r.reborrow());
+        self.write_metadata(|n| r.init_metadata(n));
+        request.send().promise.await?;
+        Ok(())
+    }
+
+    /// Resizes a terminal container.
+    pub async fn set_window_size(&self, spec: &WindowSize) -> Result<(), ShimError> {
+        let mut request = self.client.set_window_size_container_request();
+        let mut r = request.get().init_request();
+        spec.write(r.reborrow());
+        self.write_metadata(|n| r.init_metadata(n));
+        request.send().promise.await?;
+        Ok(())
+    }
+
+    /// Pins the pod's namespaces; returns each namespace's bind-mount path.
+    pub async fn create_namespaces(
+        &self,
+        spec: &CreateNamespaces,
+    ) -> Result<Vec<(Namespace, std::path::PathBuf)>, ShimError> {
+        let mut request = self.client.create_namespaces_request();
+        let mut r = request.get().init_request();
+        spec.write(r.reborrow());
+        self.write_metadata(|n| r.init_metadata(n));
+        let reply = request.send().promise.await?;
+        let mut namespaces = Vec::new();
+        for namespace in reply.get()?.get_response()?.get_namespaces()? {
+            let kind = Namespace::read(namespace.get_type())?;
+            namespaces.push((kind, namespace.get_path()?.to_str()?.into()));
+        }
+        Ok(namespaces)
+    }
+
+    /// Starts the monitor's fd-passing socket; returns its path.
+    pub async fn start_fd_socket(&self) -> Result<std::path::PathBuf, ShimError> {
+        let mut request = self.client.start_fd_socket_request();
+        let r = request.get().init_request();
+        self.write_metadata(|n| r.init_metadata(n));
+        let reply = request.send().promise.await?;
+        Ok(reply.get()?.get_response()?.get_path()?.to_str()?.into())
+    }
+
+    /// A one-shot streaming URL for an exec.
+    pub async fn serve_exec(&self, spec: &ServeExec) -> Result<String, ShimError> {
+        let mut request = self.client.serve_exec_container_request();
+        let mut r = request.get().init_request();
+        spec.write(r.reborrow());
+        self.write_metadata(|n| r.init_metadata(n));
+        let reply = request.send().promise.await?;
+        Ok(reply.get()?.get_response()?.get_url()?.to_string()?)
+    }
+
+    /// A one-shot streaming URL for an attach.
+    pub async fn serve_attach(&self, spec: &ServeAttach) -> Result<String, ShimError> {
+        let mut request = self.client.serve_attach_container_request();
+        let mut r = request.get().init_request();
+        spec.write(r.reborrow());
+        self.write_metadata(|n| r.init_metadata(n));
+        let reply = request.send().promise.await?;
+        Ok(reply.get()?.get_response()?.get_url()?.to_string()?)
+    }
+
+    /// A one-shot streaming URL forwarding ports inside `net_ns_path`.
+    pub async fn serve_port_forward(&self, net_ns_path: &Path) -> Result<String, ShimError> {
+        let mut request = self.client.serve_port_forward_container_request();
+        let mut r = request.get().init_request();
+        r.set_net_ns_path(net_ns_path.to_str().unwrap_or_default());
+        self.write_metadata(|n| r.init_metadata(n));
+        let reply = request.send().promise.await?;
+        Ok(reply.get()?.get_response()?.get_url()?.to_string()?)
     }
 }
 

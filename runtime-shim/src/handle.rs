@@ -10,7 +10,10 @@ use std::rc::Rc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::client::{CreateContainer, ExecSync, ExecSyncResult, MonitorClient, VersionInfo};
+use crate::client::{
+    Attach, CreateContainer, CreateNamespaces, ExecSync, ExecSyncResult, MonitorClient, Namespace,
+    ServeAttach, ServeExec, VersionInfo, WindowSize,
+};
 use crate::error::ShimError;
 use crate::trace;
 
@@ -22,6 +25,17 @@ enum Call {
     Create(Box<CreateContainer>, Metadata, Reply<u32>),
     ExecSync(Box<ExecSync>, Metadata, Reply<ExecSyncResult>),
     ReopenLog(String, Metadata, Reply<()>),
+    Attach(Box<Attach>, Metadata, Reply<()>),
+    Resize(WindowSize, Metadata, Reply<()>),
+    CreateNamespaces(
+        Box<CreateNamespaces>,
+        Metadata,
+        Reply<Vec<(Namespace, PathBuf)>>,
+    ),
+    StartFdSocket(Metadata, Reply<PathBuf>),
+    ServeExec(Box<ServeExec>, Metadata, Reply<String>),
+    ServeAttach(ServeAttach, Metadata, Reply<String>),
+    ServePortForward(PathBuf, Metadata, Reply<String>),
 }
 
 /// A connection to one monitor; clones share it.
@@ -91,6 +105,50 @@ impl MonitorHandle {
         let id = id.to_owned();
         self.call(|md, reply| Call::ReopenLog(id, md, reply)).await
     }
+
+    /// Asks the monitor to serve the container's stdio on an attach socket.
+    pub async fn attach(&self, spec: Attach) -> Result<(), ShimError> {
+        self.call(|md, reply| Call::Attach(Box::new(spec), md, reply))
+            .await
+    }
+
+    /// Resizes a terminal container.
+    pub async fn set_window_size(&self, spec: WindowSize) -> Result<(), ShimError> {
+        self.call(|md, reply| Call::Resize(spec, md, reply)).await
+    }
+
+    /// Pins the pod's namespaces.
+    pub async fn create_namespaces(
+        &self,
+        spec: CreateNamespaces,
+    ) -> Result<Vec<(Namespace, PathBuf)>, ShimError> {
+        self.call(|md, reply| Call::CreateNamespaces(Box::new(spec), md, reply))
+            .await
+    }
+
+    /// Starts the monitor's fd-passing socket.
+    pub async fn start_fd_socket(&self) -> Result<PathBuf, ShimError> {
+        self.call(Call::StartFdSocket).await
+    }
+
+    /// A one-shot streaming URL for an exec.
+    pub async fn serve_exec(&self, spec: ServeExec) -> Result<String, ShimError> {
+        self.call(|md, reply| Call::ServeExec(Box::new(spec), md, reply))
+            .await
+    }
+
+    /// A one-shot streaming URL for an attach.
+    pub async fn serve_attach(&self, spec: ServeAttach) -> Result<String, ShimError> {
+        self.call(|md, reply| Call::ServeAttach(spec, md, reply))
+            .await
+    }
+
+    /// A one-shot streaming URL for port forwarding in `net_ns_path`.
+    pub async fn serve_port_forward(&self, net_ns_path: &Path) -> Result<String, ShimError> {
+        let path = net_ns_path.to_owned();
+        self.call(|md, reply| Call::ServePortForward(path, md, reply))
+            .await
+    }
 }
 
 fn disconnected() -> ShimError {
@@ -137,24 +195,53 @@ fn serve(
 /// Runs one call. Setting the metadata and building the request happen in the same poll, so
 /// concurrent calls on this single-threaded loop never see each other's metadata.
 async fn dispatch(client: Rc<MonitorClient>, call: Call) {
+    let c = &client;
     match call {
         Call::Version(verbose, md, reply) => {
-            client.set_metadata(md);
-            let _ = reply.send(client.version(verbose).await);
+            answer(c, md, reply, async |c| c.version(verbose).await).await
         }
         Call::Create(spec, md, reply) => {
-            client.set_metadata(md);
-            let _ = reply.send(client.create_container(&spec).await);
+            answer(c, md, reply, async |c| c.create_container(&spec).await).await
         }
         Call::ExecSync(spec, md, reply) => {
-            client.set_metadata(md);
-            let _ = reply.send(client.exec_sync(&spec).await);
+            answer(c, md, reply, async |c| c.exec_sync(&spec).await).await
         }
         Call::ReopenLog(id, md, reply) => {
-            client.set_metadata(md);
-            let _ = reply.send(client.reopen_log(&id).await);
+            answer(c, md, reply, async |c| c.reopen_log(&id).await).await
+        }
+        Call::Attach(spec, md, reply) => {
+            answer(c, md, reply, async |c| c.attach(&spec).await).await
+        }
+        Call::Resize(spec, md, reply) => {
+            answer(c, md, reply, async |c| c.set_window_size(&spec).await).await
+        }
+        Call::CreateNamespaces(spec, md, reply) => {
+            answer(c, md, reply, async |c| c.create_namespaces(&spec).await).await;
+        }
+        Call::StartFdSocket(md, reply) => {
+            answer(c, md, reply, async |c| c.start_fd_socket().await).await
+        }
+        Call::ServeExec(spec, md, reply) => {
+            answer(c, md, reply, async |c| c.serve_exec(&spec).await).await
+        }
+        Call::ServeAttach(spec, md, reply) => {
+            answer(c, md, reply, async |c| c.serve_attach(&spec).await).await
+        }
+        Call::ServePortForward(path, md, reply) => {
+            answer(c, md, reply, async |c| c.serve_port_forward(&path).await).await;
         }
     }
+}
+
+async fn answer<T>(
+    client: &MonitorClient,
+    metadata: Metadata,
+    reply: Reply<T>,
+    call: impl AsyncFnOnce(&MonitorClient) -> Result<T, ShimError>,
+) {
+    client.set_metadata(metadata);
+    // A caller that gave up waiting has dropped its receiver; nothing to deliver then.
+    let _ = reply.send(call(client).await);
 }
 
 #[cfg(test)]

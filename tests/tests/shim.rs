@@ -173,6 +173,24 @@ fn errors_say_which_step_failed() -> Result<()> {
             panic!("expected a remote error, got {err:?}");
         };
         assert!(message.contains("container 'ghost' not found"), "{message}");
+
+        // Calls whose monitor side is not there yet are remote errors that say so.
+        let resize = runtime_shim::client::WindowSize {
+            id: "ghost".into(),
+            width: 80,
+            height: 24,
+        };
+        let err = monitor.handle.set_window_size(resize).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ShimError::Remote {
+                    unimplemented: true,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         Ok(())
     })
 }
