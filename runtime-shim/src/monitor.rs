@@ -295,15 +295,16 @@ pub async fn shutdown_monitor(run_dir: &Path) -> Result<(), ShimError> {
 async fn wait_gone(pid: u32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if !running(pid) {
+        if !process_running(pid) {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    !running(pid)
+    !process_running(pid)
 }
 
-fn running(pid: u32) -> bool {
+/// Whether process `pid` exists and is not a zombie waiting for its reaper.
+pub fn process_running(pid: u32) -> bool {
     if !matches!(sys::kill(pid, 0), Ok(true)) {
         return false;
     }

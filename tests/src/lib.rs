@@ -238,14 +238,7 @@ impl Pod {
 
     /// Whether the daemon process still exists (and is not a zombie).
     pub fn daemon_alive(&self) -> bool {
-        std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).is_ok_and(|stat| {
-            !stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
+        runtime_shim::monitor::process_running(self.pid)
     }
 }
 
@@ -330,14 +323,7 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            let running = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                !stat
-                    .rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            });
+            let running = runtime_shim::monitor::process_running(*pid);
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             running && String::from_utf8_lossy(&cmdline).contains(needle)
         })
