@@ -123,7 +123,7 @@ async fn lifecycle(shim: &Shim) -> Result<()> {
     let command = [
         "sh".to_owned(),
         "-c".to_owned(),
-        "echo hello from the demo container; sleep 1000".to_owned(),
+        "echo hello from the demo container; trap 'exit 0' TERM; sleep 1000 & wait".to_owned(),
     ];
     shim.create(POD, CONTAINER, None, &command)
         .instrument(step("/runtime.v1.RuntimeService/CreateContainer"))
