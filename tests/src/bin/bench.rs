@@ -47,7 +47,10 @@ fn main() -> Result<()> {
         log_throughput(&pod, &client, 2, 16 << 20, &mut report).await?;
         Ok::<_, anyhow::Error>(())
     })?;
-    // Pods are gone by now, so their logs do not end up in the report.
+    // The report file gets the report only (dropped pods print their logs to stdout).
+    if let Some(path) = std::env::args_os().nth(1) {
+        std::fs::write(&path, &report).with_context(|| format!("write {}", path.display()))?;
+    }
     println!("{report}");
     Ok(())
 }
