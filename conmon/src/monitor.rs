@@ -168,24 +168,26 @@ impl Monitor {
         let (span, status) = self
             .run_runtime("create", &args, &request.env, runtime_stdio)
             .await?;
-        if status != ExitStatus::Exited(0) {
-            // The runtime has exited, so everything it wrote is already in the pipes.
+        // The runtime has exited, so everything it wrote is already in the pipes; and the
+        // container cannot run before `runtime start`, so that is all there is.
+        let runtime_output = {
             let mut output = stdio::read_available(&stderr);
             output.extend(stdio::read_available(&stdout));
+            output
+        };
+        if status != ExitStatus::Exited(0) {
             let err = MonitorError::RuntimeFailed {
                 action: "create",
                 status,
-                stderr: String::from_utf8_lossy(&output).into_owned(),
+                stderr: String::from_utf8_lossy(&runtime_output).into_owned(),
             };
             runtime_failed(&span, &err);
             return Err(err);
         }
-        // The container cannot run before `runtime start`: anything in the pipes now is the
-        // runtime's own chatter (warnings), which is no container output.
-        let mut chatter = stdio::read_available(&stderr);
-        chatter.extend(stdio::read_available(&stdout));
-        if !chatter.is_empty() {
-            tracing::warn!(parent: &span, container_id = %request.id, output = %String::from_utf8_lossy(&chatter).trim_end(), "runtime create wrote to the container's stdio");
+        // A successful runtime's warnings are no container output: log them instead.
+        if !runtime_output.is_empty() {
+            let output = String::from_utf8_lossy(&runtime_output);
+            tracing::warn!(parent: &span, container_id = %request.id, output = %output.trim_end(), "runtime create wrote to the container's stdio");
         }
         let pid = match read_pidfile(&pidfile) {
             Ok(pid) => pid,
