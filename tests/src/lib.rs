@@ -277,6 +277,16 @@ pub fn busybox_bundle(
     )?)
 }
 
+/// An exec-sync request for `command` in container `id` (cgroupfs manager, no timeout).
+pub fn exec_request(id: &str, command: &[&str]) -> ExecSync {
+    ExecSync {
+        id: id.to_owned(),
+        command: command.iter().map(|s| (*s).to_owned()).collect(),
+        cgroup_manager: CgroupManager::Cgroupfs,
+        ..ExecSync::default()
+    }
+}
+
 /// A single log driver writing `format` to `path`, with a size limit (0 = none).
 pub fn log_to(format: LogFormat, path: &Path, max_size: u64) -> Vec<LogDriver> {
     vec![LogDriver {

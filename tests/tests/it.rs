@@ -185,15 +185,6 @@ async fn running(pod: &Pod, client: &MonitorClient, id: &str) -> Result<()> {
     Ok(())
 }
 
-fn exec(id: &str, command: &[&str]) -> ExecSync {
-    ExecSync {
-        id: id.to_owned(),
-        command: command.iter().map(|s| (*s).to_owned()).collect(),
-        cgroup_manager: CgroupManager::Cgroupfs,
-        ..ExecSync::default()
-    }
-}
-
 #[test]
 fn exec_sync_returns_output_and_codes() -> Result<()> {
     let pod = Pod::start()?;
@@ -206,7 +197,10 @@ fn exec_sync_returns_output_and_codes() -> Result<()> {
         pod.runc(&["start", "ex"])?;
 
         let echo = client
-            .exec_sync(&exec("ex", &["sh", "-c", "echo out; echo err >&2; exit 4"]))
+            .exec_sync(&exec_request(
+                "ex",
+                &["sh", "-c", "echo out; echo err >&2; exit 4"],
+            ))
             .await?;
         assert_eq!((echo.exit_code, echo.timed_out), (4, false));
         assert_eq!(
@@ -215,12 +209,12 @@ fn exec_sync_returns_output_and_codes() -> Result<()> {
         );
 
         let invalid = client
-            .exec_sync(&exec("ex", &["busybox", "invalid"]))
+            .exec_sync(&exec_request("ex", &["busybox", "invalid"]))
             .await?;
         assert_eq!(invalid.exit_code, 127);
         assert!(String::from_utf8_lossy(&invalid.stderr).contains("invalid: applet not found"));
 
-        let mut slow = exec("ex", &["sleep", "30"]);
+        let mut slow = exec_request("ex", &["sleep", "30"]);
         slow.timeout = Some(Duration::from_secs(1));
         let started = std::time::Instant::now();
         let timed = client.exec_sync(&slow).await?;
@@ -242,7 +236,7 @@ fn concurrent_exec_syncs_each_get_their_own_output() -> Result<()> {
         running(&pod, &client, "conc").await?;
         let requests: Vec<ExecSync> = (0..10)
             .map(|i| {
-                exec(
+                exec_request(
                     "conc",
                     &["sh", "-c", &format!("sleep 0.2; echo out-{i}; exit {i}")],
                 )
@@ -265,7 +259,7 @@ fn one_mebibyte_of_exec_output_comes_back_whole() -> Result<()> {
         let client = pod.client().await?;
         running(&pod, &client, "big").await?;
         let result = client
-            .exec_sync(&exec(
+            .exec_sync(&exec_request(
                 "big",
                 &["sh", "-c", "yes 0123456789abcdef | head -c 1048576"],
             ))
@@ -341,7 +335,7 @@ fn unknown_and_duplicate_containers_are_errors_that_say_so() -> Result<()> {
     run_local(async {
         let client = pod.client().await?;
         let err = client
-            .exec_sync(&exec("ghost", &["true"]))
+            .exec_sync(&exec_request("ghost", &["true"]))
             .await
             .unwrap_err()
             .to_string();

@@ -23,15 +23,6 @@ fn metadata(trace: &str, sampled: bool) -> BTreeMap<String, String> {
     )])
 }
 
-fn exec(id: &str, command: &[&str]) -> ExecSync {
-    ExecSync {
-        id: id.to_owned(),
-        command: command.iter().map(|s| (*s).to_owned()).collect(),
-        cgroup_manager: CgroupManager::Cgroupfs,
-        ..ExecSync::default()
-    }
-}
-
 /// Waits until the receiver holds spans satisfying `done`; returns all spans of `trace`.
 async fn spans_of(
     receiver: &Receiver,
@@ -86,7 +77,9 @@ fn caller_trace_continues_through_rpc_and_runtime_spans_with_logs() -> Result<()
         let request = pod.create_request("traced", pod.bundle("traced", &["sleep", "1000"])?);
         client.create_container(&request).await?;
         pod.runc(&["start", "traced"])?;
-        let output = client.exec_sync(&exec("traced", &["echo", "hi"])).await?;
+        let output = client
+            .exec_sync(&exec_request("traced", &["echo", "hi"]))
+            .await?;
         assert_eq!(output.stdout, b"hi\n");
         pod.runc(&["kill", "traced", "KILL"])?;
         wait_for_file(&request.exit_paths[0], WAIT).await?;
@@ -180,10 +173,10 @@ fn unsampled_parent_exports_nothing() -> Result<()> {
         let request = pod.create_request("quiet", pod.bundle("quiet", &["sleep", "1000"])?);
         client.create_container(&request).await?;
         pod.runc(&["start", "quiet"])?;
-        client.exec_sync(&exec("quiet", &["true"])).await?;
+        client.exec_sync(&exec_request("quiet", &["true"])).await?;
         // Export is in order: once a later sampled request arrived, the earlier one would have.
         client.set_metadata(metadata(&marker, true));
-        client.exec_sync(&exec("quiet", &["true"])).await?;
+        client.exec_sync(&exec_request("quiet", &["true"])).await?;
         spans_of(&receiver, &marker, "marker spans", |spans| {
             !spans.is_empty()
         })
@@ -222,7 +215,7 @@ fn spans_of_a_collector_outage_arrive_when_it_returns() -> Result<()> {
         const EXECS: usize = 20;
         for i in 0..EXECS {
             let output = client
-                .exec_sync(&exec("outage", &["echo", &i.to_string()]))
+                .exec_sync(&exec_request("outage", &["echo", &i.to_string()]))
                 .await?;
             assert_eq!(output.exit_code, 0);
         }

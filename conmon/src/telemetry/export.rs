@@ -90,6 +90,15 @@ struct Shared {
     stopping: AtomicBool,
 }
 
+impl Shared {
+    /// Buffers `entry`; wakes the exporter once a full batch is waiting.
+    fn enqueue<T>(&self, buffer: &Mutex<Buffer<T>>, entry: T) {
+        if lock(buffer).push(entry) == BATCH {
+            self.wake.notify_one();
+        }
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves a consistent buffer; keep using it.
     mutex
@@ -267,10 +276,7 @@ impl SpanProcessor for BufferedSpans {
             return;
         }
         convert_log_events(&mut span);
-        let len = lock(&self.0.spans).push(span);
-        if len == BATCH {
-            self.0.wake.notify_one();
-        }
+        self.0.enqueue(&self.0.spans, span);
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -340,10 +346,8 @@ impl LogProcessor for BufferedLogs {
         if unsampled {
             return;
         }
-        let len = lock(&self.0.logs).push((record.clone(), scope.clone()));
-        if len == BATCH {
-            self.0.wake.notify_one();
-        }
+        self.0
+            .enqueue(&self.0.logs, (record.clone(), scope.clone()));
     }
 
     fn force_flush(&self) -> OTelSdkResult {
