@@ -71,6 +71,15 @@ pub enum MonitorError {
         /// What it held.
         content: String,
     },
+    /// The terminal of a terminal container could not be set up.
+    #[error("receive the container's terminal from the runtime")]
+    Console(#[source] std::io::Error),
+    /// A terminal operation on a container without one.
+    #[error("container '{0}' has no terminal")]
+    NoTerminal(String),
+    /// Resizing the terminal failed.
+    #[error("resize terminal")]
+    Resize(#[source] std::io::Error),
     /// The monitor is shutting down and lost track of a process it waited for.
     #[error("monitor is shutting down")]
     ShuttingDown,

@@ -28,4 +28,5 @@ pub mod runtime;
 mod stdio;
 mod sys;
 pub mod telemetry;
+mod terminal;
 pub mod version;

@@ -23,11 +23,15 @@ use crate::runtime::{CreateArgs, Runtime, RuntimeStdio};
 use crate::stdio::{self, PipeReader};
 use crate::sys;
 use crate::telemetry;
+use crate::terminal::{self, ConsoleSocket};
 pub use conmon_proto::types::CreateContainer;
 
 /// How long output pipes may stay open after the container's init exited (a process that
 /// escaped the container can hold them) before exit files are written regardless.
 const OUTPUT_DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a terminal master may trail the runtime's exit.
+const CONSOLE_GRACE: Duration = Duration::from_secs(5);
 
 /// How long shutdown waits for killed containers to be reaped and for `runtime delete`.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
@@ -57,6 +61,8 @@ pub(crate) struct Container {
     logs: Rc<RefCell<LogSet>>,
     /// `Some(code)` once the container exited and its exit files were written.
     exited: watch::Receiver<Option<i32>>,
+    /// The terminal master, for terminal containers (resizing).
+    terminal: Option<std::os::fd::OwnedFd>,
     /// The write end of the container's stdin pipe, when it has one.
     _stdin: Option<std::os::fd::OwnedFd>,
 }
@@ -129,9 +135,6 @@ impl Monitor {
         if request.id.is_empty() {
             return Err(MonitorError::InvalidRequest("container id is empty".into()));
         }
-        if request.terminal {
-            return Err(MonitorError::NotImplemented("terminal containers"));
-        }
         if !request.additional_fds.is_empty() || !request.leak_fds.is_empty() {
             return Err(MonitorError::NotImplemented("file descriptor passing"));
         }
@@ -155,6 +158,10 @@ impl Monitor {
             None
         };
 
+        let console = match request.terminal {
+            true => Some(ConsoleSocket::bind().map_err(MonitorError::Console)?),
+            false => None,
+        };
         let pidfile = request.bundle.join("pidfile");
         let args = self.runtime.create_args(&CreateArgs {
             id: &request.id,
@@ -163,10 +170,11 @@ impl Monitor {
             global_args: &request.global_args,
             command_args: &request.command_args,
             cgroup_manager: request.cgroup_manager,
+            console_socket: console.as_ref().map(ConsoleSocket::path),
         });
         tracing::debug!(container_id = %request.id, ?args, "runtime create");
-        let (span, status) = self
-            .run_runtime("create", &args, &request.env, runtime_stdio)
+        let (span, status, master) = self
+            .run_create(&args, &request.env, runtime_stdio, console.as_ref())
             .await?;
         // The runtime has exited, so everything it wrote is already in the pipes; and the
         // container cannot run before `runtime start`, so that is all there is.
@@ -201,26 +209,35 @@ impl Monitor {
         let oom_watch = OomWatch::start(pid);
 
         let logs = Rc::new(RefCell::new(logs));
-        let pumps = vec![
-            tokio::task::spawn_local(pump(
-                request.id.clone(),
-                stdout,
-                Stream::Stdout,
-                logs.clone(),
-            )),
-            tokio::task::spawn_local(pump(
-                request.id.clone(),
-                stderr,
-                Stream::Stderr,
-                logs.clone(),
-            )),
-        ];
+        let (pumps, terminal) = match master {
+            // A terminal carries all output; the runtime's pipes have served their purpose.
+            Some(master) => {
+                let (reader, control) =
+                    terminal::open_master(master).map_err(MonitorError::Console)?;
+                let pump = pump(request.id.clone(), reader, Stream::Stdout, logs.clone());
+                (vec![tokio::task::spawn_local(pump)], Some(control))
+            }
+            None => {
+                let pumps = [(stdout, Stream::Stdout), (stderr, Stream::Stderr)]
+                    .map(|(reader, stream)| {
+                        tokio::task::spawn_local(pump(
+                            request.id.clone(),
+                            reader,
+                            stream,
+                            logs.clone(),
+                        ))
+                    })
+                    .into();
+                (pumps, None)
+            }
+        };
         let (exited_tx, exited) = watch::channel(None);
         let container = Rc::new(Container {
             id: request.id.clone(),
             pid,
             logs,
             exited,
+            terminal,
             _stdin: stdin,
         });
         self.containers
@@ -282,6 +299,55 @@ impl Monitor {
                 source,
             })?;
         Ok((span, self.reaper.watch(pid)))
+    }
+
+    /// Runs `runtime create`; for a terminal container also receives the terminal master the
+    /// runtime sends to `console` (never waiting on it past the runtime's exit plus a grace).
+    async fn run_create(
+        &self,
+        args: &[OsString],
+        env: &BTreeMap<String, String>,
+        stdio: RuntimeStdio,
+        console: Option<&ConsoleSocket>,
+    ) -> Result<(tracing::Span, ExitStatus, Option<std::os::fd::OwnedFd>), MonitorError> {
+        let Some(console) = console else {
+            let (span, status) = self.run_runtime("create", args, env, stdio).await?;
+            return Ok((span, status, None));
+        };
+        let (span, exit) = self.spawn_runtime("create", args, env, stdio)?;
+        let mut exit = std::pin::pin!(exit.instrument(span.clone()));
+        let mut receive = std::pin::pin!(console.receive());
+        let mut master = None;
+        let status = loop {
+            tokio::select! {
+                fd = &mut receive, if master.is_none() => master = Some(fd.map_err(MonitorError::Console)?),
+                status = &mut exit => break status.map_err(|_| MonitorError::ShuttingDown)?,
+            }
+        };
+        finish_runtime(&span, status);
+        if status == ExitStatus::Exited(0) && master.is_none() {
+            // The runtime sends the master before it exits; allow for the order of our reads.
+            let received = tokio::time::timeout(CONSOLE_GRACE, receive)
+                .await
+                .map_err(|_| {
+                    MonitorError::Console(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the runtime exited without sending a terminal",
+                    ))
+                })?;
+            master = Some(received.map_err(MonitorError::Console)?);
+        }
+        Ok((span, status, master))
+    }
+
+    /// Resizes the terminal of container `id`.
+    pub fn set_window_size(&self, id: &str, width: u16, height: u16) -> Result<(), MonitorError> {
+        let container = self.running_container(id)?;
+        let Some(terminal) = &container.terminal else {
+            return Err(MonitorError::NoTerminal(id.to_owned()));
+        };
+        sys::set_window_size(std::os::fd::AsFd::as_fd(terminal), height, width)
+            .map_err(MonitorError::Resize)
     }
 
     /// Runs `runtime <action>` to completion in its own span and returns how it exited.

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use capnp::capability::Rc as CapRc;
 use conmon_proto::conmon;
-use conmon_proto::types::{CreateContainer, ExecSync};
+use conmon_proto::types::{CreateContainer, ExecSync, WindowSize};
 use tracing::Instrument as _;
 
 use crate::error::{MonitorError, error_chain};
@@ -163,10 +163,18 @@ impl conmon::Server for RpcServer {
         params: conmon::SetWindowSizeContainerParams,
         _: conmon::SetWindowSizeContainerResults,
     ) -> Result<(), capnp::Error> {
-        Err(not_implemented(
+        let request = params.get()?.get_request()?;
+        let span = rpc_span(
             "setWindowSizeContainer",
-            params.get()?.get_request()?.get_metadata(),
-        ))
+            request.get_id()?.to_str()?,
+            request.get_metadata(),
+        );
+        let size = WindowSize::read(request)?;
+        traced(span, async {
+            self.monitor
+                .set_window_size(&size.id, size.width, size.height)
+        })
+        .await
     }
 
     async fn create_namespaces(

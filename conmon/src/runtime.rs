@@ -35,6 +35,8 @@ pub struct CreateArgs<'a> {
     pub command_args: &'a [String],
     /// Cgroup manager requested for this container.
     pub cgroup_manager: CgroupManager,
+    /// Where the runtime sends the terminal master, for terminal containers.
+    pub console_socket: Option<&'a Path>,
 }
 
 impl Runtime {
@@ -51,13 +53,17 @@ impl Runtime {
         args
     }
 
-    /// `[--root=R] [--systemd-cgroup] GLOBAL… create --bundle B --pid-file P COMMAND… ID`
+    /// `[--root=R] [--systemd-cgroup] GLOBAL… create --bundle B --pid-file P COMMAND…
+    /// [--console-socket S] ID`
     pub fn create_args(&self, create: &CreateArgs<'_>) -> Vec<OsString> {
         let mut args = self.global_args(create.cgroup_manager);
         args.extend(create.global_args.iter().map(OsString::from));
         args.extend(["create".into(), "--bundle".into(), create.bundle.into()]);
         args.extend(["--pid-file".into(), create.pidfile.into()]);
         args.extend(create.command_args.iter().map(OsString::from));
+        if let Some(socket) = create.console_socket {
+            args.extend(["--console-socket".into(), socket.into()]);
+        }
         args.push(create.id.into());
         args
     }
@@ -165,6 +171,7 @@ mod tests {
             global_args: &["--debug".into()],
             command_args: &["--no-pivot".into()],
             cgroup_manager: CgroupManager::Cgroupfs,
+            console_socket: Some(Path::new("/tmp/c.sock")),
         });
         assert_eq!(
             strings(&args),
@@ -177,6 +184,8 @@ mod tests {
                 "--pid-file",
                 "/b/pidfile",
                 "--no-pivot",
+                "--console-socket",
+                "/tmp/c.sock",
                 "c1"
             ]
         );
@@ -191,6 +200,7 @@ mod tests {
             global_args: &[],
             command_args: &[],
             cgroup_manager: CgroupManager::Systemd,
+            console_socket: None,
         });
         assert_eq!(
             strings(&args),

@@ -142,3 +142,79 @@ pub(crate) fn set_umask(mask: u32) -> u32 {
     // SAFETY: umask only swaps an integer attribute of the process and cannot fail.
     unsafe { libc::umask(mask) }
 }
+
+/// Receives one file descriptor sent with SCM_RIGHTS on a connected Unix stream socket (how
+/// runc hands over a terminal's master through `--console-socket`).
+pub(crate) fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let mut data = [0u8; 64];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // Room for one control message carrying one descriptor, aligned as cmsghdr requires.
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain old data; zeroed is a valid empty header.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_iov = &mut iov;
+    header.msg_iovlen = 1;
+    header.msg_control = control.as_mut_ptr().cast();
+    header.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: header points at live buffers (iov, control) sized as declared above.
+    let received =
+        unsafe { libc::recvmsg(socket.as_raw_fd(), &mut header, libc::MSG_CMSG_CLOEXEC) };
+    if received == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: header was filled by recvmsg; CMSG_FIRSTHDR only reads its control fields.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&header) };
+    if cmsg.is_null() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no file descriptor received",
+        ));
+    }
+    // SAFETY: cmsg is non-null and points into `control`, which recvmsg filled.
+    let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
+    if level != libc::SOL_SOCKET || kind != libc::SCM_RIGHTS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "unexpected control message",
+        ));
+    }
+    // SAFETY: an SCM_RIGHTS message carries at least one int; CMSG_DATA points at it (possibly
+    // unaligned, hence read_unaligned).
+    let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>()) };
+    // SAFETY: the kernel just installed `fd` in this process for us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sets a terminal's window size (the kernel then sends SIGWINCH to its foreground group).
+pub(crate) fn set_window_size(terminal: BorrowedFd<'_>, rows: u16, columns: u16) -> io::Result<()> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: columns,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which is valid for the call.
+    let rc = unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Switches `fd` to non-blocking mode.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL on a borrowed, open descriptor.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: F_SETFL on a borrowed, open descriptor with flags derived from F_GETFL.
+    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

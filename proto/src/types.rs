@@ -226,6 +226,18 @@ impl Attach {
 }
 
 impl WindowSize {
+    /// Decodes a request.
+    ///
+    /// # Errors
+    /// Malformed messages and non-UTF-8 text.
+    pub fn read(r: conmon::set_window_size_request::Reader<'_>) -> capnp::Result<Self> {
+        Ok(Self {
+            id: r.get_id()?.to_string()?,
+            width: r.get_width(),
+            height: r.get_height(),
+        })
+    }
+
     /// Encodes the request into `r`.
     pub fn write(&self, mut r: conmon::set_window_size_request::Builder<'_>) {
         r.set_id(&self.id);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 pub use runtime_shim::client::{
-    CgroupManager, CreateContainer, ExecSync, LogDriver, LogFormat, MonitorClient,
+    CgroupManager, CreateContainer, ExecSync, LogDriver, LogFormat, MonitorClient, WindowSize,
 };
 pub use runtime_shim::receiver as otlp;
 

@@ -460,18 +460,18 @@ fn calls_of_later_features_are_clear_errors() -> Result<()> {
     let pod = Pod::start()?;
     run_local(async {
         let client = pod.client().await?;
-        let mut request = client.capnp_client().set_window_size_container_request();
+        let mut request = client.capnp_client().serve_exec_container_request();
         request.get().init_request().set_id("any");
         let err = request
             .send()
             .promise
             .await
             .err()
-            .expect("resize is not implemented yet");
+            .expect("streaming exec is not implemented yet");
         assert_eq!(err.kind, capnp::ErrorKind::Unimplemented);
         assert!(
             err.to_string()
-                .contains("not implemented: setWindowSizeContainer"),
+                .contains("not implemented: serveExecContainer"),
             "{err}"
         );
         // The monitor keeps serving.
@@ -510,4 +510,52 @@ fn command_line_answers_version_queries_and_rejects_bad_flags() -> Result<()> {
     assert_eq!(env.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&env.stderr).contains("loud"));
     Ok(())
+}
+
+#[test]
+fn terminal_containers_log_tty_output_and_resize() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let log = pod.path("tty.log");
+        let gate = pod.path("bundles/tty/rootfs/tmp/go");
+        let script = "echo on-a-tty; while [ ! -e /tmp/go ]; do sleep 0.05; done; stty size";
+        let bundle = pod.bundle_with("tty", &["sh", "-c", script], |config| {
+            config["process"]["terminal"] = true.into();
+        })?;
+        let mut request = pod.create_request("tty", bundle);
+        request.terminal = true;
+        request.log_drivers = log_to(LogFormat::Cri, &log, 0);
+        let exit_path = request.exit_paths[0].clone();
+        client.create_container(&request).await?;
+        pod.runc(&["start", "tty"])?;
+        client
+            .set_window_size(&WindowSize {
+                id: "tty".into(),
+                width: 91,
+                height: 37,
+            })
+            .await?;
+        std::fs::write(&gate, "")?;
+        assert_eq!(wait_for_file(&exit_path, WAIT).await?, "0");
+        let text = std::fs::read_to_string(&log)?;
+        // Terminal output: one stream, CRLF line ends.
+        assert!(text.contains("stdout F on-a-tty\r\n"), "{text}");
+        assert!(text.contains("stdout F 37 91\r\n"), "{text}");
+        assert!(!text.contains("stderr"), "{text}");
+
+        // A container without a terminal cannot be resized.
+        running(&pod, &client, "pipes").await?;
+        let err = client
+            .set_window_size(&WindowSize {
+                id: "pipes".into(),
+                width: 80,
+                height: 24,
+            })
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("container 'pipes' has no terminal"), "{err}");
+        Ok(())
+    })
 }

@@ -175,12 +175,11 @@ fn errors_say_which_step_failed() -> Result<()> {
         assert!(message.contains("container 'ghost' not found"), "{message}");
 
         // Calls whose monitor side is not there yet are remote errors that say so.
-        let resize = runtime_shim::client::WindowSize {
+        let attach = runtime_shim::client::Attach {
             id: "ghost".into(),
-            width: 80,
-            height: 24,
+            ..Default::default()
         };
-        let err = monitor.handle.set_window_size(resize).await.unwrap_err();
+        let err = monitor.handle.attach(attach).await.unwrap_err();
         assert!(
             matches!(
                 err,
