@@ -174,16 +174,18 @@ pub(crate) fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
         ));
     }
     // SAFETY: cmsg is non-null and points into `control`, which recvmsg filled.
-    let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
-    if level != libc::SOL_SOCKET || kind != libc::SCM_RIGHTS {
+    let message = unsafe { &*cmsg };
+    if message.cmsg_level != libc::SOL_SOCKET || message.cmsg_type != libc::SCM_RIGHTS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "unexpected control message",
         ));
     }
-    // SAFETY: an SCM_RIGHTS message carries at least one int; CMSG_DATA points at it (possibly
-    // unaligned, hence read_unaligned).
-    let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>()) };
+    // SAFETY: cmsg is a valid SCM_RIGHTS header inside `control`; CMSG_DATA only computes the
+    // address of its payload.
+    let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
+    // SAFETY: an SCM_RIGHTS payload holds at least one int at `data`, possibly unaligned.
+    let fd = unsafe { std::ptr::read_unaligned(data) };
     // SAFETY: the kernel just installed `fd` in this process for us; nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
