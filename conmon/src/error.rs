@@ -77,6 +77,15 @@ pub enum MonitorError {
     /// A terminal operation on a container without one.
     #[error("container '{0}' has no terminal")]
     NoTerminal(String),
+    /// The attach socket could not be created.
+    #[error("create attach socket '{}'", path.display())]
+    AttachSocket {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Resizing the terminal failed.
     #[error("resize terminal")]
     Resize(#[source] std::io::Error),

@@ -14,6 +14,7 @@
 #![deny(unsafe_code)]
 
 mod atomic_file;
+mod attach;
 pub mod config;
 pub mod daemon;
 pub mod error;

@@ -10,11 +10,13 @@ use std::process::Stdio;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
+use tokio::net::unix::pipe;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use crate::atomic_file;
+use crate::attach;
 use crate::error::MonitorError;
 use crate::logs::{LogSet, Stream};
 use crate::oom::OomWatch;
@@ -24,7 +26,7 @@ use crate::stdio::{self, PipeReader};
 use crate::sys;
 use crate::telemetry;
 use crate::terminal::{self, ConsoleSocket};
-pub use conmon_proto::types::CreateContainer;
+pub use conmon_proto::types::{Attach, CreateContainer};
 
 /// How long output pipes may stay open after the container's init exited (a process that
 /// escaped the container can hold them) before exit files are written regardless.
@@ -63,8 +65,10 @@ pub(crate) struct Container {
     exited: watch::Receiver<Option<i32>>,
     /// The terminal master, for terminal containers (resizing).
     terminal: Option<std::os::fd::OwnedFd>,
-    /// The write end of the container's stdin pipe, when it has one.
-    _stdin: Option<std::os::fd::OwnedFd>,
+    /// Where attach clients' input goes.
+    stdin: attach::Stdin,
+    /// Attach clients, who get the output.
+    attachments: Rc<attach::Attachments>,
 }
 
 impl Container {
@@ -208,37 +212,45 @@ impl Monitor {
         let exit = self.reaper.watch(pid);
         let oom_watch = OomWatch::start(pid);
 
-        let logs = Rc::new(RefCell::new(logs));
-        let (pumps, terminal) = match master {
-            // A terminal carries all output; the runtime's pipes have served their purpose.
+        let sinks = Sinks {
+            logs: Rc::new(RefCell::new(logs)),
+            attachments: Rc::default(),
+        };
+        let (pumps, terminal, input) = match master {
+            // A terminal carries all output and input; the runtime's pipes have served.
             Some(master) => {
                 let (reader, control) =
                     terminal::open_master(master).map_err(MonitorError::Console)?;
-                let pump = pump(request.id.clone(), reader, Stream::Stdout, logs.clone());
-                (vec![tokio::task::spawn_local(pump)], Some(control))
+                let input = match request.stdin {
+                    true => Some(terminal::input(&control).map_err(MonitorError::Console)?),
+                    false => None,
+                };
+                let pump = pump(request.id.clone(), reader, Stream::Stdout, sinks.clone());
+                (vec![tokio::task::spawn_local(pump)], Some(control), input)
             }
             None => {
                 let pumps = [(stdout, Stream::Stdout), (stderr, Stream::Stderr)]
                     .map(|(reader, stream)| {
-                        tokio::task::spawn_local(pump(
-                            request.id.clone(),
-                            reader,
-                            stream,
-                            logs.clone(),
-                        ))
+                        let pump = pump(request.id.clone(), reader, stream, sinks.clone());
+                        tokio::task::spawn_local(pump)
                     })
                     .into();
-                (pumps, None)
+                let input = stdin
+                    .map(pipe::Sender::from_owned_fd)
+                    .transpose()
+                    .map_err(MonitorError::Pipe)?;
+                (pumps, None, input)
             }
         };
         let (exited_tx, exited) = watch::channel(None);
         let container = Rc::new(Container {
             id: request.id.clone(),
             pid,
-            logs,
+            logs: sinks.logs,
             exited,
             terminal,
-            _stdin: stdin,
+            stdin: attach::Stdin::new(input),
+            attachments: sinks.attachments,
         });
         self.containers
             .borrow_mut()
@@ -340,6 +352,51 @@ impl Monitor {
         Ok((span, status, master))
     }
 
+    /// Serves container `id`'s stdio on a SOCK_SEQPACKET socket at `request.socket_path` until
+    /// the container exits (the socket is then removed).
+    pub fn attach(self: &Rc<Self>, request: &Attach) -> Result<(), MonitorError> {
+        let container = self.running_container(&request.id)?;
+        let path = request.socket_path.clone();
+        let listener = bind_attach_socket(&path).map_err(|source| MonitorError::AttachSocket {
+            path: path.clone(),
+            source,
+        })?;
+        let stop_after_stdin_eof = request.stop_after_stdin_eof;
+        tracing::info!(container_id = %request.id, path = %path.display(), "attach socket ready");
+        tokio::task::spawn_local(async move {
+            let mut exited = container.exited.clone();
+            loop {
+                tokio::select! {
+                    guard = listener.readable() => {
+                        let Ok(mut guard) = guard else { break };
+                        match sys::accept(std::os::fd::AsFd::as_fd(listener.get_ref())) {
+                            Ok(connection) => {
+                                let container = container.clone();
+                                tokio::task::spawn_local(async move {
+                                    let served = match sys::async_fd(connection) {
+                                        Ok(connection) => attach::serve_client(&container.attachments, &container.stdin, connection, stop_after_stdin_eof).await,
+                                        Err(err) => Err(err),
+                                    };
+                                    if let Err(err) = served {
+                                        tracing::debug!(container_id = %container.id, error = %err, "attach client ended");
+                                    }
+                                });
+                            }
+                            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
+                            Err(err) => {
+                                tracing::warn!(container_id = %container.id, error = %err, "accept attach client");
+                                break;
+                            }
+                        }
+                    }
+                    _ = exited.wait_for(Option::is_some) => break,
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+        });
+        Ok(())
+    }
+
     /// Resizes the terminal of container `id`.
     pub fn set_window_size(&self, id: &str, width: u16, height: u16) -> Result<(), MonitorError> {
         let container = self.running_container(id)?;
@@ -424,6 +481,29 @@ impl Monitor {
     }
 }
 
+/// Binds the attach socket (owner-only), replacing a stale one at `path`.
+fn bind_attach_socket(path: &Path) -> std::io::Result<tokio::io::unix::AsyncFd<std::fs::File>> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "socket path has no file name",
+        ));
+    };
+    std::fs::create_dir_all(dir)?;
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+        _ => {}
+    }
+    let dir_fd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(dir)?;
+    let listener = sys::seqpacket_listener(std::os::fd::AsFd::as_fd(&dir_fd), name)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    sys::async_fd(listener)
+}
+
 /// Records the runtime's exit on its span.
 pub(crate) fn finish_runtime(span: &tracing::Span, status: ExitStatus) {
     span.record("runtime.exit_code", status.code());
@@ -449,12 +529,19 @@ pub(crate) fn read_pidfile(path: &Path) -> Result<u32, MonitorError> {
         })
 }
 
-/// Copies one output stream of a container into its log drivers until end of file.
-async fn pump(id: String, reader: PipeReader, stream: Stream, logs: Rc<RefCell<LogSet>>) {
+/// Where a container's output goes: its log drivers and its attach clients.
+#[derive(Debug, Clone)]
+struct Sinks {
+    logs: Rc<RefCell<LogSet>>,
+    attachments: Rc<attach::Attachments>,
+}
+
+/// Copies one output stream of a container into its logs and attach clients until end of file.
+async fn pump(id: String, reader: PipeReader, stream: Stream, sinks: Sinks) {
     let mut failing = false;
     let result = stdio::read_until_eof(&reader, |chunk| {
         let now = SystemTime::now();
-        match logs.borrow_mut().write(stream, chunk, now) {
+        match sinks.logs.borrow_mut().write(stream, chunk, now) {
             Ok(()) => failing = false,
             // Keep draining so the container never blocks on a full pipe; report each outage once.
             Err(err) if !failing => {
@@ -463,6 +550,7 @@ async fn pump(id: String, reader: PipeReader, stream: Stream, logs: Rc<RefCell<L
             }
             Err(_) => {}
         }
+        sinks.attachments.broadcast(stream, chunk);
     })
     .await;
     if let Err(err) = result {
@@ -513,6 +601,7 @@ async fn supervise(monitor: Rc<Monitor>, container: Rc<Container>, supervision: 
         {
             tracing::warn!(container_id = %id, "output still open after exit; writing exit files anyway");
         }
+        container.attachments.finish();
         let oom_killed = supervision
             .oom_watch
             .is_some_and(|watch| watch.oom_killed());

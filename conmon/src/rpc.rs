@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use capnp::capability::Rc as CapRc;
 use conmon_proto::conmon;
-use conmon_proto::types::{CreateContainer, ExecSync, WindowSize};
+use conmon_proto::types::{Attach, CreateContainer, ExecSync, WindowSize};
 use tracing::Instrument as _;
 
 use crate::error::{MonitorError, error_chain};
@@ -152,10 +152,14 @@ impl conmon::Server for RpcServer {
         params: conmon::AttachContainerParams,
         _: conmon::AttachContainerResults,
     ) -> Result<(), capnp::Error> {
-        Err(not_implemented(
+        let request = params.get()?.get_request()?;
+        let span = rpc_span(
             "attachContainer",
-            params.get()?.get_request()?.get_metadata(),
-        ))
+            request.get_id()?.to_str()?,
+            request.get_metadata(),
+        );
+        let attach = Attach::read(request)?;
+        traced(span, async { self.monitor.attach(&attach) }).await
     }
 
     async fn set_window_size_container(

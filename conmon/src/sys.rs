@@ -6,7 +6,7 @@
 )]
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// Which side of a [`fork`] the caller is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,4 +219,78 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Registers `fd` (made non-blocking) with the async runtime, as a `File` for read and write.
+pub(crate) fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<std::fs::File>> {
+    set_nonblocking(fd.as_fd())?;
+    // SAFETY: the AsyncFd takes ownership of the File; a File's descriptor stays open and
+    // unchanged until it is dropped, which happens only when the AsyncFd is.
+    unsafe { tokio::io::unix::AsyncFd::register(std::fs::File::from(fd)) }.map_err(io::Error::from)
+}
+
+/// A listening SOCK_SEQPACKET Unix socket at `path` (bound through the parent directory's
+/// descriptor, so any path length works), close-on-exec and non-blocking.
+pub(crate) fn seqpacket_listener(
+    dir: BorrowedFd<'_>,
+    name: &std::ffi::OsStr,
+) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt as _;
+    // SAFETY: socket takes integer arguments only.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: socket succeeded, so `fd` is a new descriptor owned by nobody else.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    let short = format!("/proc/self/fd/{}/", dir.as_raw_fd());
+    let mut path = short.into_bytes();
+    path.extend_from_slice(name.as_bytes());
+    // SAFETY: sockaddr_un is plain old data; zeroed is a valid empty address.
+    let mut address: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if path.len() >= address.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket name too long",
+        ));
+    }
+    address.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (slot, byte) in address.sun_path.iter_mut().zip(&path) {
+        *slot = *byte as libc::c_char;
+    }
+    let length = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: `address` is a valid, NUL-terminated sockaddr_un of `length` bytes.
+    let rc = unsafe { libc::bind(socket.as_raw_fd(), (&raw const address).cast(), length) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: listen takes integer arguments only.
+    if unsafe { libc::listen(socket.as_raw_fd(), libc::SOMAXCONN) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(socket)
+}
+
+/// Accepts one connection on a listening socket (non-blocking, close-on-exec).
+pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: null address pointers ask accept4 not to report the peer address.
+    let fd = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+        )
+    };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: accept4 succeeded, so `fd` is a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -68,3 +68,8 @@ pub(crate) fn open_master(master: OwnedFd) -> io::Result<(pipe::Receiver, OwnedF
     // A terminal is not a FIFO, but reads the same way; readiness comes from epoll.
     Ok((pipe::Receiver::from_owned_fd_unchecked(master)?, control))
 }
+
+/// A writer of the container's input through the terminal master.
+pub(crate) fn input(control: &OwnedFd) -> io::Result<pipe::Sender> {
+    pipe::Sender::from_owned_fd_unchecked(control.try_clone()?)
+}

@@ -216,6 +216,19 @@ pub struct CreateNamespaces {
 }
 
 impl Attach {
+    /// Decodes a request.
+    ///
+    /// # Errors
+    /// Malformed messages and non-UTF-8 text.
+    pub fn read(r: conmon::attach_request::Reader<'_>) -> capnp::Result<Self> {
+        Ok(Self {
+            id: r.get_id()?.to_string()?,
+            socket_path: PathBuf::from(r.get_socket_path()?.to_string()?),
+            exec_session_id: r.get_exec_session_id()?.to_string()?,
+            stop_after_stdin_eof: r.get_stop_after_stdin_eof(),
+        })
+    }
+
     /// Encodes the request into `r`.
     pub fn write(&self, mut r: conmon::attach_request::Builder<'_>) {
         r.set_id(&self.id);

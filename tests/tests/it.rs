@@ -559,3 +559,60 @@ fn terminal_containers_log_tty_output_and_resize() -> Result<()> {
         Ok(())
     })
 }
+
+#[test]
+fn attach_streams_output_takes_input_and_ends_on_stdin_eof() -> Result<()> {
+    use std::io::Write as _;
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let script = "while read line; do echo out:$line; echo err:$line >&2; done";
+        let mut request = pod.create_request("att", pod.bundle("att", &["sh", "-c", script])?);
+        request.stdin = true;
+        let exit_path = request.exit_paths[0].clone();
+        client.create_container(&request).await?;
+        pod.runc(&["start", "att"])?;
+        let socket = pod.path("att/attach");
+        let attach = Attach {
+            id: "att".into(),
+            socket_path: socket.clone(),
+            stop_after_stdin_eof: true,
+            ..Attach::default()
+        };
+        client.attach(&attach).await?;
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&socket)?.permissions().mode() & 0o777,
+            0o700
+        );
+        let socket_path = socket.clone();
+        // Blocking socket I/O runs off the thread that serves the RPC connection.
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut first = seqpacket_connect(&socket_path)?;
+            let mut second = seqpacket_connect(&socket_path)?;
+            first.write_all(b"hello\n")?;
+            for reader in [&mut first, &mut second] {
+                let (out, err, _) = read_attach(reader, |out, err| {
+                    out.ends_with(b"out:hello\n") && err.ends_with(b"err:hello\n")
+                })?;
+                assert_eq!(
+                    (out.as_slice(), err.as_slice()),
+                    (&b"out:hello\n"[..], &b"err:hello\n"[..])
+                );
+            }
+            // stdin EOF ends the container's input: its loop ends, the container exits, and
+            // the clients get the end packet.
+            shutdown_write(&first)?;
+            let (_, _, ended) = read_attach(&mut second, |_, _| false)?;
+            assert!(ended, "no end packet");
+            Ok(())
+        })
+        .await??;
+        assert_eq!(wait_for_file(&exit_path, WAIT).await?, "0");
+        wait_for("attach socket removed", WAIT, || {
+            (!socket.exists()).then_some(())
+        })
+        .await?;
+        Ok(())
+    })
+}

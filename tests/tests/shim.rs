@@ -175,11 +175,11 @@ fn errors_say_which_step_failed() -> Result<()> {
         assert!(message.contains("container 'ghost' not found"), "{message}");
 
         // Calls whose monitor side is not there yet are remote errors that say so.
-        let attach = runtime_shim::client::Attach {
+        let exec = runtime_shim::client::ServeExec {
             id: "ghost".into(),
             ..Default::default()
         };
-        let err = monitor.handle.attach(attach).await.unwrap_err();
+        let err = monitor.handle.serve_exec(exec).await.unwrap_err();
         assert!(
             matches!(
                 err,
