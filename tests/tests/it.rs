@@ -616,3 +616,43 @@ fn attach_streams_output_takes_input_and_ends_on_stdin_eof() -> Result<()> {
         Ok(())
     })
 }
+
+#[test]
+fn attach_to_a_terminal_echoes_input_and_forwards_it() -> Result<()> {
+    use std::io::Write as _;
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let bundle = pod.bundle_with("ttyatt", &["sh"], |config| {
+            config["process"]["terminal"] = true.into();
+        })?;
+        let mut request = pod.create_request("ttyatt", bundle);
+        request.terminal = true;
+        request.stdin = true;
+        client.create_container(&request).await?;
+        pod.runc(&["start", "ttyatt"])?;
+        let socket = pod.path("ttyatt/attach");
+        let attach = Attach {
+            id: "ttyatt".into(),
+            socket_path: socket.clone(),
+            ..Attach::default()
+        };
+        client.attach(&attach).await?;
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut attached = seqpacket_connect(&socket)?;
+            attached.write_all(b"echo tty-$((6*7))\n")?;
+            let (out, err, _) = read_attach(&mut attached, |out, _| {
+                String::from_utf8_lossy(out).contains("tty-42\r\n")
+            })?;
+            let out = String::from_utf8_lossy(&out);
+            // The terminal echoes the typed line, then the shell's output follows; all on stdout.
+            assert!(out.contains("echo tty-$((6*7))"), "{out}");
+            assert!(err.is_empty());
+            attached.write_all(b"exit 4\n")?;
+            Ok(())
+        })
+        .await??;
+        assert_eq!(wait_for_file(&request.exit_paths[0], WAIT).await?, "4");
+        Ok(())
+    })
+}
