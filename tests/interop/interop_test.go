@@ -261,35 +261,9 @@ func TestConmond(t *testing.T) {
 		serverPID int
 		shutDown  bool
 	)
-	// Runs last: stop conmond if the Shutdown step did not, delete our containers,
-	// and dump conmond's log if anything failed.
-	t.Cleanup(func() {
-		if cl != nil && !shutDown {
-			if err := cl.Shutdown(); err != nil {
-				t.Logf("cleanup: shutdown: %v", err)
-			}
-		}
-		for _, id := range e.containers {
-			_, _ = e.runcCmd("delete", "--force", id)
-		}
-		if t.Failed() {
-			if log, err := os.ReadFile(e.serverLog); err == nil {
-				t.Logf("conmond log (%s):\n%s", e.serverLog, log)
-			}
-			t.Logf("kept %s for inspection", e.tmp)
-			return
-		}
-		_ = os.RemoveAll(e.tmp)
-	})
+	e.registerCleanup(t, &cl, &shutDown)
 
-	serverLog, err := os.Create(e.serverLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// An *os.File is handed to conmond as is (no copying goroutine), so New
-	// returns as soon as conmond's parent exits although the daemon keeps the
-	// file open.
-	defer serverLog.Close()
+	serverLog := e.openServerLog(t)
 
 	// step runs one subtest and stops the whole sequence if it failed, since
 	// later steps depend on earlier ones.
@@ -304,6 +278,7 @@ func TestConmond(t *testing.T) {
 	step("New", func(t *testing.T) {
 		cfg := e.config()
 		cfg.Stdout, cfg.Stderr = serverLog, serverLog
+		var err error
 		cl, err = client.New(cfg)
 		if err != nil {
 			t.Fatalf("client.New (spawning %s): %v", e.conmond, err)
@@ -649,4 +624,40 @@ func TestConmond(t *testing.T) {
 			t.Logf("note: %s still exists after shutdown", filepath.Join(e.runDir, "conmon.sock"))
 		}
 	})
+}
+
+// registerCleanup runs last: it stops conmond if the test did not shut it down, deletes the
+// test's containers, and on failure keeps the temporary directory and prints conmond's log.
+func (e *env) registerCleanup(t *testing.T, clp **client.ConmonClient, shutDownp *bool) {
+	t.Cleanup(func() {
+		cl, shutDown := *clp, *shutDownp
+		if cl != nil && !shutDown {
+			if err := cl.Shutdown(); err != nil {
+				t.Logf("cleanup: shutdown: %v", err)
+			}
+		}
+		for _, id := range e.containers {
+			_, _ = e.runcCmd("delete", "--force", id)
+		}
+		if t.Failed() {
+			if log, err := os.ReadFile(e.serverLog); err == nil {
+				t.Logf("conmond log (%s):\n%s", e.serverLog, log)
+			}
+			t.Logf("kept %s for inspection", e.tmp)
+			return
+		}
+		_ = os.RemoveAll(e.tmp)
+	})
+}
+
+// openServerLog creates the file conmond logs to. An *os.File is handed to conmond as is (no
+// copying goroutine), so client.New returns as soon as conmond's parent exits although the
+// daemon keeps the file open.
+func (e *env) openServerLog(t *testing.T) *os.File {
+	serverLog, err := os.Create(e.serverLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = serverLog.Close() })
+	return serverLog
 }

@@ -61,30 +61,9 @@ func TestJaegerTrace(t *testing.T) {
 		cl       *client.ConmonClient
 		shutDown bool
 	)
-	t.Cleanup(func() {
-		if cl != nil && !shutDown {
-			if err := cl.Shutdown(); err != nil {
-				t.Logf("cleanup: shutdown: %v", err)
-			}
-		}
-		for _, id := range e.containers {
-			_, _ = e.runcCmd("delete", "--force", id)
-		}
-		if t.Failed() {
-			if log, err := os.ReadFile(e.serverLog); err == nil {
-				t.Logf("conmond log (%s):\n%s", e.serverLog, log)
-			}
-			t.Logf("kept %s for inspection", e.tmp)
-			return
-		}
-		_ = os.RemoveAll(e.tmp)
-	})
+	e.registerCleanup(t, &cl, &shutDown)
 
-	serverLog, err := os.Create(e.serverLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer serverLog.Close()
+	serverLog := e.openServerLog(t)
 
 	ctx, root := tracer.Start(ctx, "jaeger-e2e: go client lifecycle")
 	traceID := root.SpanContext().TraceID().String()
