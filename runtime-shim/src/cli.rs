@@ -361,8 +361,17 @@ impl Shim {
         Ok(OciRuntime {
             path: handler.runtime_binary(&self.handler_name),
             root: handler.runtime_root(),
-            systemd_cgroup: self.config.cgroup_manager == "systemd",
+            systemd_cgroup: self.cgroup_manager() == CgroupManager::Systemd,
         })
+    }
+
+    /// `[crio.runtime] cgroup_manager` as the runtime and the monitor take it.
+    fn cgroup_manager(&self) -> CgroupManager {
+        if self.config.cgroup_manager == "systemd" {
+            CgroupManager::Systemd
+        } else {
+            CgroupManager::Cgroupfs
+        }
     }
 
     fn pod_dir(&self, pod: &str) -> PathBuf {
@@ -446,11 +455,7 @@ impl Shim {
                 path: dir.join("ctr.log"),
                 max_size: log_size,
             }],
-            cgroup_manager: if self.config.cgroup_manager == "systemd" {
-                CgroupManager::Systemd
-            } else {
-                CgroupManager::Cgroupfs
-            },
+            cgroup_manager: self.cgroup_manager(),
             ..CreateContainer::default()
         };
         let created = match monitor {
@@ -533,11 +538,7 @@ impl Shim {
             id: id.to_owned(),
             command,
             timeout: (timeout > 0).then(|| Duration::from_secs(timeout)),
-            cgroup_manager: if self.config.cgroup_manager == "systemd" {
-                CgroupManager::Systemd
-            } else {
-                CgroupManager::Cgroupfs
-            },
+            cgroup_manager: self.cgroup_manager(),
             ..ExecSync::default()
         };
         let result = monitor.handle.exec_sync(spec).await?;

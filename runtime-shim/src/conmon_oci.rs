@@ -71,7 +71,7 @@ pub async fn create(
         command.arg("--systemd-cgroup");
     }
     let output = command
-        .envs(crate::trace::current_env())
+        .envs(conmon::telemetry::trace_env())
         .stdin(Stdio::null())
         .output()
         .await

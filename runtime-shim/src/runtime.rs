@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use tracing::Instrument as _;
 
 use crate::error::ShimError;
-use crate::trace;
 
 /// An OCI runtime binary with its state directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +40,7 @@ impl OciRuntime {
             let output = command
                 .arg(action)
                 .args(args)
-                .envs(trace::current_env())
+                .envs(conmon::telemetry::trace_env())
                 .stdin(std::process::Stdio::null())
                 .output()
                 .await

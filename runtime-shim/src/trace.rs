@@ -26,13 +26,3 @@ pub fn current_metadata() -> BTreeMap<String, String> {
         .filter(|(_, value)| !value.is_empty())
         .collect()
 }
-
-/// The current span's context as `TRACEPARENT`/`TRACESTATE` environment variables, for
-/// processes that continue the trace (the OpenTelemetry environment carrier).
-pub fn current_env() -> Vec<(String, String)> {
-    current_metadata()
-        .into_iter()
-        .filter(|(key, _)| key == "traceparent" || key == "tracestate")
-        .map(|(key, value)| (key.to_ascii_uppercase(), value))
-        .collect()
-}
