@@ -10,13 +10,16 @@
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Read as _, Write as _};
+use std::os::fd::{AsFd as _, OwnedFd};
+use std::path::Path;
 use std::rc::Rc;
 
 use tokio::io::unix::AsyncFd;
 use tokio::net::unix::pipe;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::logs::Stream;
+use crate::sys;
 
 /// Largest output payload in one packet.
 const PAYLOAD: usize = 8191;
@@ -25,7 +28,69 @@ const CLIENT_QUEUE: usize = 1024;
 /// The end-of-output packet.
 const DONE: [u8; 1] = [0];
 
-type Packet = Rc<[u8]>;
+pub(crate) type Packet = Rc<[u8]>;
+
+/// What one packet carries.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Output<'a> {
+    /// Output of one stream.
+    Data(Stream, &'a [u8]),
+    /// The output has ended.
+    Done,
+}
+
+/// Reads a packet made by [`Attachments::broadcast`] or [`Attachments::finish`].
+pub(crate) fn decode(packet: &[u8]) -> Output<'_> {
+    match packet.split_first() {
+        Some((2, data)) => Output::Data(Stream::Stdout, data),
+        Some((3, data)) => Output::Data(Stream::Stderr, data),
+        _ => Output::Done,
+    }
+}
+
+/// The stdio of a process that clients can attach to: a container or an exec session.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    /// Who gets the output.
+    pub(crate) attachments: Attachments,
+    /// Where clients' input goes.
+    pub(crate) stdin: Stdin,
+    /// The terminal master, for processes on a terminal (resizing).
+    pub(crate) terminal: Option<OwnedFd>,
+    ended: watch::Sender<bool>,
+}
+
+impl Endpoint {
+    pub(crate) fn new(stdin: Option<pipe::Sender>, terminal: Option<OwnedFd>) -> Self {
+        Self {
+            attachments: Attachments::default(),
+            stdin: Stdin::new(stdin),
+            terminal,
+            ended: watch::Sender::new(false),
+        }
+    }
+
+    /// The process's output has ended: every client gets the end packet, and attach sockets
+    /// close.
+    pub(crate) fn finish(&self) {
+        self.attachments.finish();
+        self.ended.send_replace(true);
+    }
+
+    /// Resolves once [`Endpoint::finish`] was called.
+    pub(crate) async fn ended(&self) {
+        let mut ended = self.ended.subscribe();
+        let _ = ended.wait_for(|ended| *ended).await;
+    }
+
+    /// Sets the terminal's size; `Ok(false)` when the process has no terminal.
+    pub(crate) fn resize(&self, width: u16, height: u16) -> io::Result<bool> {
+        match &self.terminal {
+            Some(terminal) => sys::set_window_size(terminal.as_fd(), height, width).map(|()| true),
+            None => Ok(false),
+        }
+    }
+}
 
 /// The attach clients of one container.
 #[derive(Debug, Default)]
@@ -64,7 +129,8 @@ impl Attachments {
         }
     }
 
-    fn subscribe(&self) -> mpsc::Receiver<Packet> {
+    /// A new client: it gets the output from now on, until [`Attachments::finish`].
+    pub(crate) fn subscribe(&self) -> mpsc::Receiver<Packet> {
         let (sender, receiver) = mpsc::channel(CLIENT_QUEUE);
         self.clients.borrow_mut().push(sender);
         receiver
@@ -80,7 +146,7 @@ impl Stdin {
         Self(RefCell::new(sender.map(Rc::new)))
     }
 
-    async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
+    pub(crate) async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
         let Some(sender) = self.0.borrow().clone() else {
             return Ok(());
         };
@@ -95,19 +161,86 @@ impl Stdin {
         Ok(())
     }
 
-    fn close(&self) {
+    pub(crate) fn close(&self) {
         self.0.borrow_mut().take();
     }
 }
 
+/// Serves `endpoint` on a SOCK_SEQPACKET socket at `path` until its output ends; the socket is
+/// then removed. `name` says whose stdio it is, in logs.
+pub(crate) fn serve_socket(
+    endpoint: Rc<Endpoint>,
+    path: &Path,
+    stop_after_stdin_eof: bool,
+    name: String,
+) -> io::Result<()> {
+    let listener = bind_socket(path)?;
+    let path = path.to_owned();
+    tokio::task::spawn_local(async move {
+        loop {
+            tokio::select! {
+                guard = listener.readable() => {
+                    let Ok(mut guard) = guard else { break };
+                    match sys::accept(listener.get_ref().as_fd()) {
+                        Ok(connection) => {
+                            let endpoint = endpoint.clone();
+                            let name = name.clone();
+                            tokio::task::spawn_local(async move {
+                                let served = match sys::async_fd(connection) {
+                                    Ok(connection) => serve_client(&endpoint, connection, stop_after_stdin_eof).await,
+                                    Err(err) => Err(err),
+                                };
+                                if let Err(err) = served {
+                                    tracing::debug!(attach = %name, error = %err, "attach client ended");
+                                }
+                            });
+                        }
+                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
+                        Err(err) => {
+                            tracing::warn!(attach = %name, error = %err, "accept attach client");
+                            break;
+                        }
+                    }
+                }
+                () = endpoint.ended() => break,
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    });
+    Ok(())
+}
+
+/// Binds the attach socket (owner-only), replacing a stale one at `path`.
+fn bind_socket(path: &Path) -> io::Result<AsyncFd<File>> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket path has no file name",
+        ));
+    };
+    std::fs::create_dir_all(dir)?;
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+        _ => {}
+    }
+    let dir_fd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(dir)?;
+    let listener = sys::seqpacket_listener(dir_fd.as_fd(), name)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    sys::async_fd(listener)
+}
+
 /// Serves one attach client until the output ends or the client leaves.
-pub(crate) async fn serve_client(
-    attachments: &Attachments,
-    stdin: &Stdin,
+async fn serve_client(
+    endpoint: &Endpoint,
     connection: AsyncFd<File>,
     stop_after_stdin_eof: bool,
 ) -> io::Result<()> {
-    let mut output = attachments.subscribe();
+    let stdin = &endpoint.stdin;
+    let mut output = endpoint.attachments.subscribe();
     let mut input_open = true;
     let mut buf = vec![0; PAYLOAD + 1];
     loop {

@@ -120,6 +120,11 @@ pub struct Config {
     #[arg(long, env = "CONMON_TRACING_MAX_BUFFERED", value_name = "N", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..))]
     pub tracing_max_buffered: u32,
 
+    /// How long a streaming URL (exec, attach, port-forward) may wait to be opened, in
+    /// milliseconds.
+    #[arg(long, env = "CONMON_STREAMING_URL_TTL_MS", value_name = "MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub streaming_url_ttl_ms: u64,
+
     /// Accepted for conmon-rs v0.x clients and ignored: the cgroup manager comes with each request.
     #[arg(short = 'c', long, hide = true, value_name = "MANAGER")]
     pub cgroup_manager: Option<String>,
@@ -172,6 +177,8 @@ pub struct Settings {
     pub skip_fork: bool,
     /// OTLP export, when enabled.
     pub tracing: Option<TracingSettings>,
+    /// How long a streaming URL stays valid.
+    pub streaming_url_ttl: std::time::Duration,
 }
 
 impl Config {
@@ -200,6 +207,7 @@ impl Config {
                 sampling_rate_per_million: self.tracing_sampling_rate_per_million,
                 max_buffered: self.tracing_max_buffered as usize,
             }),
+            streaming_url_ttl: std::time::Duration::from_millis(self.streaming_url_ttl_ms),
         })
     }
 }

@@ -22,6 +22,7 @@ use crate::monitor::Monitor;
 use crate::reaper::{self, Reaper};
 use crate::rpc::RpcServer;
 use crate::runtime::Runtime;
+use crate::streaming::Streaming;
 use crate::sys::{self, ForkResult};
 use crate::{atomic_file, listener, telemetry};
 
@@ -96,6 +97,25 @@ pub fn start(settings: Settings) -> Result<(), DaemonError> {
     result
 }
 
+/// Logs what the daemon holds (on SIGUSR1), to watch for leaks.
+fn log_state(monitor: &Monitor, streaming: &Streaming) {
+    let (containers, exec_sessions) = monitor.counts();
+    let (pending_streams, active_streams) = streaming.session_counts();
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
+    tracing::info!(
+        containers,
+        exec_sessions,
+        pending_streams,
+        active_streams,
+        tasks,
+        open_fds,
+        "state"
+    );
+}
+
 /// The parent's part of the fork: publish the daemon's PID and leave without running any
 /// destructor (the daemon owns the socket now).
 fn finish_parent(runtime_dir: &Path, daemon_pid: u32) -> ! {
@@ -123,6 +143,7 @@ async fn serve(
     let sigchld = reaper::sigchld().map_err(DaemonError::Runtime)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Runtime)?;
+    let mut sigusr1 = signal(SignalKind::user_defined1()).map_err(DaemonError::Runtime)?;
     let reaper = Rc::new(Reaper::default());
     tokio::task::spawn_local(reaper::run(reaper.clone(), sigchld));
 
@@ -135,7 +156,9 @@ async fn serve(
         root: settings.runtime_root,
     };
     let monitor = Rc::new(Monitor::new(runtime, settings.runtime_dir, reaper));
-    let client: conmon::Client = capnp_rpc::new_client(RpcServer::new(monitor.clone()));
+    let streaming = Streaming::new(monitor.clone(), settings.streaming_url_ttl);
+    let client: conmon::Client =
+        capnp_rpc::new_client(RpcServer::new(monitor.clone(), streaming.clone()));
     tracing::info!(socket = %socket_path.display(), pid = std::process::id(), "conmond serving");
 
     loop {
@@ -158,6 +181,7 @@ async fn serve(
                 }
                 Err(err) => tracing::warn!(error = %err, "accept rpc connection"),
             },
+            _ = sigusr1.recv() => log_state(&monitor, &streaming),
             _ = sigterm.recv() => { tracing::info!("received SIGTERM"); break; }
             _ = sigint.recv() => { tracing::info!("received SIGINT"); break; }
         }

@@ -12,6 +12,14 @@ pub enum MonitorError {
     /// The request names a container this monitor does not supervise.
     #[error("container '{0}' not found")]
     UnknownContainer(String),
+    /// The request names an exec session the container does not have (any more).
+    #[error("container '{id}' has no exec session '{session}'")]
+    UnknownExecSession {
+        /// Container ID.
+        id: String,
+        /// Exec session ID.
+        session: String,
+    },
     /// A container with this ID is being created or is running.
     #[error("container id '{0}' is already in use")]
     ContainerExists(String),
@@ -89,6 +97,21 @@ pub enum MonitorError {
     /// Resizing the terminal failed.
     #[error("resize terminal")]
     Resize(#[source] std::io::Error),
+    /// The network namespace of a port-forward request could not be opened.
+    #[error("open network namespace '{}'", path.display())]
+    NetworkNamespace {
+        /// The namespace path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Too many streaming URLs are waiting to be opened.
+    #[error("too many streaming sessions waiting to be opened (at most {0})")]
+    TooManyStreams(usize),
+    /// The streaming server could not be started.
+    #[error("start the streaming server")]
+    Streaming(#[source] std::io::Error),
     /// The monitor is shutting down and lost track of a process it waited for.
     #[error("monitor is shutting down")]
     ShuttingDown,

@@ -56,6 +56,7 @@ impl Monitor {
             &pidfile,
             &request.command,
             request.cgroup_manager,
+            None,
         );
         tracing::debug!(container_id = %request.id, ?args, "runtime exec");
         let (runtime_span, runtime_exit) = self.spawn_runtime(

@@ -27,6 +27,7 @@ pub mod reaper;
 pub mod rpc;
 pub mod runtime;
 mod stdio;
+pub mod streaming;
 mod sys;
 pub mod telemetry;
 mod terminal;

@@ -63,17 +63,26 @@ pub(crate) struct Container {
     logs: Rc<RefCell<LogSet>>,
     /// `Some(code)` once the container exited and its exit files were written.
     exited: watch::Receiver<Option<i32>>,
-    /// The terminal master, for terminal containers (resizing).
-    terminal: Option<std::os::fd::OwnedFd>,
-    /// Where attach clients' input goes.
-    stdin: attach::Stdin,
-    /// Attach clients, who get the output.
-    attachments: Rc<attach::Attachments>,
+    /// The container's stdio, for attach clients.
+    pub(crate) io: Rc<attach::Endpoint>,
+    /// Running exec sessions (streaming execs), by session ID: they can be attached to.
+    exec_sessions: RefCell<HashMap<String, Rc<attach::Endpoint>>>,
 }
 
 impl Container {
     pub(crate) fn exit_code(&self) -> Option<i32> {
         *self.exited.borrow()
+    }
+
+    /// Makes an exec session's stdio attachable under `session_id` until it is removed.
+    pub(crate) fn add_exec_session(&self, session_id: &str, io: Rc<attach::Endpoint>) {
+        self.exec_sessions
+            .borrow_mut()
+            .insert(session_id.to_owned(), io);
+    }
+
+    pub(crate) fn remove_exec_session(&self, session_id: &str) {
+        self.exec_sessions.borrow_mut().remove(session_id);
     }
 }
 
@@ -122,6 +131,18 @@ impl Monitor {
             }),
             None => Ok(container),
         }
+    }
+
+    /// Counts for diagnostics: running containers, and their exec sessions.
+    pub fn counts(&self) -> (usize, usize) {
+        let containers = self.containers.borrow();
+        let running = containers.values().filter_map(|slot| match slot {
+            Slot::Created(container) if container.exit_code().is_none() => Some(container),
+            _ => None,
+        });
+        running.fold((0, 0), |(containers, sessions), container| {
+            (containers + 1, sessions + container.exec_sessions.borrow().len())
+        })
     }
 
     /// A fresh path for an exec's runtime pidfile.
@@ -178,7 +199,7 @@ impl Monitor {
         });
         tracing::debug!(container_id = %request.id, ?args, "runtime create");
         let (span, status, master) = self
-            .run_create(&args, &request.env, runtime_stdio, console.as_ref())
+            .run_with_console("create", &args, &request.env, runtime_stdio, console.as_ref())
             .await?;
         // The runtime has exited, so everything it wrote is already in the pipes; and the
         // container cannot run before `runtime start`, so that is all there is.
@@ -212,11 +233,8 @@ impl Monitor {
         let exit = self.reaper.watch(pid);
         let oom_watch = OomWatch::start(pid);
 
-        let sinks = Sinks {
-            logs: Rc::new(RefCell::new(logs)),
-            attachments: Rc::default(),
-        };
-        let (pumps, terminal, input) = match master {
+        let logs = Rc::new(RefCell::new(logs));
+        let (pumps, io) = match master {
             // A terminal carries all output and input; the runtime's pipes have served.
             Some(master) => {
                 let (reader, control) =
@@ -225,32 +243,40 @@ impl Monitor {
                     true => Some(terminal::input(&control).map_err(MonitorError::Console)?),
                     false => None,
                 };
-                let pump = pump(request.id.clone(), reader, Stream::Stdout, sinks.clone());
-                (vec![tokio::task::spawn_local(pump)], Some(control), input)
+                let io = Rc::new(attach::Endpoint::new(input, Some(control)));
+                let sinks = Sinks {
+                    logs: logs.clone(),
+                    io: io.clone(),
+                };
+                let pump = pump(request.id.clone(), reader, Stream::Stdout, sinks);
+                (vec![tokio::task::spawn_local(pump)], io)
             }
             None => {
-                let pumps = [(stdout, Stream::Stdout), (stderr, Stream::Stderr)]
-                    .map(|(reader, stream)| {
-                        let pump = pump(request.id.clone(), reader, stream, sinks.clone());
-                        tokio::task::spawn_local(pump)
-                    })
-                    .into();
                 let input = stdin
                     .map(pipe::Sender::from_owned_fd)
                     .transpose()
                     .map_err(MonitorError::Pipe)?;
-                (pumps, None, input)
+                let io = Rc::new(attach::Endpoint::new(input, None));
+                let pumps = [(stdout, Stream::Stdout), (stderr, Stream::Stderr)]
+                    .map(|(reader, stream)| {
+                        let sinks = Sinks {
+                            logs: logs.clone(),
+                            io: io.clone(),
+                        };
+                        tokio::task::spawn_local(pump(request.id.clone(), reader, stream, sinks))
+                    })
+                    .into();
+                (pumps, io)
             }
         };
         let (exited_tx, exited) = watch::channel(None);
         let container = Rc::new(Container {
             id: request.id.clone(),
             pid,
-            logs: sinks.logs,
+            logs,
             exited,
-            terminal,
-            stdin: attach::Stdin::new(input),
-            attachments: sinks.attachments,
+            io,
+            exec_sessions: RefCell::default(),
         });
         self.containers
             .borrow_mut()
@@ -313,20 +339,21 @@ impl Monitor {
         Ok((span, self.reaper.watch(pid)))
     }
 
-    /// Runs `runtime create`; for a terminal container also receives the terminal master the
-    /// runtime sends to `console` (never waiting on it past the runtime's exit plus a grace).
-    async fn run_create(
+    /// Runs `runtime <action>`; when given a `console`, also receives the terminal master the
+    /// runtime sends there (never waiting on it past the runtime's exit plus a grace).
+    pub(crate) async fn run_with_console(
         &self,
+        action: &'static str,
         args: &[OsString],
         env: &BTreeMap<String, String>,
         stdio: RuntimeStdio,
         console: Option<&ConsoleSocket>,
     ) -> Result<(tracing::Span, ExitStatus, Option<std::os::fd::OwnedFd>), MonitorError> {
         let Some(console) = console else {
-            let (span, status) = self.run_runtime("create", args, env, stdio).await?;
+            let (span, status) = self.run_runtime(action, args, env, stdio).await?;
             return Ok((span, status, None));
         };
-        let (span, exit) = self.spawn_runtime("create", args, env, stdio)?;
+        let (span, exit) = self.spawn_runtime(action, args, env, stdio)?;
         let mut exit = std::pin::pin!(exit.instrument(span.clone()));
         let mut receive = std::pin::pin!(console.receive());
         let mut master = None;
@@ -352,59 +379,44 @@ impl Monitor {
         Ok((span, status, master))
     }
 
-    /// Serves container `id`'s stdio on a SOCK_SEQPACKET socket at `request.socket_path` until
-    /// the container exits (the socket is then removed).
+    /// Serves the stdio of container `request.id` (or of its exec session
+    /// `request.exec_session_id`) on a SOCK_SEQPACKET socket at `request.socket_path` until that
+    /// process's output ends (the socket is then removed).
     pub fn attach(self: &Rc<Self>, request: &Attach) -> Result<(), MonitorError> {
         let container = self.running_container(&request.id)?;
-        let path = request.socket_path.clone();
-        let listener = bind_attach_socket(&path).map_err(|source| MonitorError::AttachSocket {
-            path: path.clone(),
-            source,
-        })?;
-        let stop_after_stdin_eof = request.stop_after_stdin_eof;
-        tracing::info!(container_id = %request.id, path = %path.display(), "attach socket ready");
-        tokio::task::spawn_local(async move {
-            let mut exited = container.exited.clone();
-            loop {
-                tokio::select! {
-                    guard = listener.readable() => {
-                        let Ok(mut guard) = guard else { break };
-                        match sys::accept(std::os::fd::AsFd::as_fd(listener.get_ref())) {
-                            Ok(connection) => {
-                                let container = container.clone();
-                                tokio::task::spawn_local(async move {
-                                    let served = match sys::async_fd(connection) {
-                                        Ok(connection) => attach::serve_client(&container.attachments, &container.stdin, connection, stop_after_stdin_eof).await,
-                                        Err(err) => Err(err),
-                                    };
-                                    if let Err(err) = served {
-                                        tracing::debug!(container_id = %container.id, error = %err, "attach client ended");
-                                    }
-                                });
-                            }
-                            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
-                            Err(err) => {
-                                tracing::warn!(container_id = %container.id, error = %err, "accept attach client");
-                                break;
-                            }
-                        }
-                    }
-                    _ = exited.wait_for(Option::is_some) => break,
-                }
+        let (io, name) = if request.exec_session_id.is_empty() {
+            (container.io.clone(), request.id.clone())
+        } else {
+            let session = container
+                .exec_sessions
+                .borrow()
+                .get(&request.exec_session_id)
+                .cloned();
+            let io = session.ok_or_else(|| MonitorError::UnknownExecSession {
+                id: request.id.clone(),
+                session: request.exec_session_id.clone(),
+            })?;
+            (io, format!("{}/{}", request.id, request.exec_session_id))
+        };
+        let path = &request.socket_path;
+        attach::serve_socket(io, path, request.stop_after_stdin_eof, name).map_err(|source| {
+            MonitorError::AttachSocket {
+                path: path.clone(),
+                source,
             }
-            let _ = std::fs::remove_file(&path);
-        });
+        })?;
+        tracing::info!(container_id = %request.id, exec_session_id = %request.exec_session_id, path = %path.display(), "attach socket ready");
         Ok(())
     }
 
     /// Resizes the terminal of container `id`.
     pub fn set_window_size(&self, id: &str, width: u16, height: u16) -> Result<(), MonitorError> {
         let container = self.running_container(id)?;
-        let Some(terminal) = &container.terminal else {
-            return Err(MonitorError::NoTerminal(id.to_owned()));
-        };
-        sys::set_window_size(std::os::fd::AsFd::as_fd(terminal), height, width)
-            .map_err(MonitorError::Resize)
+        match container.io.resize(width, height) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(MonitorError::NoTerminal(id.to_owned())),
+            Err(err) => Err(MonitorError::Resize(err)),
+        }
     }
 
     /// Runs `runtime <action>` to completion in its own span and returns how it exited.
@@ -481,29 +493,6 @@ impl Monitor {
     }
 }
 
-/// Binds the attach socket (owner-only), replacing a stale one at `path`.
-fn bind_attach_socket(path: &Path) -> std::io::Result<tokio::io::unix::AsyncFd<std::fs::File>> {
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "socket path has no file name",
-        ));
-    };
-    std::fs::create_dir_all(dir)?;
-    match std::fs::remove_file(path) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
-        _ => {}
-    }
-    let dir_fd = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-        .open(dir)?;
-    let listener = sys::seqpacket_listener(std::os::fd::AsFd::as_fd(&dir_fd), name)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
-    sys::async_fd(listener)
-}
-
 /// Records the runtime's exit on its span.
 pub(crate) fn finish_runtime(span: &tracing::Span, status: ExitStatus) {
     span.record("runtime.exit_code", status.code());
@@ -530,10 +519,10 @@ pub(crate) fn read_pidfile(path: &Path) -> Result<u32, MonitorError> {
 }
 
 /// Where a container's output goes: its log drivers and its attach clients.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Sinks {
     logs: Rc<RefCell<LogSet>>,
-    attachments: Rc<attach::Attachments>,
+    io: Rc<attach::Endpoint>,
 }
 
 /// Copies one output stream of a container into its logs and attach clients until end of file.
@@ -550,7 +539,7 @@ async fn pump(id: String, reader: PipeReader, stream: Stream, sinks: Sinks) {
             }
             Err(_) => {}
         }
-        sinks.attachments.broadcast(stream, chunk);
+        sinks.io.attachments.broadcast(stream, chunk);
     })
     .await;
     if let Err(err) = result {
@@ -601,7 +590,7 @@ async fn supervise(monitor: Rc<Monitor>, container: Rc<Container>, supervision: 
         {
             tracing::warn!(container_id = %id, "output still open after exit; writing exit files anyway");
         }
-        container.attachments.finish();
+        container.io.finish();
         let oom_killed = supervision
             .oom_watch
             .is_some_and(|watch| watch.oom_killed());

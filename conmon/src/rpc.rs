@@ -7,11 +7,12 @@ use std::rc::Rc;
 
 use capnp::capability::Rc as CapRc;
 use conmon_proto::conmon;
-use conmon_proto::types::{Attach, CreateContainer, ExecSync, WindowSize};
+use conmon_proto::types::{Attach, CreateContainer, ExecSync, ServeAttach, ServeExec, WindowSize};
 use tracing::Instrument as _;
 
 use crate::error::{MonitorError, error_chain};
 use crate::monitor::Monitor;
+use crate::streaming::Streaming;
 use crate::telemetry;
 use crate::version::BuildInfo;
 
@@ -21,12 +22,13 @@ type Metadata<'a> = capnp::struct_list::Reader<'a, conmon::text_text_map_entry::
 #[derive(Debug)]
 pub struct RpcServer {
     monitor: Rc<Monitor>,
+    streaming: Rc<Streaming>,
 }
 
 impl RpcServer {
-    /// Serves `monitor`.
-    pub fn new(monitor: Rc<Monitor>) -> Self {
-        Self { monitor }
+    /// Serves `monitor`, with `streaming` behind the serve RPCs.
+    pub fn new(monitor: Rc<Monitor>, streaming: Rc<Streaming>) -> Self {
+        Self { monitor, streaming }
     }
 }
 
@@ -206,33 +208,47 @@ impl conmon::Server for RpcServer {
     async fn serve_exec_container(
         self: CapRc<Self>,
         params: conmon::ServeExecContainerParams,
-        _: conmon::ServeExecContainerResults,
+        mut results: conmon::ServeExecContainerResults,
     ) -> Result<(), capnp::Error> {
-        Err(not_implemented(
+        let request = params.get()?.get_request()?;
+        let span = rpc_span(
             "serveExecContainer",
-            params.get()?.get_request()?.get_metadata(),
-        ))
+            request.get_id()?.to_str()?,
+            request.get_metadata(),
+        );
+        let request = ServeExec::read(request)?;
+        let url = traced(span, async { self.streaming.serve_exec(request) }).await?;
+        results.get().init_response().set_url(&url);
+        Ok(())
     }
 
     async fn serve_attach_container(
         self: CapRc<Self>,
         params: conmon::ServeAttachContainerParams,
-        _: conmon::ServeAttachContainerResults,
+        mut results: conmon::ServeAttachContainerResults,
     ) -> Result<(), capnp::Error> {
-        Err(not_implemented(
+        let request = params.get()?.get_request()?;
+        let span = rpc_span(
             "serveAttachContainer",
-            params.get()?.get_request()?.get_metadata(),
-        ))
+            request.get_id()?.to_str()?,
+            request.get_metadata(),
+        );
+        let request = ServeAttach::read(request)?;
+        let url = traced(span, async { self.streaming.serve_attach(request) }).await?;
+        results.get().init_response().set_url(&url);
+        Ok(())
     }
 
     async fn serve_port_forward_container(
         self: CapRc<Self>,
         params: conmon::ServePortForwardContainerParams,
-        _: conmon::ServePortForwardContainerResults,
+        mut results: conmon::ServePortForwardContainerResults,
     ) -> Result<(), capnp::Error> {
-        Err(not_implemented(
-            "servePortForwardContainer",
-            params.get()?.get_request()?.get_metadata(),
-        ))
+        let request = params.get()?.get_request()?;
+        let span = rpc_span("servePortForwardContainer", "", request.get_metadata());
+        let path = std::path::PathBuf::from(request.get_net_ns_path()?.to_string()?);
+        let url = traced(span, async { self.streaming.serve_port_forward(path) }).await?;
+        results.get().init_response().set_url(&url);
+        Ok(())
     }
 }

@@ -68,16 +68,21 @@ impl Runtime {
         args
     }
 
-    /// `[--root=R] [--systemd-cgroup] exec -d --pid-file=P ID COMMAND…`
+    /// `[--root=R] [--systemd-cgroup] exec -d [--tty --console-socket S] --pid-file=P ID
+    /// COMMAND…`
     pub fn exec_args(
         &self,
         id: &str,
         pidfile: &Path,
         command: &[String],
         cgroup_manager: CgroupManager,
+        console_socket: Option<&Path>,
     ) -> Vec<OsString> {
         let mut args = self.global_args(cgroup_manager);
         args.extend(["exec".into(), "-d".into()]);
+        if let Some(socket) = console_socket {
+            args.extend(["--tty".into(), "--console-socket".into(), socket.into()]);
+        }
         let mut pidfile_arg = OsString::from("--pid-file=");
         pidfile_arg.push(pidfile);
         args.push(pidfile_arg);
@@ -224,6 +229,7 @@ mod tests {
             Path::new("/d/e.pid"),
             &command,
             CgroupManager::Cgroupfs,
+            None,
         );
         assert_eq!(
             strings(&args),
@@ -236,6 +242,30 @@ mod tests {
                 "sh",
                 "-c",
                 "echo hi"
+            ]
+        );
+    }
+
+    #[test]
+    fn terminal_exec_args_ask_for_a_tty_on_the_console_socket() {
+        let args = runc(None).exec_args(
+            "c1",
+            Path::new("/d/e.pid"),
+            &["sh".to_owned()],
+            CgroupManager::Cgroupfs,
+            Some(Path::new("/tmp/t.sock")),
+        );
+        assert_eq!(
+            strings(&args),
+            [
+                "exec",
+                "-d",
+                "--tty",
+                "--console-socket",
+                "/tmp/t.sock",
+                "--pid-file=/d/e.pid",
+                "c1",
+                "sh"
             ]
         );
     }

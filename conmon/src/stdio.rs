@@ -34,15 +34,26 @@ pub(crate) async fn read_until_eof(
 ) -> io::Result<()> {
     let mut buf = vec![0; READ_CHUNK];
     loop {
+        match read_chunk(reader, &mut buf).await? {
+            0 => return Ok(()),
+            n => sink(&buf[..n]),
+        }
+    }
+}
+
+/// Reads the next chunk into `buf`; 0 at end of file. A terminal master whose other side was
+/// closed by every process reports EIO: that is its end of file. Cancel-safe.
+pub(crate) async fn read_chunk(reader: &PipeReader, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
         reader.readable().await?;
-        match reader.try_read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => sink(&buf[..n]),
+        match reader.try_read(buf) {
+            Ok(n) => return Ok(n),
             Err(err)
                 if matches!(
                     err.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                 ) => {}
+            Err(err) if err.raw_os_error() == Some(libc::EIO) => return Ok(0),
             Err(err) => return Err(err),
         }
     }

@@ -206,6 +206,18 @@ pub(crate) fn set_window_size(terminal: BorrowedFd<'_>, rows: u16, columns: u16)
     Ok(())
 }
 
+/// Moves the calling thread into the network namespace open at `namespace`. The thread stays
+/// there: only threads that end right after should call this.
+pub(crate) fn enter_network_namespace(namespace: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: setns takes a borrowed, open descriptor and a namespace type; it changes only the
+    // calling thread.
+    let rc = unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Switches `fd` to non-blocking mode.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: F_GETFL on a borrowed, open descriptor.

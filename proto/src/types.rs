@@ -260,6 +260,22 @@ impl WindowSize {
 }
 
 impl ServeExec {
+    /// Decodes a request.
+    ///
+    /// # Errors
+    /// Malformed messages and non-UTF-8 text.
+    pub fn read(r: conmon::serve_exec_container_request::Reader<'_>) -> capnp::Result<Self> {
+        Ok(Self {
+            id: r.get_id()?.to_string()?,
+            command: read_strings(r.get_command()?)?,
+            tty: r.get_tty(),
+            stdin: r.get_stdin(),
+            stdout: r.get_stdout(),
+            stderr: r.get_stderr(),
+            cgroup_manager: read_cgroup_manager(r.get_cgroup_manager())?,
+        })
+    }
+
     /// Encodes the request into `r`.
     pub fn write(&self, mut r: conmon::serve_exec_container_request::Builder<'_>) {
         r.set_id(&self.id);
@@ -276,6 +292,19 @@ impl ServeExec {
 }
 
 impl ServeAttach {
+    /// Decodes a request.
+    ///
+    /// # Errors
+    /// Malformed messages and non-UTF-8 text.
+    pub fn read(r: conmon::serve_attach_container_request::Reader<'_>) -> capnp::Result<Self> {
+        Ok(Self {
+            id: r.get_id()?.to_string()?,
+            stdin: r.get_stdin(),
+            stdout: r.get_stdout(),
+            stderr: r.get_stderr(),
+        })
+    }
+
     /// Encodes the request into `r`.
     pub fn write(&self, mut r: conmon::serve_attach_container_request::Builder<'_>) {
         r.set_id(&self.id);

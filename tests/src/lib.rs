@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+pub mod k8s;
+
 pub use runtime_shim::client::{
     Attach, CgroupManager, CreateContainer, ExecSync, LogDriver, LogFormat, MonitorClient,
-    WindowSize,
+    ServeAttach, ServeExec, WindowSize,
 };
 pub use runtime_shim::receiver as otlp;
 
@@ -235,6 +237,36 @@ impl Pod {
     pub fn runc_containers(&self) -> Result<Vec<String>> {
         let list = self.runc(&["list", "-q"])?;
         Ok(list.lines().map(str::to_owned).collect())
+    }
+
+    /// What the daemon holds, from the `state` line it logs on SIGUSR1 (`containers`,
+    /// `exec_sessions`, `pending_streams`, `active_streams`, `tasks`, `open_fds`).
+    pub async fn state(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let log = self.dir.path().join("conmond.log");
+        let lines = || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|line| line.contains(" state ") && line.contains("open_fds="))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let before = lines().len();
+        let status = Command::new("kill")
+            .args(["-USR1", &self.pid.to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -USR1 {} failed", self.pid);
+        }
+        let line = wait_for("state line", Duration::from_secs(10), || {
+            lines().get(before).cloned()
+        })
+        .await?;
+        Ok(line
+            .split_whitespace()
+            .filter_map(|field| field.split_once('='))
+            .filter_map(|(key, value)| Some((key.to_owned(), value.parse().ok()?)))
+            .collect())
     }
 
     /// Whether the daemon process still exists (and is not a zombie).

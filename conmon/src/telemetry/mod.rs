@@ -279,6 +279,18 @@ pub fn span_context(span: &tracing::Span) -> SpanContext {
     span.context().span().span_context().clone()
 }
 
+/// Makes `span` a child of `parent`, a span that may have ended already: work that a request
+/// set up but that runs after it returned (a streaming session) stays in the caller's trace.
+pub fn set_parent_context(span: &tracing::Span, parent: &SpanContext) {
+    if !parent.is_valid() || span.is_disabled() {
+        return;
+    }
+    let context = opentelemetry::Context::new().with_remote_span_context(parent.clone());
+    if let Err(err) = span.set_parent(context) {
+        tracing::debug!(error = %err, "cannot attach the request's trace context");
+    }
+}
+
 /// A new root span for `name` linked to `origin`, traced exactly when `origin` was; a disabled
 /// span otherwise.
 pub fn linked_root(origin: &SpanContext, make: impl FnOnce() -> tracing::Span) -> tracing::Span {

@@ -1,0 +1,65 @@
+//! A streaming attach session: the container's output from the moment the client connects
+//! (no replay), its input and terminal size from the client, until the container's output ends.
+//! Several sessions and attach-socket clients can be attached at once; each gets all output.
+
+use std::rc::Rc;
+
+use super::channel;
+use super::exec::input;
+use super::{Channels, ClientMessage, ServeAttach};
+use crate::attach::{self, Output};
+use crate::error::error_chain;
+use crate::logs::Stream;
+use crate::monitor::Monitor;
+
+pub(super) async fn run(monitor: &Rc<Monitor>, request: ServeAttach, mut channels: Channels) {
+    let container = match monitor.running_container(&request.id) {
+        Ok(container) => container,
+        Err(err) => {
+            let message = error_chain(&err);
+            tracing::error!(error = %message, "attach failed");
+            return channels.finish(Some(channel::internal_error(&message))).await;
+        }
+    };
+    let io = container.io.clone();
+    let mut output = io.attachments.subscribe();
+    let mut stdin_open = request.stdin;
+    if channels.greet(request.stdout, request.stderr).await.is_err() {
+        return;
+    }
+    let status = loop {
+        tokio::select! {
+            packet = output.recv() => {
+                let Some(packet) = packet else {
+                    let message = "the client did not keep up with the container's output";
+                    tracing::warn!("{message}; detached");
+                    break channel::internal_error(message);
+                };
+                let (stream, data) = match attach::decode(&packet) {
+                    Output::Done => break channel::exit_status(0),
+                    Output::Data(stream, data) => (stream, data),
+                };
+                let (wanted, channel) = match stream {
+                    Stream::Stdout => (request.stdout, channel::STDOUT),
+                    Stream::Stderr => (request.stderr, channel::STDERR),
+                };
+                if wanted && channels.send(channel::frame(channel, data)).await.is_err() {
+                    return;
+                }
+            }
+            message = channels.receive() => match message {
+                ClientMessage::Binary(bytes) => {
+                    if let Some(incoming) = channel::incoming(channels.protocol, &bytes) {
+                        // Other clients may still write: the end of this one's input leaves the
+                        // container's stdin open.
+                        input(&io, incoming, &mut stdin_open, false).await;
+                    }
+                }
+                ClientMessage::Ignored => {}
+                ClientMessage::Gone => return,
+            },
+        }
+    };
+    tracing::info!("container output ended");
+    channels.finish(Some(status)).await;
+}

@@ -1,0 +1,283 @@
+//! The HTTP side of the streaming server: one request head per connection, which must be a
+//! websocket upgrade (`GET`) of `/exec/TOKEN`, `/attach/TOKEN` or `/port-forward/TOKEN` offering
+//! a subprotocol we speak. Anything else gets a plain-text error response.
+
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+use super::channel::Protocol;
+
+/// Most bytes a request head may take.
+pub(crate) const MAX_HEAD: usize = 16 * 1024;
+
+/// What a streaming URL serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Exec,
+    Attach,
+    PortForward,
+}
+
+impl Kind {
+    /// The first path segment of its URLs.
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Self::Exec => "exec",
+            Self::Attach => "attach",
+            Self::PortForward => "port-forward",
+        }
+    }
+
+    /// Subprotocols in order of preference. Kubelet serves port-forward over v4 only; v5 adds
+    /// nothing to it but the close signal.
+    fn protocols(self) -> [Protocol; 2] {
+        match self {
+            Self::Exec | Self::Attach => [Protocol::V5, Protocol::V4],
+            Self::PortForward => [Protocol::V4, Protocol::V5],
+        }
+    }
+}
+
+/// A valid websocket upgrade request for a streaming session.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Upgrade {
+    pub(crate) kind: Kind,
+    pub(crate) token: String,
+    /// The query string, without `?`.
+    pub(crate) query: String,
+    /// `Sec-WebSocket-Key`.
+    key: String,
+    pub(crate) protocol: Protocol,
+}
+
+impl Upgrade {
+    /// The `101 Switching Protocols` response that completes the handshake.
+    pub(crate) fn accept(&self) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: {}\r\n\r\n",
+            derive_accept_key(self.key.as_bytes()),
+            self.protocol.name()
+        )
+        .into_bytes()
+    }
+}
+
+/// An HTTP error response.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Rejection {
+    pub(crate) status: u16,
+    pub(crate) message: String,
+}
+
+impl Rejection {
+    pub(crate) fn new(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The response: the message as a plain-text body, and the connection closed after it.
+    pub(crate) fn render(&self) -> Vec<u8> {
+        let reason = match self.status {
+            400 => "Bad Request",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            410 => "Gone",
+            431 => "Request Header Fields Too Large",
+            503 => "Service Unavailable",
+            _ => "Error",
+        };
+        let body = format!("{}\n", self.message);
+        let allow = if self.status == 405 {
+            "Allow: GET\r\n"
+        } else {
+            ""
+        };
+        format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n{allow}\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.status,
+            body.len()
+        )
+        .into_bytes()
+    }
+}
+
+/// Parses a request head at the start of `buf`. `Ok(None)` while it is incomplete; otherwise
+/// the upgrade and the length of the head.
+pub(crate) fn parse(buf: &[u8]) -> Result<Option<(Upgrade, usize)>, Rejection> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut headers);
+    let length = match request.parse(buf) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            return Err(Rejection::new(431, "request head too large"));
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(err) => return Err(Rejection::new(400, format!("malformed HTTP request: {err}"))),
+    };
+    let target = request.path.unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let (kind, token) = route(path).ok_or_else(|| {
+        Rejection::new(
+            404,
+            format!(
+                "no streaming endpoint at '{path}': URLs are /exec/TOKEN, /attach/TOKEN and \
+                 /port-forward/TOKEN, as returned by the serve RPCs"
+            ),
+        )
+    })?;
+    if request.method != Some("GET") {
+        return Err(Rejection::new(
+            405,
+            "request method must be GET (a websocket upgrade)",
+        ));
+    }
+    let header = |name: &'static str| header_values(request.headers, name);
+    let key = header("sec-websocket-key").next();
+    let is_upgrade = header("upgrade").any(|v| v.eq_ignore_ascii_case("websocket"))
+        && header("connection").any(|v| v.eq_ignore_ascii_case("upgrade"))
+        && header("sec-websocket-version").any(|v| v == "13");
+    let (Some(key), true) = (key, is_upgrade) else {
+        return Err(Rejection::new(
+            400,
+            "a websocket upgrade is required (Connection: Upgrade, Upgrade: websocket, \
+             Sec-WebSocket-Version: 13, Sec-WebSocket-Key)",
+        ));
+    };
+    let offered: Vec<&str> = header("sec-websocket-protocol").collect();
+    let protocol = kind
+        .protocols()
+        .into_iter()
+        .find(|protocol| offered.contains(&protocol.name()))
+        .ok_or_else(|| {
+            let supported: Vec<&str> = kind.protocols().iter().map(|p| p.name()).collect();
+            Rejection::new(
+                400,
+                format!(
+                    "no supported websocket subprotocol offered (offered: '{}'; supported: {})",
+                    offered.join(", "),
+                    supported.join(", ")
+                ),
+            )
+        })?;
+    let upgrade = Upgrade {
+        kind,
+        token: token.to_owned(),
+        query: query.to_owned(),
+        key: key.to_owned(),
+        protocol,
+    };
+    Ok(Some((upgrade, length)))
+}
+
+/// The comma-separated values of every header called `name`.
+fn header_values<'a>(
+    headers: &'a [httparse::Header<'a>],
+    name: &'static str,
+) -> impl Iterator<Item = &'a str> {
+    headers
+        .iter()
+        .filter(move |header| header.name.eq_ignore_ascii_case(name))
+        .filter_map(|header| std::str::from_utf8(header.value).ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+}
+
+fn route(path: &str) -> Option<(Kind, &str)> {
+    let (prefix, token) = path.strip_prefix('/')?.split_once('/')?;
+    let kind = [Kind::Exec, Kind::Attach, Kind::PortForward]
+        .into_iter()
+        .find(|kind| kind.path() == prefix)?;
+    (!token.is_empty() && !token.contains('/')).then_some((kind, token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, target: &str, extra: &str) -> String {
+        format!(
+            "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+        )
+    }
+
+    #[test]
+    fn exec_upgrade_prefers_v5_and_accepts_like_rfc_6455() {
+        let head = request(
+            "GET",
+            "/exec/abc?command=sh",
+            "Sec-WebSocket-Protocol: v4.channel.k8s.io, v5.channel.k8s.io\r\n",
+        );
+        let (upgrade, length) = parse(head.as_bytes()).unwrap().unwrap();
+        assert_eq!(length, head.len());
+        assert_eq!(upgrade.kind, Kind::Exec);
+        assert_eq!(upgrade.token, "abc");
+        assert_eq!(upgrade.query, "command=sh");
+        assert_eq!(upgrade.protocol, Protocol::V5);
+        let response = String::from_utf8(upgrade.accept()).unwrap();
+        // The example handshake of RFC 6455 section 1.3.
+        assert!(response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert!(response.contains("Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n"));
+    }
+
+    #[test]
+    fn port_forward_prefers_v4_and_repeated_protocol_headers_count() {
+        let head = request(
+            "GET",
+            "/port-forward/t?ports=80",
+            "Sec-WebSocket-Protocol: v5.channel.k8s.io\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n",
+        );
+        let (upgrade, _) = parse(head.as_bytes()).unwrap().unwrap();
+        assert_eq!(upgrade.kind, Kind::PortForward);
+        assert_eq!(upgrade.protocol, Protocol::V4);
+    }
+
+    #[test]
+    fn incomplete_head_waits_and_huge_head_is_refused() {
+        assert_eq!(parse(b"GET /exec/abc HTTP/1.1\r\nHost: x\r\n"), Ok(None));
+        let huge = format!("GET /exec/abc HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
+        assert_eq!(parse(huge.as_bytes()).unwrap_err().status, 431);
+    }
+
+    #[test]
+    fn wrong_requests_get_errors_that_say_why() {
+        let v5 = "Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n";
+        let post = request("POST", "/exec/abc", v5);
+        let err = parse(post.as_bytes()).unwrap_err();
+        assert_eq!(err.status, 405);
+        assert!(String::from_utf8(err.render()).unwrap().contains("Allow: GET\r\n"));
+
+        let unknown = request("GET", "/shell/abc", v5);
+        assert_eq!(parse(unknown.as_bytes()).unwrap_err().status, 404);
+        assert_eq!(
+            parse(request("GET", "/exec/", v5).as_bytes())
+                .unwrap_err()
+                .status,
+            404
+        );
+
+        let plain = "GET /exec/abc HTTP/1.1\r\nHost: x\r\n\r\n";
+        let err = parse(plain.as_bytes()).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(err.message.contains("websocket upgrade is required"));
+
+        let spdy = request("GET", "/exec/abc", "Sec-WebSocket-Protocol: SPDY/3.1\r\n");
+        let err = parse(spdy.as_bytes()).unwrap_err();
+        assert!(err.message.contains("offered: 'SPDY/3.1'"), "{}", err.message);
+
+        let err = parse(b"NOT HTTP\r\n\r\n").unwrap_err();
+        assert_eq!(err.status, 400);
+    }
+
+    #[test]
+    fn rejection_renders_a_complete_response() {
+        let text = String::from_utf8(Rejection::new(404, "gone away").render()).unwrap();
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(text.contains("Content-Length: 10\r\n"));
+        assert!(text.ends_with("\r\n\r\ngone away\n"));
+    }
+}
