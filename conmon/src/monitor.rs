@@ -141,7 +141,10 @@ impl Monitor {
             _ => None,
         });
         running.fold((0, 0), |(containers, sessions), container| {
-            (containers + 1, sessions + container.exec_sessions.borrow().len())
+            (
+                containers + 1,
+                sessions + container.exec_sessions.borrow().len(),
+            )
         })
     }
 
@@ -199,7 +202,13 @@ impl Monitor {
         });
         tracing::debug!(container_id = %request.id, ?args, "runtime create");
         let (span, status, master) = self
-            .run_with_console("create", &args, &request.env, runtime_stdio, console.as_ref())
+            .run_with_console(
+                "create",
+                &args,
+                &request.env,
+                runtime_stdio,
+                console.as_ref(),
+            )
             .await?;
         // The runtime has exited, so everything it wrote is already in the pipes; and the
         // container cannot run before `runtime start`, so that is all there is.

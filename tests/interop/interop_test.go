@@ -7,6 +7,9 @@
 // busybox at $BUSYBOX_BINARY (default /usr/bin/busybox) and a built conmond at
 // $CONMOND_BINARY (default ../../target/debug/conmond relative to this directory).
 //
+// The streaming URLs (Serve* RPCs) are driven with Kubernetes' own websocket
+// client, client-go's remotecommand executor.
+//
 // Every RPC conmond does not implement yet must answer with an error containing
 // "not implemented"; such calls print "PENDING <CallName>: not implemented by
 // conmond yet". Once conmond implements one and the call succeeds, its subtest
@@ -30,6 +33,7 @@ import (
 	"github.com/containers/conmon-rs/pkg/client"
 	"go.podman.io/common/pkg/resize"
 	"golang.org/x/sys/unix"
+	utilexec "k8s.io/client-go/util/exec"
 )
 
 const (
@@ -493,16 +497,22 @@ func TestConmond(t *testing.T) {
 		}
 	})
 
-	// Calls conmond does not implement yet.
 	check("AttachContainer", func(t *testing.T) {
 		ctx, cancel := rpcCtx()
 		defer cancel()
+		socket := filepath.Join(e.runDir, "attach-"+longID)
 		err := cl.AttachContainer(ctx, &client.AttachConfig{
 			ID:          longID,
-			SocketPath:  filepath.Join(e.runDir, "attach-"+longID),
+			SocketPath:  socket,
 			Passthrough: true, // the client returns after the RPC without dialing the socket
 		})
-		pending(t, "AttachContainer", err, nil)
+		if err != nil {
+			t.Fatalf("AttachContainer: %v", err)
+		}
+		info, err := os.Stat(socket)
+		if err != nil || info.Mode()&os.ModeSocket == 0 || info.Mode().Perm() != 0o700 {
+			t.Fatalf("attach socket %s: want a socket with mode 0700, got %v (%v)", socket, info, err)
+		}
 	})
 	check("SetWindowSizeContainer", func(t *testing.T) {
 		ctx, cancel := rpcCtx()
@@ -516,6 +526,7 @@ func TestConmond(t *testing.T) {
 			t.Fatalf("resize of a container without terminal: want a \"has no terminal\" error, got %v", err)
 		}
 	})
+	// Calls conmond does not implement yet.
 	check("CreateNamespaces", func(t *testing.T) {
 		ctx, cancel := rpcCtx()
 		defer cancel()
@@ -541,49 +552,82 @@ func TestConmond(t *testing.T) {
 		fds, err := cl.RemoteFDs(ctx) // the StartFdSocket RPC
 		pending(t, "RemoteFDs/StartFdSocket", err, func() error { return fds.Close() })
 	})
-	urlCheck := func(url *string) func() error {
-		return func() error {
-			if *url == "" {
-				return errors.New("empty URL")
-			}
-			return nil
-		}
-	}
+	// The streaming server, through Kubernetes' own client (client-go's websocket
+	// executor, as kubectl and the API server use it).
 	check("ServeExecContainer", func(t *testing.T) {
 		ctx, cancel := rpcCtx()
 		defer cancel()
-		var url string
 		res, err := cl.ServeExecContainer(ctx, &client.ServeExecContainerConfig{
-			ID: longID, Command: []string{"true"}, Stdout: true, Stderr: true,
+			ID: longID, Command: []string{"sh", "-c", "cat; echo to-stderr >&2; exit 3"},
+			Stdin: true, Stdout: true, Stderr: true,
 		})
-		if err == nil {
-			url = res.URL
+		if err != nil {
+			t.Fatalf("ServeExecContainer: %v", err)
 		}
-		pending(t, "ServeExecContainer", err, urlCheck(&url))
+		stdout, stderr, err := streamURL(ctx, res.URL, "v5.channel.k8s.io", "via client-go\n", false)
+		var exitErr utilexec.CodeExitError
+		if !errors.As(err, &exitErr) || exitErr.Code != 3 {
+			t.Fatalf("exec: want exit code 3, got %v", err)
+		}
+		if stdout != "via client-go\n" || stderr != "to-stderr\n" {
+			t.Fatalf("exec: stdout %q, stderr %q", stdout, stderr)
+		}
+	})
+	check("ServeExecContainerTtyV4", func(t *testing.T) {
+		ctx, cancel := rpcCtx()
+		defer cancel()
+		res, err := cl.ServeExecContainer(ctx, &client.ServeExecContainerConfig{
+			ID: longID, Command: []string{"sh", "-c", "tty && echo on-a-tty"}, Tty: true, Stdout: true,
+		})
+		if err != nil {
+			t.Fatalf("ServeExecContainer: %v", err)
+		}
+		stdout, _, err := streamURL(ctx, res.URL, "v4.channel.k8s.io", "", true)
+		if err != nil || !strings.Contains(stdout, "/dev/pts/") || !strings.Contains(stdout, "on-a-tty\r\n") {
+			t.Fatalf("tty exec over v4: stdout %q, error %v", stdout, err)
+		}
 	})
 	check("ServeAttachContainer", func(t *testing.T) {
 		ctx, cancel := rpcCtx()
 		defer cancel()
-		var url string
 		res, err := cl.ServeAttachContainer(ctx, &client.ServeAttachContainerConfig{
 			ID: longID, Stdout: true, Stderr: true,
 		})
-		if err == nil {
-			url = res.URL
+		if err != nil {
+			t.Fatalf("ServeAttachContainer: %v", err)
 		}
-		pending(t, "ServeAttachContainer", err, urlCheck(&url))
+		attached := attachURL(ctx, t, res.URL)
+		// Output written to the container's own stdout from now on reaches the client.
+		waitFor(t, pollTimeout, "container output on the attach stream", func() (bool, string) {
+			_, err := cl.ExecSyncContainer(ctx, &client.ExecSyncConfig{
+				ID: longID, Command: []string{"sh", "-c", "echo attached-line > /proc/1/fd/1"}, Timeout: 5,
+			})
+			if err != nil {
+				return false, err.Error()
+			}
+			out := attached.String()
+			return strings.Contains(out, "attached-line\n"), out
+		})
 	})
 	check("ServePortForwardContainer", func(t *testing.T) {
 		ctx, cancel := rpcCtx()
 		defer cancel()
-		var url string
 		res, err := cl.ServePortForwardContainer(ctx, &client.ServePortForwardContainerConfig{
 			NetNsPath: fmt.Sprintf("/proc/%d/ns/net", longPID),
 		})
-		if err == nil {
-			url = res.URL
+		if err != nil {
+			t.Fatalf("ServePortForwardContainer: %v", err)
 		}
-		pending(t, "ServePortForwardContainer", err, urlCheck(&url))
+		// Nothing listens on port 9 in the container: kubelet's protocol answers with the
+		// port on both channels, then the error on the error channel, then closes.
+		messages, err := portForwardURL(res.URL+"?ports=9", "v4.channel.k8s.io")
+		if err != nil {
+			t.Fatalf("port-forward: %v", err)
+		}
+		if len(messages) != 3 || string(messages[0]) != "\x00\x09\x00" || string(messages[1]) != "\x01\x09\x00" ||
+			!strings.Contains(string(messages[2]), "error forwarding port 9") {
+			t.Fatalf("port-forward messages: %q", messages)
+		}
 	})
 
 	// After the pending calls: the server must still answer (an unimplemented

@@ -89,7 +89,9 @@ impl Session {
 
     /// v5: closes the client's side of `channel`.
     pub async fn close_channel(&mut self, channel: u8) -> Result<()> {
-        self.ws.send(Message::Binary(vec![255, channel].into())).await?;
+        self.ws
+            .send(Message::Binary(vec![255, channel].into()))
+            .await?;
         Ok(())
     }
 

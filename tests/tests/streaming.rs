@@ -56,7 +56,9 @@ fn exec_streams_pipes_takes_stdin_until_half_close_and_reports_the_exit() -> Res
         session.send(STDIN, b"hello over stdin\n").await?;
         session
             .receive_until("the echo", |received| {
-                received.get(&STDOUT).is_some_and(|out| out.ends_with(b"\n"))
+                received
+                    .get(&STDOUT)
+                    .is_some_and(|out| out.ends_with(b"\n"))
             })
             .await?;
         // Half-close: cat sees end of file, the rest of the script runs.
@@ -119,7 +121,8 @@ fn attach_streams_reach_every_client_and_end_with_the_container() -> Result<()> 
     run_local(async {
         let client = pod.client().await?;
         let id = unique_id("sat");
-        let script = "while read l; do [ \"$l\" = quit ] && exit 0; echo out:$l; echo err:$l >&2; done";
+        let script =
+            "while read l; do [ \"$l\" = quit ] && exit 0; echo out:$l; echo err:$l >&2; done";
         let before = "echo early; ";
         start(
             &pod,
@@ -141,8 +144,12 @@ fn attach_streams_reach_every_client_and_end_with_the_container() -> Result<()> 
         for session in [&mut first, &mut second] {
             session
                 .receive_until("out:one and err:one", |received| {
-                    received.get(&STDOUT).is_some_and(|o| o.ends_with(b"out:one\n"))
-                        && received.get(&STDERR).is_some_and(|e| e.ends_with(b"err:one\n"))
+                    received
+                        .get(&STDOUT)
+                        .is_some_and(|o| o.ends_with(b"out:one\n"))
+                        && received
+                            .get(&STDERR)
+                            .is_some_and(|e| e.ends_with(b"err:one\n"))
                 })
                 .await?;
             // No replay of output from before the attach.
@@ -207,7 +214,8 @@ fn port_forward_reaches_a_server_inside_the_pod_network_namespace() -> Result<()
         assert_eq!(firsts[1].1, 8080u16.to_le_bytes());
         assert_eq!(firsts[2].1, 8081u16.to_le_bytes());
         assert_eq!(firsts[3].1, 8081u16.to_le_bytes());
-        let text = |channel: u8| String::from_utf8_lossy(&session.received[&channel][2..]).into_owned();
+        let text =
+            |channel: u8| String::from_utf8_lossy(&session.received[&channel][2..]).into_owned();
         let response = text(0);
         assert!(response.starts_with("HTTP/1.1 200 OK"), "{response:?}");
         assert!(response.ends_with("hello from the pod\n"), "{response:?}");
@@ -233,13 +241,19 @@ fn bad_urls_and_requests_get_clear_errors() -> Result<()> {
             .await
             .unwrap_err()
             .to_string();
-        assert!(err.contains("container 'no-such-container' not found"), "{err}");
+        assert!(
+            err.contains("container 'no-such-container' not found"),
+            "{err}"
+        );
         let err = client
             .serve_port_forward("/nonexistent/netns".as_ref())
             .await
             .unwrap_err()
             .to_string();
-        assert!(err.contains("open network namespace '/nonexistent/netns'"), "{err}");
+        assert!(
+            err.contains("open network namespace '/nonexistent/netns'"),
+            "{err}"
+        );
 
         let url = client.serve_exec(&exec(&id, &["true"])).await?;
         let base = &url[..url.find("/exec/").expect("exec URL")];
@@ -250,12 +264,21 @@ fn bad_urls_and_requests_get_clear_errors() -> Result<()> {
         assert!(err.starts_with("HTTP 404"), "{err}");
         assert!(err.contains("no exec session 'not-a-token'"), "{err}");
         // A client speaking only SPDY-era protocols is told what we speak; the URL survives.
-        let err = k8s::connect(&url, "channel.k8s.io").await.unwrap_err().to_string();
-        assert!(err.contains("HTTP 400") && err.contains("v5.channel.k8s.io"), "{err}");
+        let err = k8s::connect(&url, "channel.k8s.io")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("HTTP 400") && err.contains("v5.channel.k8s.io"),
+            "{err}"
+        );
         // One use only.
         k8s::connect(&url, V5_V4).await?.receive_to_end().await?;
         let err = k8s::connect(&url, V5_V4).await.unwrap_err().to_string();
-        assert!(err.contains("HTTP 404") && err.contains("used already"), "{err}");
+        assert!(
+            err.contains("HTTP 404") && err.contains("used already"),
+            "{err}"
+        );
 
         // Expiry is what is under test here, so waiting past it is the point.
         let url = client.serve_exec(&exec(&id, &["true"])).await?;
@@ -264,9 +287,7 @@ fn bad_urls_and_requests_get_clear_errors() -> Result<()> {
         assert!(err.contains("HTTP 404") && err.contains("expired"), "{err}");
 
         // A command the runtime cannot start: the runtime's own error on the status channel.
-        let url = client
-            .serve_exec(&exec(&id, &["/no/such/binary"]))
-            .await?;
+        let url = client.serve_exec(&exec(&id, &["/no/such/binary"])).await?;
         let mut session = k8s::connect(&url, V5_V4).await?;
         session.receive_to_end().await?;
         let status = session.status()?;
@@ -276,9 +297,14 @@ fn bad_urls_and_requests_get_clear_errors() -> Result<()> {
         assert!(message.contains("no such file or directory"), "{message}");
 
         // A port-forward URL without ports.
-        let url = client.serve_port_forward("/proc/self/ns/net".as_ref()).await?;
+        let url = client
+            .serve_port_forward("/proc/self/ns/net".as_ref())
+            .await?;
         let err = k8s::connect(&url, V5_V4).await.unwrap_err().to_string();
-        assert!(err.contains("HTTP 400") && err.contains("at least one port"), "{err}");
+        assert!(
+            err.contains("HTTP 400") && err.contains("at least one port"),
+            "{err}"
+        );
         Ok(())
     })
 }
@@ -291,7 +317,10 @@ fn an_exec_session_can_be_attached_to_by_its_id() -> Result<()> {
         let client = pod.client().await?;
         let id = unique_id("sxa");
         start(&pod, &client, &id, &["sleep", "1000"], false).await?;
-        let mut request = exec(&id, &["sh", "-c", "read x; echo got:$x; read y; echo got:$y"]);
+        let mut request = exec(
+            &id,
+            &["sh", "-c", "read x; echo got:$x; read y; echo got:$y"],
+        );
         request.stdin = true;
         let url = client.serve_exec(&request).await?;
         let session_id = url.rsplit('/').next().unwrap_or_default().to_owned();
@@ -312,7 +341,10 @@ fn an_exec_session_can_be_attached_to_by_its_id() -> Result<()> {
             ..Attach::default()
         };
         let err = client.attach(&attach).await.unwrap_err().to_string();
-        assert!(err.contains("has no exec session 'no-such-session'"), "{err}");
+        assert!(
+            err.contains("has no exec session 'no-such-session'"),
+            "{err}"
+        );
         attach.exec_session_id = session_id;
         client.attach(&attach).await?;
         let reader = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
@@ -355,7 +387,9 @@ fn clients_that_vanish_mid_stream_leak_nothing() -> Result<()> {
         for round in 0..3 {
             // An exec that would run forever, dropped mid-output.
             let script = format!("while true; do echo {marker}; sleep 0.05; done");
-            let url = client.serve_exec(&exec(&id, &["sh", "-c", &script])).await?;
+            let url = client
+                .serve_exec(&exec(&id, &["sh", "-c", &script]))
+                .await?;
             let mut session = k8s::connect(&url, V5_V4).await?;
             session
                 .receive_until("exec output", |r| r.contains_key(&STDOUT))
@@ -375,7 +409,9 @@ fn clients_that_vanish_mid_stream_leak_nothing() -> Result<()> {
             session.abandon();
             // A port-forward to nothing, dropped; and a URL never opened (it expires).
             let url = client.serve_port_forward(netns.as_ref()).await?;
-            k8s::connect(&format!("{url}?ports=9"), V5_V4).await?.abandon();
+            k8s::connect(&format!("{url}?ports=9"), V5_V4)
+                .await?
+                .abandon();
             if round == 0 {
                 client.serve_exec(&exec(&id, &["true"])).await?;
             }
@@ -395,12 +431,17 @@ fn clients_that_vanish_mid_stream_leak_nothing() -> Result<()> {
         .await?;
         assert_eq!(settled["containers"], 1, "{settled:?}");
         assert_eq!(threads(pod.pid)?, threads_before);
-        let url = client.serve_exec(&exec(&id, &["echo", "still serving"])).await?;
+        let url = client
+            .serve_exec(&exec(&id, &["echo", "still serving"]))
+            .await?;
         let mut session = k8s::connect(&url, V5_V4).await?;
         session.receive_to_end().await?;
         assert_eq!(session.channel_text(STDOUT), "still serving\n");
         assert!(pod.daemon_alive());
-        assert!(!pod.path(&format!("{id}.exit")).exists(), "container exited");
+        assert!(
+            !pod.path(&format!("{id}.exit")).exists(),
+            "container exited"
+        );
         Ok(())
     })
 }

@@ -18,13 +18,19 @@ pub(super) async fn run(monitor: &Rc<Monitor>, request: ServeAttach, mut channel
         Err(err) => {
             let message = error_chain(&err);
             tracing::error!(error = %message, "attach failed");
-            return channels.finish(Some(channel::internal_error(&message))).await;
+            return channels
+                .finish(Some(channel::internal_error(&message)))
+                .await;
         }
     };
     let io = container.io.clone();
     let mut output = io.attachments.subscribe();
     let mut stdin_open = request.stdin;
-    if channels.greet(request.stdout, request.stderr).await.is_err() {
+    if channels
+        .greet(request.stdout, request.stderr)
+        .await
+        .is_err()
+    {
         return;
     }
     let status = loop {

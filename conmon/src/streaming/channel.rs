@@ -132,7 +132,9 @@ pub(crate) fn ports(query: &str) -> Result<Vec<u16>, String> {
     }
     // Two channels a port, in one channel byte.
     if ports.len() > MAX_PORTS {
-        return Err(format!("at most {MAX_PORTS} ports can be forwarded at once"));
+        return Err(format!(
+            "at most {MAX_PORTS} ports can be forwarded at once"
+        ));
     }
     Ok(ports)
 }
@@ -170,10 +172,7 @@ mod tests {
 
     #[test]
     fn close_signal_only_exists_in_v5() {
-        assert_eq!(
-            incoming(Protocol::V5, &[255, 0]),
-            Some(Incoming::Close(0))
-        );
+        assert_eq!(incoming(Protocol::V5, &[255, 0]), Some(Incoming::Close(0)));
         assert_eq!(
             incoming(Protocol::V4, &[255, 0]),
             Some(Incoming::Data {

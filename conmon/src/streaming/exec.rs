@@ -76,7 +76,9 @@ pub(super) async fn run(
 async fn fail(channels: Channels, err: &MonitorError) {
     let message = error_chain(err);
     tracing::error!(error = %message, "exec failed");
-    channels.finish(Some(channel::internal_error(&message))).await;
+    channels
+        .finish(Some(channel::internal_error(&message)))
+        .await;
 }
 
 /// Runs `runtime exec -d` and takes over the process it started.

@@ -115,7 +115,12 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<(Upgrade, usize)>, Rejection> {
             return Err(Rejection::new(431, "request head too large"));
         }
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(err) => return Err(Rejection::new(400, format!("malformed HTTP request: {err}"))),
+        Err(err) => {
+            return Err(Rejection::new(
+                400,
+                format!("malformed HTTP request: {err}"),
+            ));
+        }
     };
     let target = request.path.unwrap_or_default();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -249,7 +254,11 @@ mod tests {
         let post = request("POST", "/exec/abc", v5);
         let err = parse(post.as_bytes()).unwrap_err();
         assert_eq!(err.status, 405);
-        assert!(String::from_utf8(err.render()).unwrap().contains("Allow: GET\r\n"));
+        assert!(
+            String::from_utf8(err.render())
+                .unwrap()
+                .contains("Allow: GET\r\n")
+        );
 
         let unknown = request("GET", "/shell/abc", v5);
         assert_eq!(parse(unknown.as_bytes()).unwrap_err().status, 404);
@@ -267,7 +276,11 @@ mod tests {
 
         let spdy = request("GET", "/exec/abc", "Sec-WebSocket-Protocol: SPDY/3.1\r\n");
         let err = parse(spdy.as_bytes()).unwrap_err();
-        assert!(err.message.contains("offered: 'SPDY/3.1'"), "{}", err.message);
+        assert!(
+            err.message.contains("offered: 'SPDY/3.1'"),
+            "{}",
+            err.message
+        );
 
         let err = parse(b"NOT HTTP\r\n\r\n").unwrap_err();
         assert_eq!(err.status, 400);

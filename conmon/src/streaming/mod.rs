@@ -225,8 +225,7 @@ impl Streaming {
             tracing::debug!(error = %err, "streaming client left during the handshake");
             return;
         }
-        let ws =
-            WebSocketStream::from_partially_read(stream, leftover, Role::Server, None).await;
+        let ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, None).await;
         let span = tracing::info_span!(
             parent: None,
             "stream",

@@ -63,7 +63,10 @@ pub(super) async fn run(namespace: File, path: &Path, ports: Vec<u16>, mut chann
             }
             Err(err) => {
                 writers.push(None);
-                if report(&mut channels, index, port, path, &err).await.is_err() {
+                if report(&mut channels, index, port, path, &err)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
