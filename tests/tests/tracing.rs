@@ -263,3 +263,94 @@ fn sigterm_with_an_unreachable_collector_exits_within_5_seconds() -> Result<()> 
         Ok(())
     })
 }
+
+#[test]
+fn streaming_sessions_and_attach_stay_in_the_callers_trace() -> Result<()> {
+    use conmon_integration_tests::k8s;
+    run_local(async {
+        let receiver = Receiver::start(otlp::free_addr()?).await?;
+        let pod = Pod::start_traced(&receiver.endpoint(), &[])?;
+        let client = pod.client().await?;
+        let trace = trace_id(5);
+        client.set_metadata(metadata(&trace, true));
+        let id = unique_id("tstream");
+        let mut request = pod.create_request(&id, pod.bundle(&id, &["sleep", "1000"])?);
+        request.stdin = true;
+        let pid = client.create_container(&request).await?;
+        pod.runc(&["start", &id])?;
+        let protocols = "v5.channel.k8s.io";
+
+        let exec = ServeExec {
+            id: id.clone(),
+            command: vec!["echo".into(), "traced".into()],
+            stdout: true,
+            cgroup_manager: CgroupManager::Cgroupfs,
+            ..ServeExec::default()
+        };
+        let mut session = k8s::connect(&client.serve_exec(&exec).await?, protocols).await?;
+        session.receive_to_end().await?;
+        let attach = ServeAttach {
+            id: id.clone(),
+            stdout: true,
+            ..ServeAttach::default()
+        };
+        k8s::connect(&client.serve_attach(&attach).await?, protocols)
+            .await?
+            .abandon();
+        let netns = format!("/proc/{pid}/ns/net");
+        let url = client.serve_port_forward(netns.as_ref()).await?;
+        k8s::connect(&format!("{url}?ports=9"), protocols)
+            .await?
+            .receive_to_end()
+            .await?;
+        client
+            .attach(&Attach {
+                id: id.clone(),
+                socket_path: pod.path("tstream.attach"),
+                ..Attach::default()
+            })
+            .await?;
+
+        let spans = spans_of(&receiver, &trace, "stream spans", |spans| {
+            ["stream exec", "stream attach", "stream port-forward"]
+                .iter()
+                .all(|name| named(spans, name).len() == 1)
+                && named(spans, "runtime exec").len() == 1
+                && named(spans, "Conmon/attachContainer").len() == 1
+        })
+        .await?;
+        let has_event = |span: &otlp::Span, message: &str| {
+            span.events
+                .iter()
+                .any(|(_, attrs)| attrs.get("log.message").is_some_and(|m| m == message))
+        };
+        for (rpc, stream) in [
+            ("Conmon/serveExecContainer", "stream exec"),
+            ("Conmon/serveAttachContainer", "stream attach"),
+            ("Conmon/servePortForwardContainer", "stream port-forward"),
+        ] {
+            let rpc = named(&spans, rpc)[0];
+            let stream = named(&spans, stream)[0];
+            assert_eq!(rpc.parent_span_id, CALLER_SPAN, "{rpc:?}");
+            assert!(has_event(rpc, "streaming session ready"), "{rpc:?}");
+            // The session runs after its RPC returned, as the RPC's child.
+            assert_eq!(stream.parent_span_id, rpc.span_id, "{stream:?}");
+            assert_eq!(stream.kind, 2, "{stream:?}");
+            assert!(has_event(stream, "streaming client connected"), "{stream:?}");
+            assert!(has_event(stream, "streaming session ended"), "{stream:?}");
+        }
+        let stream_exec = named(&spans, "stream exec")[0];
+        assert_eq!(stream_exec.attributes["container.id"], id);
+        assert!(has_event(stream_exec, "exec started"), "{stream_exec:?}");
+        assert!(has_event(stream_exec, "exec exited"), "{stream_exec:?}");
+        assert_eq!(
+            named(&spans, "runtime exec")[0].parent_span_id,
+            stream_exec.span_id
+        );
+        let forward = named(&spans, "stream port-forward")[0];
+        assert!(has_event(forward, "port forward failed"), "{forward:?}");
+        let attach_rpc = named(&spans, "Conmon/attachContainer")[0];
+        assert!(has_event(attach_rpc, "attach socket ready"), "{attach_rpc:?}");
+        Ok(())
+    })
+}
