@@ -5,19 +5,24 @@
 //! discarded so the command never blocks on a full pipe.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
 
+use tokio::net::unix::pipe;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use crate::attach::Endpoint;
 use crate::error::MonitorError;
 use crate::monitor::{Monitor, finish_runtime, read_pidfile, runtime_failed};
 use crate::reaper::ExitStatus;
-use crate::runtime::RuntimeStdio;
-use crate::stdio;
+use crate::runtime::{CgroupManager, RuntimeStdio};
+use crate::stdio::{self, PipeReader};
 use crate::sys;
+use crate::terminal::{self, ConsoleSocket};
 pub use conmon_proto::types::{ExecSync, ExecSyncResult};
 
 /// Bytes kept per output stream.
@@ -42,11 +47,11 @@ impl Monitor {
         if request.command.is_empty() {
             return Err(MonitorError::InvalidRequest("exec command is empty".into()));
         }
-        if request.terminal {
-            return Err(MonitorError::NotImplemented("terminal exec"));
-        }
         self.running_container(&request.id)?;
         let deadline = request.timeout.map(|timeout| Instant::now() + timeout);
+        if request.terminal {
+            return self.exec_sync_terminal(&request, deadline).await;
+        }
 
         let (stdout, stdout_w) = stdio::output_pipe().map_err(MonitorError::Pipe)?;
         let (stderr, stderr_w) = stdio::output_pipe().map_err(MonitorError::Pipe)?;
@@ -110,38 +115,182 @@ impl Monitor {
                 tracing::warn!(container_id = %request.id, stream, discarded = capped.discarded, "exec output over the cap discarded");
             }
         }
-        match result {
-            Some(Ok(status)) => Ok(ExecSyncResult {
-                exit_code: if timed_out {
-                    EXIT_CODE_TIMED_OUT
-                } else {
-                    status.code()
-                },
-                stdout: out.bytes,
-                stderr: err.bytes,
-                timed_out,
-            }),
-            Some(Err(MonitorError::RuntimeFailed { action, status, .. })) => {
-                let mut text = err.bytes;
-                text.extend(out.bytes);
-                let err = MonitorError::RuntimeFailed {
-                    action,
-                    status,
-                    stderr: String::from_utf8_lossy(&text).into_owned(),
-                };
-                runtime_failed(&runtime_span, &err);
-                Err(err)
-            }
-            Some(Err(e)) => Err(e),
-            // The runtime itself hung past the deadline.
-            None => Ok(ExecSyncResult {
-                exit_code: EXIT_CODE_TIMED_OUT,
-                stdout: out.bytes,
-                stderr: err.bytes,
-                timed_out: true,
-            }),
+        if let Some(Err(MonitorError::RuntimeFailed { action, status, .. })) = result {
+            let mut text = err.bytes;
+            text.extend(out.bytes);
+            let err = MonitorError::RuntimeFailed {
+                action,
+                status,
+                stderr: String::from_utf8_lossy(&text).into_owned(),
+            };
+            runtime_failed(&runtime_span, &err);
+            return Err(err);
         }
+        sync_result(result, timed_out, out.bytes, err.bytes)
     }
+
+    /// `execSyncContainer` on a terminal: one output stream (with the terminal's CRLF line
+    /// ends) returned as stdout.
+    async fn exec_sync_terminal(
+        &self,
+        request: &ExecSync,
+        deadline: Option<Instant>,
+    ) -> Result<ExecSyncResult, MonitorError> {
+        let start = ExecStart {
+            id: &request.id,
+            command: &request.command,
+            cgroup_manager: request.cgroup_manager,
+            env: &request.env,
+            terminal: true,
+            stdin: false,
+        };
+        let start = self.start_exec(&start);
+        let started = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, start).await.ok(),
+            None => Some(start.await),
+        };
+        let Some(process) = started.transpose()? else {
+            // The runtime itself hung past the deadline.
+            return sync_result(None, true, Vec::new(), Vec::new());
+        };
+        let command_pid = Cell::new(Some(process.pid));
+        let mut out = Capped::default();
+        let exit = async { process.exit.await.map_err(|_| MonitorError::ShuttingDown) };
+        let output = async {
+            if let Err(err) = stdio::read_until_eof(&process.stdout, |chunk| out.push(chunk)).await
+            {
+                tracing::warn!(error = %err, "read exec terminal");
+            }
+        };
+        let (result, timed_out) =
+            run_until_done(pin!(exit), pin!(output), deadline, &command_pid).await;
+        sync_result(result, timed_out, out.bytes, Vec::new())
+    }
+
+    /// Runs `runtime exec -d` and takes over the process it started: its output (or terminal),
+    /// its input if asked for, and its exit.
+    pub(crate) async fn start_exec(
+        &self,
+        start: &ExecStart<'_>,
+    ) -> Result<StartedExec, MonitorError> {
+        // The runtime's own errors arrive on these pipes even when the command gets a terminal.
+        let (stdout, stdout_w) = stdio::output_pipe().map_err(MonitorError::Pipe)?;
+        let (stderr, stderr_w) = stdio::output_pipe().map_err(MonitorError::Pipe)?;
+        let mut runtime_stdio = RuntimeStdio::piped_output(stdout_w, stderr_w);
+        let console = match start.terminal {
+            true => Some(ConsoleSocket::bind().map_err(MonitorError::Console)?),
+            false => None,
+        };
+        let stdin = if start.stdin && !start.terminal {
+            let (read, write) = sys::pipe().map_err(MonitorError::Pipe)?;
+            runtime_stdio.stdin = read.into();
+            Some(pipe::Sender::from_owned_fd(write).map_err(MonitorError::Pipe)?)
+        } else {
+            None
+        };
+        let pidfile = self.exec_pidfile();
+        let args = self.runtime.exec_args(
+            start.id,
+            &pidfile,
+            start.command,
+            start.cgroup_manager,
+            console.as_ref().map(ConsoleSocket::path),
+        );
+        tracing::debug!(container_id = %start.id, ?args, "runtime exec");
+        let (span, status, master) = self
+            .run_with_console("exec", &args, start.env, runtime_stdio, console.as_ref())
+            .await?;
+        if status != ExitStatus::Exited(0) {
+            let _ = std::fs::remove_file(&pidfile);
+            let mut output = stdio::read_available(&stderr);
+            output.extend(stdio::read_available(&stdout));
+            let err = MonitorError::RuntimeFailed {
+                action: "exec",
+                status,
+                stderr: String::from_utf8_lossy(&output).into_owned(),
+            };
+            runtime_failed(&span, &err);
+            return Err(err);
+        }
+        let pid = read_pidfile(&pidfile);
+        let _ = std::fs::remove_file(&pidfile);
+        let pid = pid?;
+        let exit = self.reaper.watch(pid);
+        let started = match master {
+            Some(master) => {
+                let (reader, control) =
+                    terminal::open_master(master).map_err(MonitorError::Console)?;
+                let input = match start.stdin {
+                    true => Some(terminal::input(&control).map_err(MonitorError::Console)?),
+                    false => None,
+                };
+                StartedExec {
+                    pid,
+                    exit,
+                    stdout: reader,
+                    stderr: None,
+                    io: Rc::new(Endpoint::new(input, Some(control))),
+                }
+            }
+            None => StartedExec {
+                pid,
+                exit,
+                stdout,
+                stderr: Some(stderr),
+                io: Rc::new(Endpoint::new(stdin, None)),
+            },
+        };
+        Ok(started)
+    }
+}
+
+/// What to run with [`Monitor::start_exec`].
+#[derive(Debug)]
+pub(crate) struct ExecStart<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) command: &'a [String],
+    pub(crate) cgroup_manager: CgroupManager,
+    /// Added to the runtime's environment.
+    pub(crate) env: &'a BTreeMap<String, String>,
+    /// Run on a new terminal.
+    pub(crate) terminal: bool,
+    /// Give the command an input the monitor writes to.
+    pub(crate) stdin: bool,
+}
+
+/// A command started in a container.
+#[derive(Debug)]
+pub(crate) struct StartedExec {
+    pub(crate) pid: u32,
+    pub(crate) exit: oneshot::Receiver<ExitStatus>,
+    /// Its output, or its terminal.
+    pub(crate) stdout: PipeReader,
+    /// Its error output; `None` on a terminal.
+    pub(crate) stderr: Option<PipeReader>,
+    /// Its input, terminal and attach clients.
+    pub(crate) io: Rc<Endpoint>,
+}
+
+/// The reply to an exec-sync: the command's result (`None` if even the runtime did not finish
+/// by the deadline) and its output.
+fn sync_result(
+    result: Option<Result<ExitStatus, MonitorError>>,
+    timed_out: bool,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+) -> Result<ExecSyncResult, MonitorError> {
+    let hung = result.is_none();
+    let exit_code = match result {
+        Some(Ok(status)) if !timed_out => status.code(),
+        Some(Ok(_)) | None => EXIT_CODE_TIMED_OUT,
+        Some(Err(err)) => return Err(err),
+    };
+    Ok(ExecSyncResult {
+        exit_code,
+        stdout,
+        stderr,
+        timed_out: timed_out || hung,
+    })
 }
 
 /// Drives the process and its output together: returns when the process exited and its output

@@ -656,3 +656,29 @@ fn attach_to_a_terminal_echoes_input_and_forwards_it() -> Result<()> {
         Ok(())
     })
 }
+
+#[test]
+fn exec_sync_on_a_terminal_returns_one_crlf_stream() -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        let id = unique_id("ttyexec");
+        running(&pod, &client, &id).await?;
+        let mut request = exec_request(&id, &["sh", "-c", "tty; echo out; echo err >&2; exit 2"]);
+        request.terminal = true;
+        let result = client.exec_sync(&request).await?;
+        let out = String::from_utf8_lossy(&result.stdout);
+        assert_eq!(result.exit_code, 2, "{out}");
+        assert!(out.starts_with("/dev/pts/"), "{out:?}");
+        assert!(out.ends_with("out\r\nerr\r\n"), "{out:?}");
+        assert!(result.stderr.is_empty());
+
+        let mut request = exec_request(&id, &["sleep", "100"]);
+        request.terminal = true;
+        request.timeout = Some(Duration::from_secs(1));
+        let result = client.exec_sync(&request).await?;
+        assert!(result.timed_out);
+        assert_eq!(result.exit_code, -3);
+        Ok(())
+    })
+}

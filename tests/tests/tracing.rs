@@ -336,7 +336,10 @@ fn streaming_sessions_and_attach_stay_in_the_callers_trace() -> Result<()> {
             // The session runs after its RPC returned, as the RPC's child.
             assert_eq!(stream.parent_span_id, rpc.span_id, "{stream:?}");
             assert_eq!(stream.kind, 2, "{stream:?}");
-            assert!(has_event(stream, "streaming client connected"), "{stream:?}");
+            assert!(
+                has_event(stream, "streaming client connected"),
+                "{stream:?}"
+            );
             assert!(has_event(stream, "streaming session ended"), "{stream:?}");
         }
         let stream_exec = named(&spans, "stream exec")[0];
@@ -350,7 +353,10 @@ fn streaming_sessions_and_attach_stay_in_the_callers_trace() -> Result<()> {
         let forward = named(&spans, "stream port-forward")[0];
         assert!(has_event(forward, "port forward failed"), "{forward:?}");
         let attach_rpc = named(&spans, "Conmon/attachContainer")[0];
-        assert!(has_event(attach_rpc, "attach socket ready"), "{attach_rpc:?}");
+        assert!(
+            has_event(attach_rpc, "attach socket ready"),
+            "{attach_rpc:?}"
+        );
         Ok(())
     })
 }

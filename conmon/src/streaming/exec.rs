@@ -10,21 +10,18 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::net::unix::pipe;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::channel::{self, Incoming};
 use super::{Channels, ClientGone, ClientMessage, ServeExec};
 use crate::attach::Endpoint;
 use crate::error::{MonitorError, error_chain};
+use crate::exec::{ExecStart, StartedExec};
 use crate::logs::Stream;
-use crate::monitor::{Monitor, read_pidfile, runtime_failed};
+use crate::monitor::Monitor;
 use crate::reaper::ExitStatus;
-use crate::runtime::RuntimeStdio;
 use crate::stdio::{self, PipeReader};
 use crate::sys;
-use crate::terminal::{self, ConsoleSocket};
 
 /// How long output is still read after the command exited, when a process it left behind
 /// keeps its output open.
@@ -32,18 +29,6 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// How long a killed command may take to be reaped.
 const KILL_WAIT: Duration = Duration::from_secs(5);
-
-/// A command started in the container.
-struct Process {
-    pid: u32,
-    exit: oneshot::Receiver<ExitStatus>,
-    /// Its output, or its terminal.
-    stdout: PipeReader,
-    /// Its error output; `None` on a terminal.
-    stderr: Option<PipeReader>,
-    /// Its input, terminal and attach clients.
-    io: Rc<Endpoint>,
-}
 
 pub(super) async fn run(
     monitor: &Rc<Monitor>,
@@ -55,7 +40,15 @@ pub(super) async fn run(
         Ok(container) => container,
         Err(err) => return fail(channels, &err).await,
     };
-    let process = match start(monitor, &request).await {
+    let start = ExecStart {
+        id: &request.id,
+        command: &request.command,
+        cgroup_manager: request.cgroup_manager,
+        env: &BTreeMap::new(),
+        terminal: request.tty,
+        stdin: request.stdin,
+    };
+    let process = match monitor.start_exec(&start).await {
         Ok(process) => process,
         Err(err) => return fail(channels, &err).await,
     };
@@ -81,87 +74,11 @@ async fn fail(channels: Channels, err: &MonitorError) {
         .await;
 }
 
-/// Runs `runtime exec -d` and takes over the process it started.
-async fn start(monitor: &Monitor, request: &ServeExec) -> Result<Process, MonitorError> {
-    // The runtime's own errors arrive on these pipes even when the command gets a terminal.
-    let (stdout, stdout_w) = stdio::output_pipe().map_err(MonitorError::Pipe)?;
-    let (stderr, stderr_w) = stdio::output_pipe().map_err(MonitorError::Pipe)?;
-    let mut runtime_stdio = RuntimeStdio::piped_output(stdout_w, stderr_w);
-    let console = match request.tty {
-        true => Some(ConsoleSocket::bind().map_err(MonitorError::Console)?),
-        false => None,
-    };
-    let stdin = if request.stdin && !request.tty {
-        let (read, write) = sys::pipe().map_err(MonitorError::Pipe)?;
-        runtime_stdio.stdin = read.into();
-        Some(pipe::Sender::from_owned_fd(write).map_err(MonitorError::Pipe)?)
-    } else {
-        None
-    };
-    let pidfile = monitor.exec_pidfile();
-    let args = monitor.runtime.exec_args(
-        &request.id,
-        &pidfile,
-        &request.command,
-        request.cgroup_manager,
-        console.as_ref().map(ConsoleSocket::path),
-    );
-    let (span, status, master) = monitor
-        .run_with_console(
-            "exec",
-            &args,
-            &BTreeMap::new(),
-            runtime_stdio,
-            console.as_ref(),
-        )
-        .await?;
-    if status != ExitStatus::Exited(0) {
-        let _ = std::fs::remove_file(&pidfile);
-        let mut output = stdio::read_available(&stderr);
-        output.extend(stdio::read_available(&stdout));
-        let err = MonitorError::RuntimeFailed {
-            action: "exec",
-            status,
-            stderr: String::from_utf8_lossy(&output).into_owned(),
-        };
-        runtime_failed(&span, &err);
-        return Err(err);
-    }
-    let pid = read_pidfile(&pidfile);
-    let _ = std::fs::remove_file(&pidfile);
-    let pid = pid?;
-    let exit = monitor.reaper.watch(pid);
-    let process = match master {
-        Some(master) => {
-            let (reader, control) = terminal::open_master(master).map_err(MonitorError::Console)?;
-            let input = match request.stdin {
-                true => Some(terminal::input(&control).map_err(MonitorError::Console)?),
-                false => None,
-            };
-            Process {
-                pid,
-                exit,
-                stdout: reader,
-                stderr: None,
-                io: Rc::new(Endpoint::new(input, Some(control))),
-            }
-        }
-        None => Process {
-            pid,
-            exit,
-            stdout,
-            stderr: Some(stderr),
-            io: Rc::new(Endpoint::new(stdin, None)),
-        },
-    };
-    Ok(process)
-}
-
 /// Carries the process's stdio until it exited and its output ended. A client that leaves
 /// first gets its process killed.
 async fn serve(
     request: &ServeExec,
-    mut process: Process,
+    mut process: StartedExec,
     channels: &mut Channels,
 ) -> Result<ExitStatus, ClientGone> {
     let mut out_buf = vec![0; stdio::READ_CHUNK];
