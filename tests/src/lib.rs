@@ -18,6 +18,7 @@ pub use runtime_shim::client::{
     Attach, CgroupManager, CreateContainer, ExecSync, LogDriver, LogFormat, MonitorClient,
     ServeAttach, ServeExec, WindowSize,
 };
+pub use runtime_shim::attach::{AttachSocket, Packet};
 pub use runtime_shim::receiver as otlp;
 
 /// The runtime the tests drive.
@@ -443,83 +444,27 @@ impl Drop for ShimPod {
     }
 }
 
-/// A connected SOCK_SEQPACKET client of an attach socket; reads and writes are whole packets.
-/// Reads time out after 10 s so a test never hangs.
-pub fn seqpacket_connect(path: &Path) -> Result<std::fs::File> {
-    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
-    use std::os::unix::ffi::OsStrExt as _;
-    let dir = std::fs::File::open(path.parent().context("socket path has a parent")?)?;
-    let name = path.file_name().context("socket path has a name")?;
-    let mut target = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-    target.extend_from_slice(name.as_bytes());
-    // SAFETY: socket takes integer arguments only.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
-    anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-    // SAFETY: socket succeeded; the descriptor is ours alone.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: sockaddr_un is plain old data; zeroed is a valid empty address.
-    let mut address: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    anyhow::ensure!(
-        target.len() < address.sun_path.len(),
-        "socket path too long"
-    );
-    address.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (slot, byte) in address.sun_path.iter_mut().zip(&target) {
-        *slot = *byte as libc::c_char;
-    }
-    let length = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-    // SAFETY: `address` is a valid, NUL-terminated sockaddr_un of `length` bytes.
-    let rc = unsafe { libc::connect(socket.as_raw_fd(), (&raw const address).cast(), length) };
-    anyhow::ensure!(
-        rc == 0,
-        "connect {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
-    let timeout = libc::timeval {
-        tv_sec: 10,
-        tv_usec: 0,
-    };
-    // SAFETY: SO_RCVTIMEO reads one timeval from the pointer, valid for the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const timeout).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    anyhow::ensure!(rc == 0, "setsockopt: {}", std::io::Error::last_os_error());
-    Ok(std::fs::File::from(socket))
+/// Connects to an attach socket, with reads failing after 10 s instead of hanging a test.
+pub fn seqpacket_connect(path: &Path) -> Result<AttachSocket> {
+    let socket = AttachSocket::connect(path).with_context(|| format!("connect {}", path.display()))?;
+    socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(socket)
 }
 
-/// Closes the write half of a socket (the attach client's stdin EOF).
-pub fn shutdown_write(socket: &std::fs::File) -> Result<()> {
-    use std::os::fd::AsRawFd as _;
-    // SAFETY: shutdown takes integer arguments only.
-    let rc = unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_WR) };
-    anyhow::ensure!(rc == 0, "shutdown: {}", std::io::Error::last_os_error());
-    Ok(())
-}
-
-/// Reads attach packets until `done` holds for the collected (stdout, stderr) bytes, or the
-/// end packet arrives; returns them and whether the end packet came.
+/// Reads attach packets until `done(stdout, stderr)` holds, the end packet arrives (`true`
+/// in the result) or the socket closes.
 pub fn read_attach(
-    socket: &mut std::fs::File,
+    socket: &AttachSocket,
     done: impl Fn(&[u8], &[u8]) -> bool,
 ) -> Result<(Vec<u8>, Vec<u8>, bool)> {
-    use std::io::Read as _;
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut buf = vec![0u8; 8193];
+    let mut buf = [0u8; 8192];
     while !done(&out, &err) {
-        let n = socket.read(&mut buf).context("read attach packet")?;
-        match buf[..n] {
-            [0] => return Ok((out, err, true)),
-            [2, ..] => out.extend_from_slice(&buf[1..n]),
-            [3, ..] => err.extend_from_slice(&buf[1..n]),
-            [] => return Ok((out, err, false)),
-            _ => bail!("unexpected attach packet {:?}", &buf[..n]),
+        match socket.receive(&mut buf).context("read attach packet")? {
+            Packet::Stdout(data) => out.extend_from_slice(data),
+            Packet::Stderr(data) => err.extend_from_slice(data),
+            Packet::Done => return Ok((out, err, true)),
+            Packet::Closed => return Ok((out, err, false)),
         }
     }
     Ok((out, err, false))

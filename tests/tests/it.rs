@@ -562,7 +562,6 @@ fn terminal_containers_log_tty_output_and_resize() -> Result<()> {
 
 #[test]
 fn attach_streams_output_takes_input_and_ends_on_stdin_eof() -> Result<()> {
-    use std::io::Write as _;
     let pod = Pod::start()?;
     run_local(async {
         let client = pod.client().await?;
@@ -588,10 +587,10 @@ fn attach_streams_output_takes_input_and_ends_on_stdin_eof() -> Result<()> {
         let socket_path = socket.clone();
         // Blocking socket I/O runs off the thread that serves the RPC connection.
         tokio::task::spawn_blocking(move || -> Result<()> {
-            let mut first = seqpacket_connect(&socket_path)?;
-            let mut second = seqpacket_connect(&socket_path)?;
-            first.write_all(b"hello\n")?;
-            for reader in [&mut first, &mut second] {
+            let first = seqpacket_connect(&socket_path)?;
+            let second = seqpacket_connect(&socket_path)?;
+            first.send_input(b"hello\n")?;
+            for reader in [&first, &second] {
                 let (out, err, _) = read_attach(reader, |out, err| {
                     out.ends_with(b"out:hello\n") && err.ends_with(b"err:hello\n")
                 })?;
@@ -602,8 +601,8 @@ fn attach_streams_output_takes_input_and_ends_on_stdin_eof() -> Result<()> {
             }
             // stdin EOF ends the container's input: its loop ends, the container exits, and
             // the clients get the end packet.
-            shutdown_write(&first)?;
-            let (_, _, ended) = read_attach(&mut second, |_, _| false)?;
+            first.close_input()?;
+            let (_, _, ended) = read_attach(&second, |_, _| false)?;
             assert!(ended, "no end packet");
             Ok(())
         })
@@ -619,7 +618,6 @@ fn attach_streams_output_takes_input_and_ends_on_stdin_eof() -> Result<()> {
 
 #[test]
 fn attach_to_a_terminal_echoes_input_and_forwards_it() -> Result<()> {
-    use std::io::Write as _;
     let pod = Pod::start()?;
     run_local(async {
         let client = pod.client().await?;
@@ -639,16 +637,16 @@ fn attach_to_a_terminal_echoes_input_and_forwards_it() -> Result<()> {
         };
         client.attach(&attach).await?;
         tokio::task::spawn_blocking(move || -> Result<()> {
-            let mut attached = seqpacket_connect(&socket)?;
-            attached.write_all(b"echo tty-$((6*7))\n")?;
-            let (out, err, _) = read_attach(&mut attached, |out, _| {
+            let attached = seqpacket_connect(&socket)?;
+            attached.send_input(b"echo tty-$((6*7))\n")?;
+            let (out, err, _) = read_attach(&attached, |out, _| {
                 String::from_utf8_lossy(out).contains("tty-42\r\n")
             })?;
             let out = String::from_utf8_lossy(&out);
             // The terminal echoes the typed line, then the shell's output follows; all on stdout.
             assert!(out.contains("echo tty-$((6*7))"), "{out}");
             assert!(err.is_empty());
-            attached.write_all(b"exit 4\n")?;
+            attached.send_input(b"exit 4\n")?;
             Ok(())
         })
         .await??;

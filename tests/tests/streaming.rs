@@ -311,7 +311,6 @@ fn bad_urls_and_requests_get_clear_errors() -> Result<()> {
 
 #[test]
 fn an_exec_session_can_be_attached_to_by_its_id() -> Result<()> {
-    use std::io::Write as _;
     let pod = Pod::start()?;
     run_local(async {
         let client = pod.client().await?;
@@ -348,10 +347,10 @@ fn an_exec_session_can_be_attached_to_by_its_id() -> Result<()> {
         attach.exec_session_id = session_id;
         client.attach(&attach).await?;
         let reader = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
-            let mut attached = seqpacket_connect(&socket)?;
+            let attached = seqpacket_connect(&socket)?;
             // Input from the attach client goes to the exec too.
-            attached.write_all(b"second\n")?;
-            let (out, _, ended) = read_attach(&mut attached, |_, _| false)?;
+            attached.send_input(b"second\n")?;
+            let (out, _, ended) = read_attach(&attached, |_, _| false)?;
             assert!(ended, "no end packet when the exec ended");
             Ok(out)
         });
