@@ -257,9 +257,9 @@ async fn serve_client(
                 match guard.try_io(|fd| fd.get_ref().read(&mut buf)) {
                     Ok(Ok(0)) => {
                         input_open = false;
+                        // The client still gets the output that follows, up to the end.
                         if stop_after_stdin_eof {
                             stdin.close();
-                            return Ok(());
                         }
                     }
                     Ok(Ok(n)) => stdin.write_all(&buf[..n]).await?,

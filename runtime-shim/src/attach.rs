@@ -112,7 +112,11 @@ impl AttachSocket {
     ///
     /// # Errors
     /// Reading the socket or writing the output failed.
-    pub fn copy_output(&self, stdout: &mut impl Write, stderr: &mut impl Write) -> io::Result<bool> {
+    pub fn copy_output(
+        &self,
+        stdout: &mut impl Write,
+        stderr: &mut impl Write,
+    ) -> io::Result<bool> {
         let mut buf = [0; PACKET];
         loop {
             match self.receive(&mut buf)? {

@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 use conmon::config::LogLevel;
 use conmon::telemetry::{self, LogOutput, Service, TracingSettings};
+use runtime_shim::attach::AttachSocket;
 use runtime_shim::client::{
     Attach, CgroupManager, CreateContainer, ExecSync, LogDriver, LogFormat,
 };
@@ -82,6 +83,13 @@ pub(crate) struct Args {
     command: Command,
 }
 
+/// How a new container's stdio is set up.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Stdio {
+    interactive: bool,
+    tty: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Pods: one monitor each.
@@ -96,6 +104,12 @@ enum Command {
         /// An existing OCI bundle.
         #[arg(long)]
         bundle: Option<PathBuf>,
+        /// Keep the container's stdin open (for `attach`).
+        #[arg(short, long)]
+        interactive: bool,
+        /// Run the container on a terminal (a busybox bundle gets `process.terminal`).
+        #[arg(short, long)]
+        tty: bool,
         /// Command of the busybox container (default: sleep forever).
         #[arg(last = true)]
         command: Vec<String>,
@@ -116,10 +130,17 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Have the pod's monitor serve a container's stdio on an attach socket.
+    /// Attach to a container: its output from now on to stdout/stderr, stdin to its input;
+    /// exits with the container's exit code once it exited.
     Attach {
         /// The container.
         id: String,
+        /// Send no input.
+        #[arg(long)]
+        no_stdin: bool,
+        /// Close the container's stdin when ours ends.
+        #[arg(long)]
+        stdin_once: bool,
     },
     /// Print a container's log (content only; `--raw` for the CRI lines).
     Logs {
@@ -319,9 +340,12 @@ impl Shim {
                 pod,
                 id,
                 bundle,
+                interactive,
+                tty,
                 command,
             } => {
-                let pid = self.create(&pod, &id, bundle, &command).await?;
+                let stdio = Stdio { interactive, tty };
+                let pid = self.create(&pod, &id, bundle, stdio, &command).await?;
                 println_out(&format!("container {id}: pid {pid}"));
             }
             Command::Start { id } => self.start(&id).await?,
@@ -330,7 +354,11 @@ impl Shim {
                 timeout,
                 command,
             } => return self.exec(&id, timeout, command).await,
-            Command::Attach { id } => self.attach(&id).await?,
+            Command::Attach {
+                id,
+                no_stdin,
+                stdin_once,
+            } => return self.attach(&id, !no_stdin, stdin_once).await,
             Command::Logs { id, raw } => self.logs(&id, raw)?,
             Command::Stop { id, timeout } => {
                 let code = self.stop(&id, Duration::from_secs(timeout)).await?;
@@ -422,6 +450,7 @@ impl Shim {
         pod: &str,
         id: &str,
         bundle: Option<PathBuf>,
+        stdio: Stdio,
         command: &[String],
     ) -> Result<u32> {
         validate_name("container", id)?;
@@ -441,7 +470,16 @@ impl Shim {
                     command.iter().map(String::as_str).collect()
                 };
                 let runtime = self.handler()?.runtime_binary(&self.handler_name);
-                runtime_shim::bundle::busybox_bundle(&dir.join("bundle"), &runtime, &args, |_| {})?
+                runtime_shim::bundle::busybox_bundle(
+                    &dir.join("bundle"),
+                    &runtime,
+                    &args,
+                    |config| {
+                        if stdio.tty {
+                            config["process"]["terminal"] = true.into();
+                        }
+                    },
+                )?
             }
         };
         let log_size = u64::try_from(self.config.log_size_max).unwrap_or(0);
@@ -456,6 +494,8 @@ impl Shim {
                 max_size: log_size,
             }],
             cgroup_manager: self.cgroup_manager(),
+            stdin: stdio.interactive,
+            terminal: stdio.tty,
             ..CreateContainer::default()
         };
         let created = match monitor {
@@ -498,8 +538,9 @@ impl Shim {
         Ok(pid)
     }
 
-    /// Asks the pod's monitor for the container's attach socket (where CRI-O puts it).
-    async fn attach(&self, id: &str) -> Result<()> {
+    /// Attaches through the pod monitor's attach socket (where CRI-O puts it) until the
+    /// container's output ends; returns its exit code.
+    async fn attach(&self, id: &str, stdin: bool, stdin_once: bool) -> Result<ExitCode> {
         let pod = self.pod_of(id)?;
         let Some(monitor) = self.pod_run(&pod).await? else {
             bail!("attach needs a pod handler (runtime_type = \"pod\")");
@@ -508,11 +549,38 @@ impl Shim {
         let spec = Attach {
             id: id.to_owned(),
             socket_path: socket_path.clone(),
+            stop_after_stdin_eof: stdin_once,
             ..Attach::default()
         };
         monitor.handle.attach(spec).await?;
-        println_out(&format!("attach socket: {}", socket_path.display()));
-        Ok(())
+        let socket = AttachSocket::connect(&socket_path)
+            .with_context(|| format!("connect to {}", socket_path.display()))?;
+        let ended = tokio::task::spawn_blocking(move || -> Result<bool> {
+            if stdin {
+                let input = socket.try_clone()?;
+                // Detached: it may sit in a read of our stdin after the output ended.
+                std::thread::spawn(move || input.copy_input(std::io::stdin().lock()));
+            }
+            let ended =
+                socket.copy_output(&mut std::io::stdout().lock(), &mut std::io::stderr().lock())?;
+            Ok(ended)
+        })
+        .await??;
+        if !ended {
+            bail!("the monitor closed the attach connection");
+        }
+        // The exit file is written right after the output ended.
+        let code =
+            runtime_shim::runtime::wait_for_file(&self.exit_file(id), Duration::from_secs(10))
+                .await
+                .with_context(|| {
+                    format!("container '{id}' output ended but it has no exit file")
+                })?;
+        let code: i32 = code
+            .trim()
+            .parse()
+            .with_context(|| format!("exit file of '{id}' holds {code:?}"))?;
+        Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)))
     }
 
     pub(crate) async fn start(&self, id: &str) -> Result<()> {

@@ -13,7 +13,7 @@ use runtime_shim::config::{Config, RuntimeHandler, RuntimeType, TracingConfig};
 use runtime_shim::receiver::{self, Receiver, Span};
 use tracing::Instrument as _;
 
-use crate::cli::{Args, Shim, endpoint_url, fail, init_telemetry, println_out};
+use crate::cli::{Args, Shim, Stdio, endpoint_url, fail, init_telemetry, println_out};
 
 const POD: &str = "demo-pod";
 const CONTAINER: &str = "demo-ctr";
@@ -125,7 +125,7 @@ async fn lifecycle(shim: &Shim) -> Result<()> {
         "-c".to_owned(),
         "echo hello from the demo container; trap 'exit 0' TERM; sleep 1000 & wait".to_owned(),
     ];
-    shim.create(POD, CONTAINER, None, &command)
+    shim.create(POD, CONTAINER, None, Stdio::default(), &command)
         .instrument(step("/runtime.v1.RuntimeService/CreateContainer"))
         .await?;
     shim.start(CONTAINER)

@@ -128,7 +128,7 @@ impl OciRuntime {
 }
 
 /// Polls for `path` to exist and returns its contents.
-async fn wait_for_file(path: &Path, timeout: Duration) -> Option<String> {
+pub async fn wait_for_file(path: &Path, timeout: Duration) -> Option<String> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(contents) = std::fs::read_to_string(path) {

@@ -14,11 +14,11 @@ use anyhow::{Context as _, Result, bail};
 
 pub mod k8s;
 
+pub use runtime_shim::attach::{AttachSocket, Packet};
 pub use runtime_shim::client::{
     Attach, CgroupManager, CreateContainer, ExecSync, LogDriver, LogFormat, MonitorClient,
     ServeAttach, ServeExec, WindowSize,
 };
-pub use runtime_shim::attach::{AttachSocket, Packet};
 pub use runtime_shim::receiver as otlp;
 
 /// The runtime the tests drive.
@@ -446,7 +446,8 @@ impl Drop for ShimPod {
 
 /// Connects to an attach socket, with reads failing after 10 s instead of hanging a test.
 pub fn seqpacket_connect(path: &Path) -> Result<AttachSocket> {
-    let socket = AttachSocket::connect(path).with_context(|| format!("connect {}", path.display()))?;
+    let socket =
+        AttachSocket::connect(path).with_context(|| format!("connect {}", path.display()))?;
     socket.set_read_timeout(Some(Duration::from_secs(10)))?;
     Ok(socket)
 }

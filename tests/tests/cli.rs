@@ -365,3 +365,45 @@ fn an_oci_handler_runs_each_container_under_debian_conmon() -> Result<()> {
     }))?;
     Ok(())
 }
+
+#[test]
+fn attach_streams_both_ways_and_exits_with_the_containers_code() -> Result<()> {
+    use std::io::Write as _;
+    let cli = Cli::new("")?;
+    let (piped, tty) = (unique_id("att"), unique_id("att"));
+    cli.ok(&["pod", "run", "p1"])?;
+    let script = "read name; echo hello $name; echo oops >&2; exit 7";
+    cli.ok(&["create", "p1", &piped, "-i", "--", "sh", "-c", script])?;
+    cli.ok(&["start", &piped])?;
+    let mut attach = cli
+        .command(&["attach", &piped, "--stdin-once"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdin = attach.stdin.take().expect("piped stdin");
+    stdin.write_all(b"shim\n")?;
+    drop(stdin);
+    let output = attach.wait_with_output()?;
+    assert_eq!(output.status.code(), Some(7), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "hello shim\n");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("oops\n"));
+
+    // On a terminal the input is echoed and every line ends in CRLF.
+    cli.ok(&["create", "p1", &tty, "-i", "-t", "--", "sh"])?;
+    cli.ok(&["start", &tty])?;
+    let mut attach = cli
+        .command(&["attach", &tty])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdin = attach.stdin.take().expect("piped stdin");
+    stdin.write_all(b"echo on-$((40+2))\nexit 3\n")?;
+    let output = attach.wait_with_output()?;
+    drop(stdin);
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{out}");
+    assert!(out.contains("on-42\r\n"), "{out:?}");
+    cli.ok(&["pod", "rm", "p1"])?;
+    Ok(())
+}

@@ -460,18 +460,17 @@ fn calls_of_later_features_are_clear_errors() -> Result<()> {
     let pod = Pod::start()?;
     run_local(async {
         let client = pod.client().await?;
-        let mut request = client.capnp_client().serve_exec_container_request();
-        request.get().init_request().set_id("any");
+        let mut request = client.capnp_client().start_fd_socket_request();
+        request.get().init_request();
         let err = request
             .send()
             .promise
             .await
             .err()
-            .expect("streaming exec is not implemented yet");
+            .expect("fd passing is not implemented yet");
         assert_eq!(err.kind, capnp::ErrorKind::Unimplemented);
         assert!(
-            err.to_string()
-                .contains("not implemented: serveExecContainer"),
+            err.to_string().contains("not implemented: startFdSocket"),
             "{err}"
         );
         // The monitor keeps serving.
