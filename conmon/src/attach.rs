@@ -14,12 +14,14 @@ use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::Path;
 use std::rc::Rc;
 
+use opentelemetry::trace::SpanContext;
 use tokio::io::unix::AsyncFd;
 use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument as _;
 
 use crate::logs::Stream;
-use crate::sys;
+use crate::{sys, telemetry};
 
 /// Largest output payload in one packet.
 const PAYLOAD: usize = 8191;
@@ -167,12 +169,14 @@ impl Stdin {
 }
 
 /// Serves `endpoint` on a SOCK_SEQPACKET socket at `path` until its output ends; the socket is
-/// then removed. `name` says whose stdio it is, in logs.
+/// then removed. `name` says whose stdio it is, in logs. Each client is served in a span that
+/// is a child of `origin` (the attach request).
 pub(crate) fn serve_socket(
     endpoint: Rc<Endpoint>,
     path: &Path,
     stop_after_stdin_eof: bool,
     name: String,
+    origin: SpanContext,
 ) -> io::Result<()> {
     let listener = bind_socket(path)?;
     let path = path.to_owned();
@@ -184,16 +188,19 @@ pub(crate) fn serve_socket(
                     match sys::accept(listener.get_ref().as_fd()) {
                         Ok(connection) => {
                             let endpoint = endpoint.clone();
-                            let name = name.clone();
+                            let span = tracing::info_span!(parent: None, "attach client", otel.kind = "server", attach.target = %name);
+                            telemetry::set_parent_context(&span, &origin);
                             tokio::task::spawn_local(async move {
+                                tracing::info!("attach client connected");
                                 let served = match sys::async_fd(connection) {
                                     Ok(connection) => serve_client(&endpoint, connection, stop_after_stdin_eof).await,
                                     Err(err) => Err(err),
                                 };
-                                if let Err(err) = served {
-                                    tracing::debug!(attach = %name, error = %err, "attach client ended");
+                                match served {
+                                    Ok(()) => tracing::info!("attach client ended"),
+                                    Err(err) => tracing::info!(error = %err, "attach client ended"),
                                 }
-                            });
+                            }.instrument(span));
                         }
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
                         Err(err) => {
@@ -267,11 +274,31 @@ async fn serve_client(
                     Err(_would_block) => {}
                 }
             }
+            // Once its input ended, a client that leaves is only noticed by its hang-up.
+            hung_up = hang_up(&connection), if !input_open => return hung_up,
         }
     }
 }
 
+/// Resolves when the peer closed the connection (not just its sending side).
+async fn hang_up(connection: &AsyncFd<File>) -> io::Result<()> {
+    loop {
+        // The writable readiness is only a way to be woken by the next event on the socket;
+        // a hang-up sets its closed flag, which is never cleared.
+        let mut guard = connection.writable().await?;
+        if guard.ready().is_write_closed() {
+            return Ok(());
+        }
+        guard.clear_ready();
+    }
+}
+
 async fn send_packet(connection: &AsyncFd<File>, packet: &[u8]) -> io::Result<()> {
+    // Try first: `hang_up` may have cleared a writable readiness that still holds.
+    match connection.get_ref().write(packet) {
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+        result => return result.map(drop),
+    }
     loop {
         let mut guard = connection.writable().await?;
         match guard.try_io(|fd| fd.get_ref().write(packet)) {

@@ -408,12 +408,13 @@ impl Monitor {
             (io, format!("{}/{}", request.id, request.exec_session_id))
         };
         let path = &request.socket_path;
-        attach::serve_socket(io, path, request.stop_after_stdin_eof, name).map_err(|source| {
-            MonitorError::AttachSocket {
+        let origin = telemetry::span_context(&tracing::Span::current());
+        attach::serve_socket(io, path, request.stop_after_stdin_eof, name, origin).map_err(
+            |source| MonitorError::AttachSocket {
                 path: path.clone(),
                 source,
-            }
-        })?;
+            },
+        )?;
         tracing::info!(container_id = %request.id, exec_session_id = %request.exec_session_id, path = %path.display(), "attach socket ready");
         Ok(())
     }

@@ -376,9 +376,17 @@ fn clients_that_vanish_mid_stream_leak_nothing() -> Result<()> {
         )
         .await?;
         let netns = format!("/proc/{pid}/ns/net");
-        // Warm up: the server and the runtime's lazily made state exist from here on.
+        // Warm up: the server and the runtime's lazily made state exist from here on, and so
+        // does an attach socket.
         let url = client.serve_exec(&exec(&id, &["true"])).await?;
         k8s::connect(&url, V5_V4).await?.receive_to_end().await?;
+        let socket = pod.path("sleak.attach");
+        let attach_socket = Attach {
+            id: id.clone(),
+            socket_path: socket.clone(),
+            ..Attach::default()
+        };
+        client.attach(&attach_socket).await?;
         let baseline = pod.state().await?;
         let threads_before = threads(pod.pid)?;
 
@@ -406,6 +414,14 @@ fn clients_that_vanish_mid_stream_leak_nothing() -> Result<()> {
                 .receive_until("attach output", |r| r.contains_key(&STDOUT))
                 .await?;
             session.abandon();
+            // An attach-socket client, gone mid-output.
+            let socket = socket.clone();
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                let attached = seqpacket_connect(&socket)?;
+                read_attach(&attached, |out, _| !out.is_empty())?;
+                Ok(())
+            })
+            .await??;
             // A port-forward to nothing, dropped; and a URL never opened (it expires).
             let url = client.serve_port_forward(netns.as_ref()).await?;
             k8s::connect(&format!("{url}?ports=9"), V5_V4)

@@ -303,13 +303,19 @@ fn streaming_sessions_and_attach_stay_in_the_callers_trace() -> Result<()> {
             .await?
             .receive_to_end()
             .await?;
+        let socket = pod.path("tstream.attach");
         client
             .attach(&Attach {
                 id: id.clone(),
-                socket_path: pod.path("tstream.attach"),
+                socket_path: socket.clone(),
                 ..Attach::default()
             })
             .await?;
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            seqpacket_connect(&socket)?.close_input()?;
+            Ok(())
+        })
+        .await??;
 
         let spans = spans_of(&receiver, &trace, "stream spans", |spans| {
             ["stream exec", "stream attach", "stream port-forward"]
@@ -317,6 +323,7 @@ fn streaming_sessions_and_attach_stay_in_the_callers_trace() -> Result<()> {
                 .all(|name| named(spans, name).len() == 1)
                 && named(spans, "runtime exec").len() == 1
                 && named(spans, "Conmon/attachContainer").len() == 1
+                && named(spans, "attach client").len() == 1
         })
         .await?;
         let has_event = |span: &otlp::Span, message: &str| {
@@ -357,6 +364,9 @@ fn streaming_sessions_and_attach_stay_in_the_callers_trace() -> Result<()> {
             has_event(attach_rpc, "attach socket ready"),
             "{attach_rpc:?}"
         );
+        let attach_client = named(&spans, "attach client")[0];
+        assert_eq!(attach_client.parent_span_id, attach_rpc.span_id);
+        assert!(has_event(attach_client, "attach client connected"));
         Ok(())
     })
 }
