@@ -262,7 +262,20 @@ check_trace() {
 
 check_trace "runtime-shim" "$shim_trace" runtime-shim Conmon/createContainer Conmon/execSyncContainer
 if [[ -n $go_trace ]]; then
-    check_trace "go-client" "$go_trace" conmon-rs-go-client Conmon/createContainer Conmon/execSyncContainer
+    check_trace "go-client" "$go_trace" conmon-rs-go-client Conmon/createContainer Conmon/execSyncContainer \
+        Conmon/serveExecContainer "stream exec" "runtime exec"
+    # The streaming session runs after its RPC returned, as that RPC's child, and runs the runtime.
+    r=$(jq -r '.data[0] as $t
+        | ($t.spans | map({key: .spanID, value: .}) | from_entries) as $by
+        | def parent: [.references[]? | select(.refType == "CHILD_OF") | $by[.spanID] | select(. != null)][0];
+        [$t.spans[] | select(.operationName == "stream exec")] as $streams
+        | [$t.spans[] | select(.operationName == "runtime exec" and (parent | .operationName) == "stream exec")] as $runs
+        | if ($streams | length) == 1 and ($streams[0] | parent | .operationName) == "Conmon/serveExecContainer"
+             and ($runs | length) == 1
+          then "ok" else "stream exec parents: \([$streams[] | parent | .operationName?] | tojson), runtime exec under it: \($runs | length)" end' \
+        "$tmp/trace-$go_trace.json" 2>/dev/null || echo "no trace")
+    [[ $r == ok* ]] && pass "go-client: stream exec is a child of Conmon/serveExecContainer and runs runtime exec" \
+        || fail "go-client: stream exec span parent" "$r"
     # The Go client's spans are "conmonrs-client: <Method>".
     r=$(jq -r '.data[0] as $t
         | ($t.spans | map({key: .spanID, value: .}) | from_entries) as $by

@@ -122,6 +122,16 @@ func TestJaegerTrace(t *testing.T) {
 		if res.ExitCode != 0 || string(res.Stdout) != "hi\n" {
 			t.Fatalf("ExecSyncContainer: exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
 		}
+		// A streaming exec: its session span must hang under the serve RPC in the same trace.
+		serve, err := cl.ServeExecContainer(ctx, &client.ServeExecContainerConfig{
+			ID: id, Command: []string{"echo", "streamed"}, Stdout: true, Stderr: true,
+		})
+		if err != nil {
+			t.Fatalf("ServeExecContainer: %v", err)
+		}
+		if stdout, stderr, err := streamURL(ctx, serve.URL, "v5.channel.k8s.io", "", false); err != nil || stdout != "streamed\n" {
+			t.Fatalf("streaming exec: stdout %q stderr %q error %v", stdout, stderr, err)
+		}
 	}()
 
 	if err := tp.ForceFlush(ctx); err != nil {

@@ -40,6 +40,7 @@ fn main() -> Result<()> {
         let client = pod.client().await?;
         exec_latency(&pod, &client, &mut report).await?;
         tracing_overhead(&client, &mut report).await?;
+        streaming_exec(&pod, &client, &mut report).await?;
         create_latency(&pod, &client, &mut report).await?;
         report.push_str("## Log throughput\n\nThe container writes the bytes as fast as it can; time runs from `runc start` to the exit file (logs complete). Lost = bytes written minus bytes recovered from the CRI log.\n\n");
         report.push_str("| line size | total | raw pipe→file | conmond | Debian conmon | conmond vs conmon (× faster) | conmond / raw (× slower) | lost: conmond | lost: conmon |\n|---|---|---|---|---|---|---|---|---|\n");
@@ -231,6 +232,75 @@ async fn exec_latency(pod: &Pod, client: &MonitorClient, report: &mut String) ->
         ms(b50), ms(b99), ms(p50), ms(p99),
         ms(p50.saturating_sub(b50)), ms(p99.saturating_sub(b99)),
         p50.as_secs_f64() / b50.as_secs_f64(), p99.as_secs_f64() / b99.as_secs_f64(),
+    ));
+    Ok(())
+}
+
+/// One streaming exec of `command` in `exec-bench`: URL, websocket, output to the end. Returns
+/// the time taken and the stdout bytes received.
+async fn timed_stream(client: &MonitorClient, command: &[&str]) -> Result<(Duration, usize)> {
+    let start = Instant::now();
+    let url = client
+        .serve_exec(&ServeExec {
+            id: "exec-bench".into(),
+            command: command.iter().map(|s| (*s).to_owned()).collect(),
+            stdout: true,
+            stderr: true,
+            cgroup_manager: CgroupManager::Cgroupfs,
+            ..ServeExec::default()
+        })
+        .await?;
+    let mut session = k8s::connect(&url, "v5.channel.k8s.io").await?;
+    let mut bytes = 0;
+    loop {
+        // Counted as they come: the output is not kept.
+        if !session.receive().await? {
+            break;
+        }
+        if let Some(out) = session.received.remove(&k8s::STDOUT) {
+            bytes += out.len();
+        }
+    }
+    let status = session.status()?;
+    anyhow::ensure!(status["status"] == "Success", "streaming exec failed: {status}");
+    Ok((start.elapsed(), bytes))
+}
+
+/// Streaming exec (serveExecContainer + websocket) against bare `runc exec` with its stdio on
+/// pipes: latency of `true` and throughput of a large output.
+async fn streaming_exec(pod: &Pod, client: &MonitorClient, report: &mut String) -> Result<()> {
+    let (mut ours, mut bare) = (Vec::new(), Vec::new());
+    for _ in 0..EXEC_ROUNDS {
+        ours.push(timed_stream(client, &["true"]).await?.0);
+        let start = Instant::now();
+        pod.runc(&["exec", "exec-bench", "true"])?;
+        bare.push(start.elapsed());
+    }
+    let (p50, b50) = (percentile(&mut ours, 0.5), percentile(&mut bare, 0.5));
+    const TOTAL: usize = 256 << 20;
+    let count = TOTAL.to_string();
+    let (streamed, bytes) = timed_stream(client, &["head", "-c", &count, "/dev/zero"]).await?;
+    anyhow::ensure!(bytes == TOTAL, "streamed {bytes} of {TOTAL} bytes");
+    let start = Instant::now();
+    let output = Command::new("/usr/sbin/runc")
+        .arg("--root")
+        .arg(&pod.runc_root)
+        .args(["exec", "exec-bench", "head", "-c", &count, "/dev/zero"])
+        .output()?;
+    let piped = start.elapsed();
+    anyhow::ensure!(output.stdout.len() == TOTAL, "runc exec gave {} bytes", output.stdout.len());
+    let mib_s = |d: Duration| TOTAL as f64 / (1 << 20) as f64 / d.as_secs_f64();
+    report.push_str(&format!(
+        "## Streaming exec (serveExecContainer, websocket v5)
+
+| | bare `runc exec` (pipes) | conmond stream | ratio conmond / runc |
+|---|---|---|---|
+| `true`, p50 of {EXEC_ROUNDS} (URL, connect, run, status) | {} | {} | {:.3} |
+| 256 MiB of stdout | {:.0} MiB/s | {:.0} MiB/s | {:.3} (time) |
+
+",
+        ms(b50), ms(p50), p50.as_secs_f64() / b50.as_secs_f64(),
+        mib_s(piped), mib_s(streamed), streamed.as_secs_f64() / piped.as_secs_f64(),
     ));
     Ok(())
 }
