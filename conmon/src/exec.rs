@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 
 use crate::attach::Endpoint;
 use crate::error::MonitorError;
-use crate::monitor::{Monitor, finish_runtime, read_pidfile, runtime_failed};
+use crate::monitor::{Monitor, finish_runtime, read_pidfile, runtime_failed, runtime_outcome};
 use crate::reaper::ExitStatus;
 use crate::runtime::{CgroupManager, RuntimeStdio};
 use crate::stdio::{self, PipeReader};
@@ -200,16 +200,8 @@ impl Monitor {
         let (span, status, master) = self
             .run_with_console("exec", &args, start.env, runtime_stdio, console.as_ref())
             .await?;
-        if status != ExitStatus::Exited(0) {
+        if let Err(err) = runtime_outcome(&span, "exec", status, &stdout, &stderr) {
             let _ = std::fs::remove_file(&pidfile);
-            let mut output = stdio::read_available(&stderr);
-            output.extend(stdio::read_available(&stdout));
-            let err = MonitorError::RuntimeFailed {
-                action: "exec",
-                status,
-                stderr: String::from_utf8_lossy(&output).into_owned(),
-            };
-            runtime_failed(&span, &err);
             return Err(err);
         }
         let pid = read_pidfile(&pidfile);

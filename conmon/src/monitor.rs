@@ -210,22 +210,9 @@ impl Monitor {
                 console.as_ref(),
             )
             .await?;
-        // The runtime has exited, so everything it wrote is already in the pipes; and the
-        // container cannot run before `runtime start`, so that is all there is.
-        let runtime_output = {
-            let mut output = stdio::read_available(&stderr);
-            output.extend(stdio::read_available(&stdout));
-            output
-        };
-        if status != ExitStatus::Exited(0) {
-            let err = MonitorError::RuntimeFailed {
-                action: "create",
-                status,
-                stderr: String::from_utf8_lossy(&runtime_output).into_owned(),
-            };
-            runtime_failed(&span, &err);
-            return Err(err);
-        }
+        // The container cannot run before `runtime start`: the pipes hold the runtime's output
+        // only.
+        let runtime_output = runtime_outcome(&span, "create", status, &stdout, &stderr)?;
         // A successful runtime's warnings are no container output: log them instead.
         if !runtime_output.is_empty() {
             let output = String::from_utf8_lossy(&runtime_output);
@@ -501,6 +488,29 @@ impl Monitor {
             Err(_) => tracing::warn!(container_id = %id, "runtime delete timed out"),
         }
     }
+}
+
+/// The output of a runtime that has exited (everything it wrote is in the pipes by then), or
+/// the error with that output if it failed.
+pub(crate) fn runtime_outcome(
+    span: &tracing::Span,
+    action: &'static str,
+    status: ExitStatus,
+    stdout: &PipeReader,
+    stderr: &PipeReader,
+) -> Result<Vec<u8>, MonitorError> {
+    let mut output = stdio::read_available(stderr);
+    output.extend(stdio::read_available(stdout));
+    if status == ExitStatus::Exited(0) {
+        return Ok(output);
+    }
+    let err = MonitorError::RuntimeFailed {
+        action,
+        status,
+        stderr: String::from_utf8_lossy(&output).into_owned(),
+    };
+    runtime_failed(span, &err);
+    Err(err)
 }
 
 /// Records the runtime's exit on its span.

@@ -106,24 +106,12 @@ async fn serve(
             };
             tokio::select! {
                 read = stdio::read_chunk(&process.stdout, &mut out_buf), if stdout_open => {
-                    match read {
-                        Ok(0) => stdout_open = false,
-                        Ok(n) => forward(channels, &process.io, request.stdout, Stream::Stdout, &out_buf[..n]).await?,
-                        Err(err) => {
-                            tracing::warn!(error = %err, "read exec output");
-                            stdout_open = false;
-                        }
-                    }
+                    let output = Output { stream: Stream::Stdout, wanted: request.stdout, read, buf: &out_buf };
+                    stdout_open = forward(channels, &process.io, output).await?;
                 }
                 read = read_stderr(process.stderr.as_ref(), &mut err_buf), if stderr_open => {
-                    match read {
-                        Ok(0) => stderr_open = false,
-                        Ok(n) => forward(channels, &process.io, request.stderr, Stream::Stderr, &err_buf[..n]).await?,
-                        Err(err) => {
-                            tracing::warn!(error = %err, "read exec error output");
-                            stderr_open = false;
-                        }
-                    }
+                    let output = Output { stream: Stream::Stderr, wanted: request.stderr, read, buf: &err_buf };
+                    stderr_open = forward(channels, &process.io, output).await?;
                 }
                 message = channels.receive() => match message {
                     ClientMessage::Binary(bytes) => {
@@ -167,23 +155,39 @@ async fn read_stderr(stderr: Option<&PipeReader>, buf: &mut [u8]) -> std::io::Re
     }
 }
 
-/// Sends output to the client (if it asked for that stream) and to attach clients.
+/// The outcome of one read of an output stream.
+struct Output<'a> {
+    stream: Stream,
+    /// Whether the client asked for this stream.
+    wanted: bool,
+    read: std::io::Result<usize>,
+    buf: &'a [u8],
+}
+
+/// Sends what was read to the client (if it asked for that stream) and to attach clients;
+/// returns whether the stream is still open.
 async fn forward(
     channels: &mut Channels,
     io: &Endpoint,
-    wanted: bool,
-    stream: Stream,
-    data: &[u8],
-) -> Result<(), ClientGone> {
-    io.attachments.broadcast(stream, data);
-    if !wanted {
-        return Ok(());
-    }
-    let channel = match stream {
-        Stream::Stdout => channel::STDOUT,
-        Stream::Stderr => channel::STDERR,
+    output: Output<'_>,
+) -> Result<bool, ClientGone> {
+    let data = match output.read {
+        Ok(0) => return Ok(false),
+        Ok(n) => &output.buf[..n],
+        Err(err) => {
+            tracing::warn!(stream = ?output.stream, error = %err, "read exec output");
+            return Ok(false);
+        }
     };
-    channels.send(channel::frame(channel, data)).await
+    io.attachments.broadcast(output.stream, data);
+    if output.wanted {
+        let channel = match output.stream {
+            Stream::Stdout => channel::STDOUT,
+            Stream::Stderr => channel::STDERR,
+        };
+        channels.send(channel::frame(channel, data)).await?;
+    }
+    Ok(true)
 }
 
 /// Applies a client's message to the process: input, a resize, or the end of input (which

@@ -262,7 +262,10 @@ async fn timed_stream(client: &MonitorClient, command: &[&str]) -> Result<(Durat
         }
     }
     let status = session.status()?;
-    anyhow::ensure!(status["status"] == "Success", "streaming exec failed: {status}");
+    anyhow::ensure!(
+        status["status"] == "Success",
+        "streaming exec failed: {status}"
+    );
     Ok((start.elapsed(), bytes))
 }
 
@@ -288,7 +291,11 @@ async fn streaming_exec(pod: &Pod, client: &MonitorClient, report: &mut String) 
         .args(["exec", "exec-bench", "head", "-c", &count, "/dev/zero"])
         .output()?;
     let piped = start.elapsed();
-    anyhow::ensure!(output.stdout.len() == TOTAL, "runc exec gave {} bytes", output.stdout.len());
+    anyhow::ensure!(
+        output.stdout.len() == TOTAL,
+        "runc exec gave {} bytes",
+        output.stdout.len()
+    );
     let mib_s = |d: Duration| TOTAL as f64 / (1 << 20) as f64 / d.as_secs_f64();
     report.push_str(&format!(
         "## Streaming exec (serveExecContainer, websocket v5)
@@ -299,8 +306,12 @@ async fn streaming_exec(pod: &Pod, client: &MonitorClient, report: &mut String) 
 | 256 MiB of stdout | {:.0} MiB/s | {:.0} MiB/s | {:.3} (time) |
 
 ",
-        ms(b50), ms(p50), p50.as_secs_f64() / b50.as_secs_f64(),
-        mib_s(piped), mib_s(streamed), streamed.as_secs_f64() / piped.as_secs_f64(),
+        ms(b50),
+        ms(p50),
+        p50.as_secs_f64() / b50.as_secs_f64(),
+        mib_s(piped),
+        mib_s(streamed),
+        streamed.as_secs_f64() / piped.as_secs_f64(),
     ));
     Ok(())
 }
