@@ -17,7 +17,9 @@ use tracing::Instrument as _;
 
 use crate::attach::Endpoint;
 use crate::error::MonitorError;
-use crate::monitor::{Monitor, finish_runtime, read_pidfile, runtime_failed, runtime_outcome};
+use crate::monitor::{
+    Monitor, finish_runtime, read_pidfile, runtime_error, runtime_failed, runtime_output,
+};
 use crate::reaper::ExitStatus;
 use crate::runtime::{CgroupManager, RuntimeStdio};
 use crate::stdio::{self, PipeReader};
@@ -200,9 +202,11 @@ impl Monitor {
         let (span, status, master) = self
             .run_with_console("exec", &args, start.env, runtime_stdio, console.as_ref())
             .await?;
-        if let Err(err) = runtime_outcome(&span, "exec", status, &stdout, &stderr) {
+        // Only a failed runtime's output is read here: otherwise the pipes carry the command's.
+        if status != ExitStatus::Exited(0) {
             let _ = std::fs::remove_file(&pidfile);
-            return Err(err);
+            let output = runtime_output(&stdout, &stderr);
+            return Err(runtime_error(&span, "exec", status, &output));
         }
         let pid = read_pidfile(&pidfile);
         let _ = std::fs::remove_file(&pidfile);

@@ -212,7 +212,10 @@ impl Monitor {
             .await?;
         // The container cannot run before `runtime start`: the pipes hold the runtime's output
         // only.
-        let runtime_output = runtime_outcome(&span, "create", status, &stdout, &stderr)?;
+        let runtime_output = runtime_output(&stdout, &stderr);
+        if status != ExitStatus::Exited(0) {
+            return Err(runtime_error(&span, "create", status, &runtime_output));
+        }
         // A successful runtime's warnings are no container output: log them instead.
         if !runtime_output.is_empty() {
             let output = String::from_utf8_lossy(&runtime_output);
@@ -490,27 +493,27 @@ impl Monitor {
     }
 }
 
-/// The output of a runtime that has exited (everything it wrote is in the pipes by then), or
-/// the error with that output if it failed.
-pub(crate) fn runtime_outcome(
+/// What a runtime that has exited wrote to its pipes (all of it is there by then).
+pub(crate) fn runtime_output(stdout: &PipeReader, stderr: &PipeReader) -> Vec<u8> {
+    let mut output = stdio::read_available(stderr);
+    output.extend(stdio::read_available(stdout));
+    output
+}
+
+/// The error of a failed runtime, with its `output`, reported on its span.
+pub(crate) fn runtime_error(
     span: &tracing::Span,
     action: &'static str,
     status: ExitStatus,
-    stdout: &PipeReader,
-    stderr: &PipeReader,
-) -> Result<Vec<u8>, MonitorError> {
-    let mut output = stdio::read_available(stderr);
-    output.extend(stdio::read_available(stdout));
-    if status == ExitStatus::Exited(0) {
-        return Ok(output);
-    }
+    output: &[u8],
+) -> MonitorError {
     let err = MonitorError::RuntimeFailed {
         action,
         status,
-        stderr: String::from_utf8_lossy(&output).into_owned(),
+        stderr: String::from_utf8_lossy(output).into_owned(),
     };
     runtime_failed(span, &err);
-    Err(err)
+    err
 }
 
 /// Records the runtime's exit on its span.

@@ -174,12 +174,19 @@ fn errors_say_which_step_failed() -> Result<()> {
         };
         assert!(message.contains("container 'ghost' not found"), "{message}");
 
-        // Calls whose monitor side is not there yet are remote errors that say so.
         let exec = runtime_shim::client::ServeExec {
             id: "ghost".into(),
+            command: vec!["true".into()],
             ..Default::default()
         };
         let err = monitor.handle.serve_exec(exec).await.unwrap_err();
+        assert!(
+            matches!(&err, ShimError::Remote { message, unimplemented: false } if message.contains("container 'ghost' not found")),
+            "{err:?}"
+        );
+
+        // Calls whose monitor side is not there yet are remote errors that say so.
+        let err = monitor.handle.start_fd_socket().await.unwrap_err();
         assert!(
             matches!(
                 err,

@@ -123,14 +123,19 @@ fn attach_streams_reach_every_client_and_end_with_the_container() -> Result<()> 
         let id = unique_id("sat");
         let script =
             "while read l; do [ \"$l\" = quit ] && exit 0; echo out:$l; echo err:$l >&2; done";
-        let before = "echo early; ";
-        start(
-            &pod,
-            &client,
-            &id,
-            &["sh", "-c", &format!("{before}{script}")],
-            true,
-        )
+        let command = format!("echo early; {script}");
+        let mut request = pod.create_request(&id, pod.bundle(&id, &["sh", "-c", &command])?);
+        request.stdin = true;
+        let log = pod.path("sat.log");
+        request.log_drivers = log_to(LogFormat::Cri, &log, 0);
+        client.create_container(&request).await?;
+        pod.runc(&["start", &id])?;
+        // Output from before the attach, which it must not replay.
+        wait_for("early output logged", WAIT, || {
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|log| log.contains("early"))
+        })
         .await?;
         let attach = ServeAttach {
             id: id.clone(),
@@ -363,7 +368,8 @@ fn an_exec_session_can_be_attached_to_by_its_id() -> Result<()> {
 
 #[test]
 fn clients_that_vanish_mid_stream_leak_nothing() -> Result<()> {
-    let pod = Pod::start()?;
+    // Unopened URLs expire within the test's patience.
+    let pod = Pod::start_with(None, &["--streaming-url-ttl-ms", "1000"])?;
     run_local(async {
         let client = pod.client().await?;
         let id = unique_id("sleak");
@@ -439,6 +445,7 @@ fn clients_that_vanish_mid_stream_leak_nothing() -> Result<()> {
         .await?;
         let settled = wait_until_state(&pod, |state| {
             state["active_streams"] == 0
+                && state["pending_streams"] == 0
                 && state["exec_sessions"] == 0
                 && state["tasks"] == baseline["tasks"]
                 && state["open_fds"] == baseline["open_fds"]

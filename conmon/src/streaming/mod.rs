@@ -27,6 +27,7 @@ use futures::{SinkExt as _, StreamExt as _};
 use opentelemetry::trace::SpanContext;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -69,6 +70,8 @@ struct Pending {
     expires: Instant,
     /// The RPC span that created the session.
     origin: SpanContext,
+    /// Dropped with the session: ends its expiry timer.
+    _taken: oneshot::Sender<()>,
 }
 
 #[derive(Debug)]
@@ -149,23 +152,37 @@ impl Streaming {
 
     fn register(self: &Rc<Self>, session: Session) -> Result<String, MonitorError> {
         let address = self.listen()?;
-        let now = Instant::now();
         let mut pending = self.pending.borrow_mut();
-        pending.retain(|_, pending| pending.expires > now);
         if pending.len() >= MAX_PENDING {
             return Err(MonitorError::TooManyStreams(MAX_PENDING));
         }
         let token = new_token().map_err(MonitorError::Streaming)?;
         let url = format!("http://{address}/{}/{token}", session.kind().path());
         tracing::info!(session_id = %token, kind = session.kind().path(), "streaming session ready");
+        let expires = Instant::now() + self.ttl;
+        let (taken, mut not_taken) = oneshot::channel();
         pending.insert(
-            token,
+            token.clone(),
             Pending {
                 session,
-                expires: now + self.ttl,
+                expires,
                 origin: telemetry::span_context(&tracing::Span::current()),
+                _taken: taken,
             },
         );
+        // An unopened URL must not hold its session (a namespace, for port-forward) for long.
+        let streaming = Rc::downgrade(self);
+        tokio::task::spawn_local(async move {
+            tokio::select! {
+                () = tokio::time::sleep_until(expires) => {}
+                _ = &mut not_taken => return,
+            }
+            if let Some(streaming) = streaming.upgrade()
+                && streaming.pending.borrow_mut().remove(&token).is_some()
+            {
+                tracing::debug!(session_id = %token, "streaming session expired unopened");
+            }
+        });
         Ok(url)
     }
 
