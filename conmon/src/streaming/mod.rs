@@ -395,7 +395,8 @@ impl Channels {
         }
         let close = CloseFrame {
             code: CloseCode::Normal,
-            reason: "".into(),
+            // conmon-rs's reason, for clients that show it.
+            reason: "done".into(),
         };
         if self.send(Message::Close(Some(close))).await.is_ok() {
             let _ = self.sink.close().await;
