@@ -662,4 +662,36 @@ mod tests {
         assert_eq!(decoded.cgroup_manager, CgroupManager::Systemd);
         assert_eq!(decoded.timeout, Some(Duration::from_secs(2)));
     }
+
+    #[test]
+    fn serve_requests_round_trip() {
+        let exec = ServeExec {
+            id: "c1".into(),
+            command: vec!["sh".into(), "-c".into(), "exit 3".into()],
+            tty: true,
+            stdin: true,
+            stdout: true,
+            stderr: false,
+            cgroup_manager: CgroupManager::Cgroupfs,
+        };
+        let mut message = capnp::message::Builder::new_default();
+        exec.write(message.init_root::<conmon::serve_exec_container_request::Builder<'_>>());
+        let reader = message
+            .get_root_as_reader::<conmon::serve_exec_container_request::Reader<'_>>()
+            .unwrap();
+        assert_eq!(ServeExec::read(reader).unwrap(), exec);
+
+        let attach = ServeAttach {
+            id: "c1".into(),
+            stdin: true,
+            stdout: false,
+            stderr: true,
+        };
+        let mut message = capnp::message::Builder::new_default();
+        attach.write(message.init_root::<conmon::serve_attach_container_request::Builder<'_>>());
+        let reader = message
+            .get_root_as_reader::<conmon::serve_attach_container_request::Reader<'_>>()
+            .unwrap();
+        assert_eq!(ServeAttach::read(reader).unwrap(), attach);
+    }
 }
