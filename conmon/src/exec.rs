@@ -214,18 +214,14 @@ impl Monitor {
         let exit = self.reaper.watch(pid);
         let started = match master {
             Some(master) => {
-                let (reader, control) =
-                    terminal::open_master(master).map_err(MonitorError::Console)?;
-                let input = match start.stdin {
-                    true => Some(terminal::input(&control).map_err(MonitorError::Console)?),
-                    false => None,
-                };
+                let (reader, io) =
+                    terminal::take_over(master, start.stdin).map_err(MonitorError::Console)?;
                 StartedExec {
                     pid,
                     exit,
                     stdout: reader,
                     stderr: None,
-                    io: Rc::new(Endpoint::new(input, Some(control))),
+                    io: Rc::new(io),
                 }
             }
             None => StartedExec {

@@ -236,13 +236,9 @@ impl Monitor {
         let (pumps, io) = match master {
             // A terminal carries all output and input; the runtime's pipes have served.
             Some(master) => {
-                let (reader, control) =
-                    terminal::open_master(master).map_err(MonitorError::Console)?;
-                let input = match request.stdin {
-                    true => Some(terminal::input(&control).map_err(MonitorError::Console)?),
-                    false => None,
-                };
-                let io = Rc::new(attach::Endpoint::new(input, Some(control)));
+                let (reader, io) =
+                    terminal::take_over(master, request.stdin).map_err(MonitorError::Console)?;
+                let io = Rc::new(io);
                 let sinks = Sinks {
                     logs: logs.clone(),
                     io: io.clone(),

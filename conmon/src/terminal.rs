@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::UnixListener;
 use tokio::net::unix::pipe;
 
+use crate::attach::Endpoint;
 use crate::sys;
 
 /// A listening console socket, removed when dropped.
@@ -60,16 +61,16 @@ impl Drop for ConsoleSocket {
     }
 }
 
-/// The terminal master, split into the reader of the container's output and a handle for
-/// resizing.
-pub(crate) fn open_master(master: OwnedFd) -> io::Result<(pipe::Receiver, OwnedFd)> {
+/// Takes over the terminal master of a process: the reader of its output, and its stdio
+/// endpoint (input through the master if `stdin`, resizing).
+pub(crate) fn take_over(master: OwnedFd, stdin: bool) -> io::Result<(pipe::Receiver, Endpoint)> {
     let control = master.try_clone()?;
     sys::set_nonblocking(master.as_fd())?;
-    // A terminal is not a FIFO, but reads the same way; readiness comes from epoll.
-    Ok((pipe::Receiver::from_owned_fd_unchecked(master)?, control))
-}
-
-/// A writer of the container's input through the terminal master.
-pub(crate) fn input(control: &OwnedFd) -> io::Result<pipe::Sender> {
-    pipe::Sender::from_owned_fd_unchecked(control.try_clone()?)
+    // A terminal is not a FIFO, but reads and writes the same way; readiness comes from epoll.
+    let input = match stdin {
+        true => Some(pipe::Sender::from_owned_fd_unchecked(control.try_clone()?)?),
+        false => None,
+    };
+    let output = pipe::Receiver::from_owned_fd_unchecked(master)?;
+    Ok((output, Endpoint::new(input, Some(control))))
 }
