@@ -17,9 +17,7 @@ use tracing::Instrument as _;
 
 use crate::attach::Endpoint;
 use crate::error::MonitorError;
-use crate::monitor::{
-    Monitor, finish_runtime, read_pidfile, runtime_error, runtime_failed, runtime_output,
-};
+use crate::monitor::{Monitor, finish_runtime, read_pidfile, runtime_error, runtime_output};
 use crate::reaper::ExitStatus;
 use crate::runtime::{CgroupManager, RuntimeStdio};
 use crate::stdio::{self, PipeReader};
@@ -35,10 +33,10 @@ pub const EXIT_CODE_TIMED_OUT: i32 = -3;
 
 /// How long output is still read after the command exited, when a process it left behind
 /// keeps the pipes open; afterwards the result is returned without that process's output.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// How long a killed command may take to be reaped.
-const KILL_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const KILL_WAIT: Duration = Duration::from_secs(5);
 
 impl Monitor {
     /// Runs `request.command` in the container and returns its exit code and output.
@@ -120,13 +118,7 @@ impl Monitor {
         if let Some(Err(MonitorError::RuntimeFailed { action, status, .. })) = result {
             let mut text = err.bytes;
             text.extend(out.bytes);
-            let err = MonitorError::RuntimeFailed {
-                action,
-                status,
-                stderr: String::from_utf8_lossy(&text).into_owned(),
-            };
-            runtime_failed(&runtime_span, &err);
-            return Err(err);
+            return Err(runtime_error(&runtime_span, action, status, &text));
         }
         sync_result(result, timed_out, out.bytes, err.bytes)
     }
@@ -334,13 +326,18 @@ where
     // Deadline reached before the command exited: kill it and collect its status.
     if let Some(pid) = command_pid.get() {
         tracing::info!(pid, "exec deadline reached; killing command");
-        if let Err(err) = sys::kill(pid, libc::SIGKILL) {
-            tracing::warn!(pid, error = %err, "kill timed-out exec");
-        }
+        kill_command(pid);
         let result = tokio::time::timeout(KILL_WAIT, &mut process).await.ok();
         return (result, true);
     }
     (None, true)
+}
+
+/// Kills an exec'd command (its exit still comes through the reaper); failures are logged.
+pub(crate) fn kill_command(pid: u32) {
+    if let Err(err) = sys::kill(pid, libc::SIGKILL) {
+        tracing::warn!(pid, error = %err, "kill exec");
+    }
 }
 
 /// Collects output up to [`OUTPUT_CAP`] bytes and counts the rest.

@@ -580,7 +580,7 @@ impl Shim {
             .trim()
             .parse()
             .with_context(|| format!("exit file of '{id}' holds {code:?}"))?;
-        Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)))
+        Ok(process_exit_code(code))
     }
 
     pub(crate) async fn start(&self, id: &str) -> Result<()> {
@@ -620,9 +620,7 @@ impl Shim {
             exit_code = result.exit_code,
             "exec finished"
         );
-        Ok(ExitCode::from(
-            u8::try_from(result.exit_code.clamp(0, 255)).unwrap_or(u8::MAX),
-        ))
+        Ok(process_exit_code(result.exit_code))
     }
 
     fn logs(&self, id: &str, raw: bool) -> Result<()> {
@@ -762,6 +760,11 @@ fn list_dir(dir: &Path) -> Result<Vec<String>> {
 #[allow(clippy::print_stdout, reason = "command output")]
 pub(crate) fn println_out(line: &str) {
     println!("{line}");
+}
+
+/// Exits as the container process did (codes outside 0–255 are clamped).
+fn process_exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(u8::MAX))
 }
 
 fn write_out(stdout: &[u8], stderr: &[u8]) {

@@ -5,8 +5,7 @@
 use std::rc::Rc;
 
 use super::channel;
-use super::exec::input;
-use super::{Channels, ClientMessage, ServeAttach};
+use super::{Channels, ClientMessage, ServeAttach, apply_input};
 use crate::attach::{self, Output};
 use crate::error::error_chain;
 use crate::logs::Stream;
@@ -45,11 +44,12 @@ pub(super) async fn run(monitor: &Rc<Monitor>, request: ServeAttach, mut channel
                     Output::Done => break channel::exit_status(0),
                     Output::Data(stream, data) => (stream, data),
                 };
-                let (wanted, channel) = match stream {
-                    Stream::Stdout => (request.stdout, channel::STDOUT),
-                    Stream::Stderr => (request.stderr, channel::STDERR),
+                let wanted = match stream {
+                    Stream::Stdout => request.stdout,
+                    Stream::Stderr => request.stderr,
                 };
-                if wanted && channels.send(channel::frame(channel, data)).await.is_err() {
+                let message = channel::frame(channel::output_channel(stream), data);
+                if wanted && channels.send(message).await.is_err() {
                     return;
                 }
             }
@@ -58,7 +58,7 @@ pub(super) async fn run(monitor: &Rc<Monitor>, request: ServeAttach, mut channel
                     if let Some(incoming) = channel::incoming(channels.protocol, &bytes) {
                         // Other clients may still write: the end of this one's input leaves the
                         // container's stdin open.
-                        input(&io, incoming, &mut stdin_open, false).await;
+                        apply_input(&io, incoming, &mut stdin_open, false).await;
                     }
                 }
                 ClientMessage::Ignored => {}

@@ -4,6 +4,8 @@
 //! uses 2i for the data and 2i+1 for the errors of the i-th requested port.
 
 use serde_json::json;
+
+use crate::logs::Stream;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 /// Client input.
@@ -53,6 +55,14 @@ pub(crate) fn incoming(protocol: Protocol, message: &[u8]) -> Option<Incoming<'_
     match (protocol, channel, data) {
         (Protocol::V5, CLOSE, &[closed]) => Some(Incoming::Close(closed)),
         _ => Some(Incoming::Data { channel, data }),
+    }
+}
+
+/// The channel that carries output `stream`.
+pub(crate) fn output_channel(stream: Stream) -> u8 {
+    match stream {
+        Stream::Stdout => STDOUT,
+        Stream::Stderr => STDERR,
     }
 }
 

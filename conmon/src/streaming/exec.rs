@@ -8,27 +8,18 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::channel::{self, Incoming};
-use super::{Channels, ClientGone, ClientMessage, ServeExec};
+use super::channel;
+use super::{Channels, ClientGone, ClientMessage, ServeExec, apply_input};
 use crate::attach::Endpoint;
 use crate::error::{MonitorError, error_chain};
-use crate::exec::{ExecStart, StartedExec};
+use crate::exec::{DRAIN_AFTER_EXIT, ExecStart, KILL_WAIT, StartedExec, kill_command};
 use crate::logs::Stream;
 use crate::monitor::Monitor;
 use crate::reaper::ExitStatus;
 use crate::stdio::{self, PipeReader};
-use crate::sys;
-
-/// How long output is still read after the command exited, when a process it left behind
-/// keeps its output open.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
-
-/// How long a killed command may take to be reaped.
-const KILL_WAIT: Duration = Duration::from_secs(5);
 
 pub(super) async fn run(
     monitor: &Rc<Monitor>,
@@ -88,9 +79,8 @@ async fn serve(
     let mut stdin_open = request.stdin;
     let mut status = None;
     let mut drain_until = None;
-    let greeted = channels.greet(request.stdout, request.stderr).await;
     let result = async {
-        greeted?;
+        channels.greet(request.stdout, request.stderr).await?;
         loop {
             if let Some(status) = status
                 && !stdout_open
@@ -106,18 +96,18 @@ async fn serve(
             };
             tokio::select! {
                 read = stdio::read_chunk(&process.stdout, &mut out_buf), if stdout_open => {
-                    let output = Output { stream: Stream::Stdout, wanted: request.stdout, read, buf: &out_buf };
-                    stdout_open = forward(channels, &process.io, output).await?;
+                    let read = ReadOutcome { stream: Stream::Stdout, wanted: request.stdout, read, buf: &out_buf };
+                    stdout_open = forward(channels, &process.io, read).await?;
                 }
                 read = read_stderr(process.stderr.as_ref(), &mut err_buf), if stderr_open => {
-                    let output = Output { stream: Stream::Stderr, wanted: request.stderr, read, buf: &err_buf };
-                    stderr_open = forward(channels, &process.io, output).await?;
+                    let read = ReadOutcome { stream: Stream::Stderr, wanted: request.stderr, read, buf: &err_buf };
+                    stderr_open = forward(channels, &process.io, read).await?;
                 }
                 message = channels.receive() => match message {
                     ClientMessage::Binary(bytes) => {
                         let Some(incoming) = channel::incoming(channels.protocol, &bytes) else { continue };
                         // A terminal stays open for the output; only a pipe can signal the end.
-                        input(&process.io, incoming, &mut stdin_open, !request.tty).await;
+                        apply_input(&process.io, incoming, &mut stdin_open, !request.tty).await;
                     }
                     ClientMessage::Ignored => {}
                     ClientMessage::Gone => return Err(ClientGone),
@@ -138,9 +128,7 @@ async fn serve(
     .await;
     if result.is_err() && status.is_none() {
         tracing::info!(pid = process.pid, "streaming client left; killing its exec");
-        if let Err(err) = sys::kill(process.pid, libc::SIGKILL) {
-            tracing::warn!(pid = process.pid, error = %err, "kill exec");
-        }
+        kill_command(process.pid);
         if tokio::time::timeout(KILL_WAIT, process.exit).await.is_err() {
             tracing::warn!(pid = process.pid, "killed exec not reaped in time");
         }
@@ -156,7 +144,7 @@ async fn read_stderr(stderr: Option<&PipeReader>, buf: &mut [u8]) -> std::io::Re
 }
 
 /// The outcome of one read of an output stream.
-struct Output<'a> {
+struct ReadOutcome<'a> {
     stream: Stream,
     /// Whether the client asked for this stream.
     wanted: bool,
@@ -169,64 +157,20 @@ struct Output<'a> {
 async fn forward(
     channels: &mut Channels,
     io: &Endpoint,
-    output: Output<'_>,
+    read: ReadOutcome<'_>,
 ) -> Result<bool, ClientGone> {
-    let data = match output.read {
+    let data = match read.read {
         Ok(0) => return Ok(false),
-        Ok(n) => &output.buf[..n],
+        Ok(n) => &read.buf[..n],
         Err(err) => {
-            tracing::warn!(stream = ?output.stream, error = %err, "read exec output");
+            tracing::warn!(stream = ?read.stream, error = %err, "read exec output");
             return Ok(false);
         }
     };
-    io.attachments.broadcast(output.stream, data);
-    if output.wanted {
-        let channel = match output.stream {
-            Stream::Stdout => channel::STDOUT,
-            Stream::Stderr => channel::STDERR,
-        };
+    io.attachments.broadcast(read.stream, data);
+    if read.wanted {
+        let channel = channel::output_channel(read.stream);
         channels.send(channel::frame(channel, data)).await?;
     }
     Ok(true)
-}
-
-/// Applies a client's message to the process: input, a resize, or the end of input (which
-/// closes the process's stdin if `close_stdin`).
-pub(super) async fn input(
-    io: &Endpoint,
-    incoming: Incoming<'_>,
-    stdin_open: &mut bool,
-    close_stdin: bool,
-) {
-    match incoming {
-        Incoming::Data {
-            channel: channel::STDIN,
-            data,
-        } if *stdin_open => {
-            if let Err(err) = io.stdin.write_all(data).await {
-                tracing::info!(error = %err, "write to stdin; input closed");
-                *stdin_open = false;
-            }
-        }
-        Incoming::Data {
-            channel: channel::RESIZE,
-            data,
-        } => match channel::resize(data) {
-            Ok((width, height)) => match io.resize(width, height) {
-                Ok(true) => tracing::debug!(width, height, "terminal resized"),
-                Ok(false) => tracing::debug!("resize without a terminal ignored"),
-                Err(err) => tracing::warn!(error = %err, "resize terminal"),
-            },
-            Err(message) => tracing::warn!(%message, "resize ignored"),
-        },
-        Incoming::Close(channel::STDIN) if *stdin_open => {
-            *stdin_open = false;
-            if close_stdin {
-                io.stdin.close();
-            }
-        }
-        Incoming::Data { channel, .. } | Incoming::Close(channel) => {
-            tracing::debug!(channel, "client message ignored");
-        }
-    }
 }

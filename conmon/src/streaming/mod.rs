@@ -35,8 +35,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::{Role, frame::coding::CloseCode};
 use tracing::Instrument as _;
 
-use self::channel::Protocol;
+use self::channel::{Incoming, Protocol};
 use self::http::{Kind, Rejection, Upgrade};
+use crate::attach::Endpoint;
 use crate::error::MonitorError;
 use crate::monitor::Monitor;
 use crate::telemetry;
@@ -400,6 +401,47 @@ impl Channels {
         };
         if self.send(Message::Close(Some(close))).await.is_ok() {
             let _ = self.sink.close().await;
+        }
+    }
+}
+
+/// Applies a client's message to the process: input, a resize, or the end of input (which
+/// closes the process's stdin if `close_stdin`).
+async fn apply_input(
+    io: &Endpoint,
+    incoming: Incoming<'_>,
+    stdin_open: &mut bool,
+    close_stdin: bool,
+) {
+    match incoming {
+        Incoming::Data {
+            channel: channel::STDIN,
+            data,
+        } if *stdin_open => {
+            if let Err(err) = io.stdin.write_all(data).await {
+                tracing::info!(error = %err, "write to stdin; input closed");
+                *stdin_open = false;
+            }
+        }
+        Incoming::Data {
+            channel: channel::RESIZE,
+            data,
+        } => match channel::resize(data) {
+            Ok((width, height)) => match io.resize(width, height) {
+                Ok(true) => tracing::debug!(width, height, "terminal resized"),
+                Ok(false) => tracing::debug!("resize without a terminal ignored"),
+                Err(err) => tracing::warn!(error = %err, "resize terminal"),
+            },
+            Err(message) => tracing::warn!(%message, "resize ignored"),
+        },
+        Incoming::Close(channel::STDIN) if *stdin_open => {
+            *stdin_open = false;
+            if close_stdin {
+                io.stdin.close();
+            }
+        }
+        Incoming::Data { channel, .. } | Incoming::Close(channel) => {
+            tracing::debug!(channel, "client message ignored");
         }
     }
 }
