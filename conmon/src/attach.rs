@@ -254,7 +254,13 @@ async fn serve_client(
         tokio::select! {
             packet = output.recv() => {
                 let Some(packet) = packet else { return Ok(()) };
-                send_packet(&connection, &packet).await?;
+                if let Err(err) = send_packet(&connection, &packet).await {
+                    // The client left; what it wrote before leaving is still the container's.
+                    if input_open {
+                        forward_pending_input(&connection, stdin, &mut buf).await;
+                    }
+                    return Err(err);
+                }
                 if *packet == DONE {
                     return Ok(());
                 }
@@ -270,12 +276,35 @@ async fn serve_client(
                         }
                     }
                     Ok(Ok(n)) => stdin.write_all(&buf[..n]).await?,
-                    Ok(Err(err)) => return Err(err),
+                    Ok(Err(err)) => {
+                        forward_pending_input(&connection, stdin, &mut buf).await;
+                        return Err(err);
+                    }
                     Err(_would_block) => {}
                 }
             }
             // Once its input ended, a client that leaves is only noticed by its hang-up.
             hung_up = hang_up(&connection), if !input_open => return hung_up,
+        }
+    }
+}
+
+/// Writes the input messages a departed client left queued to the container's stdin. A
+/// client that left with output unread makes the kernel report a reset once, ahead of them.
+async fn forward_pending_input(connection: &AsyncFd<File>, stdin: &Stdin, buf: &mut [u8]) {
+    let mut reset_reported = false;
+    loop {
+        match connection.get_ref().read(buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if stdin.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::ConnectionReset && !reset_reported => {
+                reset_reported = true;
+            }
+            Err(_) => return,
         }
     }
 }
