@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument as _;
 
 use crate::logs::Stream;
-use crate::{sys, telemetry};
+use crate::sys;
+use conmon_telemetry::propagation;
 
 /// Largest output payload in one packet.
 const PAYLOAD: usize = 8191;
@@ -189,7 +190,7 @@ pub(crate) fn serve_socket(
                         Ok(connection) => {
                             let endpoint = endpoint.clone();
                             let span = tracing::info_span!(parent: None, "attach client", otel.kind = "server", attach.target = %name);
-                            telemetry::set_parent_context(&span, &origin);
+                            propagation::set_parent_context(&span, &origin);
                             tokio::task::spawn_local(async move {
                                 tracing::info!("attach client connected");
                                 let served = match sys::async_fd(connection) {

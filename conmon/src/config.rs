@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
-use crate::telemetry::TracingSettings;
+pub use conmon_telemetry::LogLevel;
+use conmon_telemetry::{ExportSettings, LogOutput};
 
 /// How much `--version`/`--version-json` print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -14,23 +15,6 @@ pub enum VersionVerbosity {
     Default,
     /// Build information and the dependency tree.
     Full,
-}
-
-/// Minimum level of conmond's own log messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogLevel {
-    /// Everything.
-    Trace,
-    /// Debugging detail.
-    Debug,
-    /// Normal operation.
-    Info,
-    /// Problems worked around.
-    Warn,
-    /// Failures.
-    Error,
-    /// Nothing.
-    Off,
 }
 
 /// Where conmond's own log messages go.
@@ -42,6 +26,16 @@ pub enum LogDriver {
     Stdout,
     /// The systemd journal.
     Systemd,
+}
+
+impl From<LogDriver> for LogOutput {
+    fn from(driver: LogDriver) -> Self {
+        match driver {
+            LogDriver::None => Self::None,
+            LogDriver::Stdout => Self::Stdout,
+            LogDriver::Systemd => Self::Journald,
+        }
+    }
 }
 
 /// Command line of conmond.
@@ -176,7 +170,7 @@ pub struct Settings {
     /// Whether to stay in the foreground.
     pub skip_fork: bool,
     /// OTLP export, when enabled.
-    pub tracing: Option<TracingSettings>,
+    pub tracing: Option<ExportSettings>,
     /// How long a streaming URL stays valid.
     pub streaming_url_ttl: std::time::Duration,
 }
@@ -202,7 +196,7 @@ impl Config {
             log_level: self.log_level,
             log_driver: self.log_driver,
             skip_fork: self.skip_fork,
-            tracing: self.enable_tracing.then(|| TracingSettings {
+            tracing: self.enable_tracing.then(|| ExportSettings {
                 endpoint: self.tracing_endpoint.clone(),
                 sampling_rate_per_million: self.tracing_sampling_rate_per_million,
                 max_buffered: self.tracing_max_buffered as usize,

@@ -24,7 +24,7 @@ use crate::rpc::RpcServer;
 use crate::runtime::Runtime;
 use crate::streaming::Streaming;
 use crate::sys::{self, ForkResult};
-use crate::{atomic_file, listener, telemetry};
+use crate::{SERVICE, atomic_file, listener};
 
 /// Name of the RPC socket in the runtime directory.
 pub const SOCKET_NAME: &str = "conmon.sock";
@@ -77,9 +77,10 @@ pub fn start(settings: Settings) -> Result<(), DaemonError> {
         }
     }
     sys::set_child_subreaper().map_err(DaemonError::Subreaper)?;
-    let telemetry = telemetry::init(
+    let telemetry = conmon_telemetry::init(
+        SERVICE,
         settings.log_level,
-        settings.log_driver,
+        settings.log_driver.into(),
         settings.tracing.as_ref(),
     );
     if let Err(err) = oom_adjusted {

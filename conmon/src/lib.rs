@@ -9,8 +9,8 @@
 //! Architecture: [`daemon`] does the single-threaded start-up (fork, subreaper) and then runs
 //! everything on one thread: [`rpc`] decodes requests into plain types and calls [`monitor`],
 //! which drives the [`runtime`], pumps output into [`logs`] and learns of exits from the
-//! [`reaper`]. [`telemetry`] exports spans and correlated logs over OTLP. All `unsafe` code is
-//! in `sys`.
+//! [`reaper`]. Telemetry (log lines, spans and correlated logs over OTLP) comes from
+//! `conmon-telemetry`. All `unsafe` code is in `sys`.
 #![deny(unsafe_code)]
 
 mod atomic_file;
@@ -29,6 +29,12 @@ pub mod runtime;
 mod stdio;
 pub mod streaming;
 mod sys;
-pub mod telemetry;
 mod terminal;
 pub mod version;
+
+/// conmond's telemetry identity: the spans and events of this crate are exported.
+pub const SERVICE: conmon_telemetry::Service = conmon_telemetry::Service {
+    name: "conmond",
+    crate_name: env!("CARGO_CRATE_NAME"),
+    identifier: "conmond",
+};

@@ -24,9 +24,9 @@ use crate::reaper::{ExitStatus, Reaper};
 use crate::runtime::{CreateArgs, Runtime, RuntimeStdio};
 use crate::stdio::{self, PipeReader};
 use crate::sys;
-use crate::telemetry;
 use crate::terminal::{self, ConsoleSocket};
 pub use conmon_proto::types::{Attach, CreateContainer};
+use conmon_telemetry::propagation;
 
 /// How long output pipes may stay open after the container's init exited (a process that
 /// escaped the container can hold them) before exit files are written regardless.
@@ -280,7 +280,7 @@ impl Monitor {
         tracing::info!(container_id = %request.id, pid, "container created");
 
         let supervision = Supervision {
-            create_span: telemetry::span_context(&tracing::Span::current()),
+            create_span: propagation::span_context(&tracing::Span::current()),
             exit,
             pumps,
             oom_watch,
@@ -394,7 +394,7 @@ impl Monitor {
             (io, format!("{}/{}", request.id, request.exec_session_id))
         };
         let path = &request.socket_path;
-        let origin = telemetry::span_context(&tracing::Span::current());
+        let origin = propagation::span_context(&tracing::Span::current());
         attach::serve_socket(io, path, request.stop_after_stdin_eof, name, origin).map_err(
             |source| MonitorError::AttachSocket {
                 path: path.clone(),
@@ -589,7 +589,7 @@ async fn supervise(monitor: Rc<Monitor>, container: Rc<Container>, supervision: 
     let code = status.code();
     // The exit happens long after the create request returned: it gets its own span, linked to
     // the create span, and is traced exactly when the create was.
-    let span = telemetry::linked_root(&supervision.create_span, || {
+    let span = propagation::linked_root(&supervision.create_span, || {
         tracing::info_span!(
             parent: None,
             "container exit",

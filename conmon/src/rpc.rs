@@ -13,8 +13,8 @@ use tracing::Instrument as _;
 use crate::error::{MonitorError, error_chain};
 use crate::monitor::Monitor;
 use crate::streaming::Streaming;
-use crate::telemetry;
 use crate::version::BuildInfo;
+use conmon_telemetry::propagation;
 
 type Metadata<'a> = capnp::struct_list::Reader<'a, conmon::text_text_map_entry::Owned>;
 
@@ -59,7 +59,7 @@ fn rpc_span(
         span.record("container.id", container_id);
     }
     match metadata.and_then(conmon_proto::map::read) {
-        Ok(metadata) => telemetry::set_remote_parent(&span, &metadata),
+        Ok(metadata) => propagation::set_remote_parent(&span, &metadata),
         Err(err) => tracing::debug!(error = %err, "unreadable request metadata"),
     }
     span

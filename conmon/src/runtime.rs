@@ -111,7 +111,7 @@ impl Runtime {
         let child = Command::new(&self.path)
             .args(args)
             .envs(env)
-            .envs(crate::telemetry::trace_env())
+            .envs(conmon_telemetry::propagation::to_env())
             .stdin(stdio.stdin)
             .stdout(stdio.stdout)
             .stderr(stdio.stderr)

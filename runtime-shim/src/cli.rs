@@ -1,14 +1,12 @@
 //! Command-line surface and the operations behind it.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
-use conmon::config::LogLevel;
-use conmon::telemetry::{self, LogOutput, Service, TracingSettings};
+use conmon_telemetry::{ExportSettings, LogLevel, LogOutput, Service, Telemetry, propagation};
 use runtime_shim::attach::AttachSocket;
 use runtime_shim::client::{
     Attach, CgroupManager, CreateContainer, ExecSync, LogDriver, LogFormat,
@@ -26,7 +24,8 @@ const EXIT_TIMED_OUT: u8 = 124;
 /// This binary's telemetry identity.
 const SERVICE: Service = Service {
     name: "runtime-shim",
-    target_prefix: "runtime_shim",
+    crate_name: env!("CARGO_CRATE_NAME"),
+    identifier: "runtime-shim",
 };
 
 #[derive(Debug, Parser)]
@@ -169,6 +168,7 @@ enum Command {
         pod: Option<String>,
     },
     /// Run a pod with a busybox container under tracing and print the trace as a tree.
+    #[cfg(feature = "demo")]
     Demo,
 }
 
@@ -209,6 +209,7 @@ impl Command {
             Self::Stop { .. } => "/runtime.v1.RuntimeService/StopContainer",
             Self::Rm { .. } => "/runtime.v1.RuntimeService/RemoveContainer",
             Self::Ps { .. } => "/runtime.v1.RuntimeService/ListContainers",
+            #[cfg(feature = "demo")]
             Self::Demo => "runtime-shim demo",
         }
     }
@@ -229,6 +230,7 @@ pub(crate) struct Shim {
 }
 
 pub(crate) async fn run(args: Args) -> ExitCode {
+    #[cfg(feature = "demo")]
     if let Command::Demo = args.command {
         return crate::demo::run(args).await;
     }
@@ -259,13 +261,13 @@ pub(crate) async fn run(args: Args) -> ExitCode {
     code
 }
 
-pub(crate) fn init_telemetry(config: &Config, level: LogLevel) -> telemetry::Telemetry {
-    let settings = config.tracing.enable_tracing.then(|| TracingSettings {
+pub(crate) fn init_telemetry(config: &Config, level: LogLevel) -> Telemetry {
+    let settings = config.tracing.enable_tracing.then(|| ExportSettings {
         endpoint: endpoint_url(&config.tracing.tracing_endpoint),
         sampling_rate_per_million: config.tracing.tracing_sampling_rate_per_million,
         max_buffered: 16_384,
     });
-    telemetry::init_service(SERVICE, level, LogOutput::Stderr, settings.as_ref())
+    conmon_telemetry::init(SERVICE, level, LogOutput::Stderr, settings.as_ref())
 }
 
 /// CRI-O's endpoints are `host:port`; OTLP wants a URL.
@@ -294,15 +296,7 @@ pub(crate) fn operation_span(name: &'static str) -> tracing::Span {
         id = operation_id(),
         name = name
     );
-    let carrier: BTreeMap<String, String> = ["TRACEPARENT", "TRACESTATE", "BAGGAGE"]
-        .iter()
-        .filter_map(|key| {
-            std::env::var(key)
-                .ok()
-                .map(|value| (key.to_ascii_lowercase(), value))
-        })
-        .collect();
-    telemetry::set_remote_parent(&span, &carrier);
+    propagation::set_remote_parent(&span, &propagation::from_env());
     span
 }
 
@@ -366,6 +360,7 @@ impl Shim {
             }
             Command::Rm { id } => self.rm(&id).await?,
             Command::Ps { pod } => self.ps(pod.as_deref()).await?,
+            #[cfg(feature = "demo")]
             Command::Demo => bail!("demo runs on its own"),
         }
         Ok(ExitCode::SUCCESS)

@@ -71,7 +71,7 @@ pub async fn create(
         command.arg("--systemd-cgroup");
     }
     let output = command
-        .envs(conmon::telemetry::trace_env())
+        .envs(conmon_telemetry::propagation::to_env())
         .stdin(Stdio::null())
         .output()
         .await

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use conmon::config::LogLevel;
-use conmon::telemetry;
+use conmon_telemetry::LogLevel;
+use conmon_telemetry::propagation;
+use conmon_telemetry::receiver::{self, Receiver, Span};
 use runtime_shim::config::{Config, RuntimeHandler, RuntimeType, TracingConfig};
-use runtime_shim::receiver::{self, Receiver, Span};
 use tracing::Instrument as _;
 
 use crate::cli::{Args, Shim, Stdio, endpoint_url, fail, init_telemetry, println_out};
@@ -91,7 +91,7 @@ async fn demo(args: Args) -> Result<()> {
         otel.name = "runtime-shim demo",
         name = "runtime-shim demo"
     );
-    let trace_id = telemetry::span_context(&span).trace_id().to_string();
+    let trace_id = propagation::span_context(&span).trace_id().to_string();
     let outcome = lifecycle(&shim).instrument(span).await;
     // Whatever happened, take the pod down.
     if outcome.is_err() {

@@ -15,7 +15,6 @@ use crate::client::{
     ServeAttach, ServeExec, VersionInfo, WindowSize,
 };
 use crate::error::ShimError;
-use crate::trace;
 
 type Reply<T> = oneshot::Sender<Result<T, ShimError>>;
 type Metadata = BTreeMap<String, String>;
@@ -77,7 +76,7 @@ impl MonitorHandle {
     async fn call<T>(&self, make: impl FnOnce(Metadata, Reply<T>) -> Call) -> Result<T, ShimError> {
         let (reply, response) = oneshot::channel();
         self.calls
-            .send(make(trace::current_metadata(), reply))
+            .send(make(conmon_telemetry::propagation::to_metadata(), reply))
             .map_err(|_| disconnected())?;
         response.await.map_err(|_| disconnected())?
     }

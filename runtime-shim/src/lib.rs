@@ -18,7 +18,5 @@ pub mod conmon_oci;
 pub mod error;
 pub mod handle;
 pub mod monitor;
-pub mod receiver;
 pub mod runtime;
 mod sys;
-pub mod trace;

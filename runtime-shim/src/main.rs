@@ -3,6 +3,7 @@
 //! tracing on, each command is one span named after the CRI method it stands for.
 
 mod cli;
+#[cfg(feature = "demo")]
 mod demo;
 
 use std::process::ExitCode;

@@ -40,7 +40,7 @@ impl OciRuntime {
             let output = command
                 .arg(action)
                 .args(args)
-                .envs(conmon::telemetry::trace_env())
+                .envs(conmon_telemetry::propagation::to_env())
                 .stdin(std::process::Stdio::null())
                 .output()
                 .await

@@ -6,8 +6,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use anyhow::Result;
-use conmon_integration_tests::otlp::{self, Receiver};
-use conmon_integration_tests::*;
+use testkit::otlp::{self, Receiver};
+use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 

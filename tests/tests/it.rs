@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use conmon_integration_tests::*;
+use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 

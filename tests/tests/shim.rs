@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use conmon_integration_tests::*;
 use runtime_shim::error::ShimError;
 use runtime_shim::handle::MonitorHandle;
 use runtime_shim::monitor;
+use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use conmon_integration_tests::k8s::{self, STDERR, STDIN, STDOUT};
-use conmon_integration_tests::*;
+use testkit::k8s::{self, STDERR, STDIN, STDOUT};
+use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 const V5_V4: &str = "v5.channel.k8s.io, v4.channel.k8s.io";

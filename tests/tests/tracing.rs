@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use conmon_integration_tests::otlp::{self, Receiver};
-use conmon_integration_tests::*;
+use testkit::otlp::{self, Receiver};
+use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
@@ -266,7 +266,7 @@ fn sigterm_with_an_unreachable_collector_exits_within_5_seconds() -> Result<()> 
 
 #[test]
 fn streaming_sessions_and_attach_stay_in_the_callers_trace() -> Result<()> {
-    use conmon_integration_tests::k8s;
+    use testkit::k8s;
     run_local(async {
         let receiver = Receiver::start(otlp::free_addr()?).await?;
         let pod = Pod::start_traced(&receiver.endpoint(), &[])?;

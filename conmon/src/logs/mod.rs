@@ -5,7 +5,6 @@
 //! CRI readers join. Nothing is held back, so a log is complete as soon as the container's
 //! pipes reach end of file.
 
-mod journald;
 mod timestamp;
 
 use std::fs::{File, OpenOptions};
@@ -15,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use conmon_proto::types::{LogDriver, LogFormat};
-pub(crate) use journald::Journald;
+use conmon_telemetry::journald::Journald;
 
 /// Which of the container's output streams a chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -40,8 +40,8 @@ use self::http::{Kind, Rejection, Upgrade};
 use crate::attach::Endpoint;
 use crate::error::MonitorError;
 use crate::monitor::Monitor;
-use crate::telemetry;
 pub use conmon_proto::types::{ServeAttach, ServeExec};
+use conmon_telemetry::propagation;
 
 /// Sessions waiting for their URL to be opened, at most.
 const MAX_PENDING: usize = 1024;
@@ -167,7 +167,7 @@ impl Streaming {
             Pending {
                 session,
                 expires,
-                origin: telemetry::span_context(&tracing::Span::current()),
+                origin: propagation::span_context(&tracing::Span::current()),
                 _taken: taken,
             },
         );
@@ -257,7 +257,7 @@ impl Streaming {
         if !container_id.is_empty() {
             span.record("container.id", container_id);
         }
-        telemetry::set_parent_context(&span, &pending.origin);
+        propagation::set_parent_context(&span, &pending.origin);
         self.active.set(self.active.get() + 1);
         let (sink, source) = ws.split();
         let channels = Channels {

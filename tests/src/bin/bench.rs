@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use conmon_integration_tests::otlp;
-use conmon_integration_tests::*;
+use testkit::otlp;
+use testkit::*;
 
 const EXEC_ROUNDS: usize = 100;
 const CREATE_ROUNDS: usize = 20;

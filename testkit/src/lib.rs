@@ -1,4 +1,4 @@
-//! Support for integration tests that run real containers with runc under conmond.
+//! Test fixtures (a dev-only crate): integration tests that run real containers with runc under conmond.
 //!
 //! Each test gets a [`Pod`]: its own temporary runtime directory, runc state root and conmond
 //! daemon, all torn down on drop (containers deleted, daemon killed), so a failing test leaks
@@ -14,12 +14,12 @@ use anyhow::{Context as _, Result, bail};
 
 pub mod k8s;
 
+pub use conmon_telemetry::receiver as otlp;
 pub use runtime_shim::attach::{AttachSocket, Packet};
 pub use runtime_shim::client::{
     Attach, CgroupManager, CreateContainer, ExecSync, LogDriver, LogFormat, MonitorClient,
     ServeAttach, ServeExec, WindowSize,
 };
-pub use runtime_shim::receiver as otlp;
 
 /// The runtime the tests drive.
 pub const RUNC: &str = "/usr/sbin/runc";
