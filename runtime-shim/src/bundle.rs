@@ -1,4 +1,5 @@
-//! OCI bundles with a busybox root filesystem, for demos and tests: the static busybox binary
+//! OCI bundles with a busybox root filesystem, which `runtime-shim create` runs when given no
+//! bundle (and the demo and tests use): the static busybox binary
 //! (Debian's busybox-static) with a link per applet, and `runc spec`'s config with the given
 //! command, no terminal and a writable root.
 

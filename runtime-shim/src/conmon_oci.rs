@@ -3,10 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::ShimError;
-use crate::runtime::OciRuntime;
+use crate::poll;
+use crate::runtime::{ContainerStatus, OciRuntime};
 
 /// How long `runtime create` under conmon may take.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -84,19 +85,18 @@ pub async fn create(
         )));
     }
     // conmon daemonizes before `runtime create` is done (an engine would wait on its sync pipe).
-    let deadline = Instant::now() + CREATE_TIMEOUT;
-    loop {
-        if runtime.state(container.id).await?.as_deref() == Some("created") {
-            break;
+    let created = poll::until(CREATE_TIMEOUT, || async {
+        match runtime.state(container.id).await {
+            Ok(Some(ContainerStatus::Created)) => Some(Ok(())),
+            Ok(_) => None,
+            Err(err) => Some(Err(err)),
         }
-        if Instant::now() >= deadline {
-            return Err(ShimError::Timeout {
-                what: "container creation under conmon",
-                after: CREATE_TIMEOUT,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    created.ok_or(ShimError::Timeout {
+        what: "container creation under conmon",
+        after: CREATE_TIMEOUT,
+    })??;
     let content = std::fs::read_to_string(&pidfile)
         .map_err(|err| spawn_error(format!("read {}: {err}", pidfile.display())))?;
     content

@@ -7,13 +7,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use conmon_telemetry::LogLevel;
-use conmon_telemetry::propagation;
+use conmon_proto::types::CgroupManager;
 use conmon_telemetry::receiver::{self, Receiver, Span};
-use runtime_shim::config::{Config, RuntimeHandler, RuntimeType, TracingConfig};
+use conmon_telemetry::{LogLevel, propagation};
+use runtime_shim::config::{Config, MonitorLogDriver, RuntimeHandler, RuntimeType, TracingConfig};
+use runtime_shim::engine::{BundleSource, Engine, Stdio};
 use tracing::Instrument as _;
 
-use crate::cli::{Args, Shim, Stdio, endpoint_url, fail, init_telemetry, println_out};
+use crate::args::Args;
+use crate::cli::{fail, init_telemetry, operation_span, println_out};
 
 const POD: &str = "demo-pod";
 const CONTAINER: &str = "demo-ctr";
@@ -46,8 +48,7 @@ async fn demo(args: Args) -> Result<()> {
     };
     let endpoint = match (&receiver, &args.tracing_endpoint) {
         (Some(receiver), _) => receiver.endpoint(),
-        (None, Some(endpoint)) => endpoint_url(endpoint),
-        (None, None) => unreachable!("one of them is set"),
+        (None, endpoint) => endpoint.clone().unwrap_or_default(),
     };
     let root = std::env::temp_dir().join(format!("runtime-shim-demo-{}", std::process::id()));
     let runtime = find_program("runc").context("runc not found: apt-get install runc")?;
@@ -66,14 +67,15 @@ async fn demo(args: Args) -> Result<()> {
         monitor_path: monitor,
         monitor_env: Vec::new(),
         monitor_cgroup: String::new(),
+        monitor_log_driver: MonitorLogDriver::None,
     };
     let config = Config {
         default_runtime: "demo".into(),
-        cgroup_manager: "cgroupfs".into(),
+        cgroup_manager: CgroupManager::Cgroupfs,
         runtimes: BTreeMap::from([("demo".to_owned(), handler)]),
         tracing: TracingConfig {
             enable_tracing: true,
-            tracing_endpoint: endpoint.clone(),
+            tracing_endpoint: endpoint,
             tracing_sampling_rate_per_million: 1_000_000,
         },
         ..Config::default()
@@ -85,20 +87,21 @@ async fn demo(args: Args) -> Result<()> {
         _ => LogLevel::Info,
     };
     let telemetry = init_telemetry(&config, level);
-    let shim = Shim::new(config, root.clone());
-    let span = tracing::info_span!(
-        "operation",
-        otel.name = "runtime-shim demo",
-        name = "runtime-shim demo"
-    );
+    let endpoint = config.tracing.endpoint_url();
+    let engine = Engine::new(config, root.clone())?;
+    let span = operation_span("runtime-shim demo");
     let trace_id = propagation::span_context(&span).trace_id().to_string();
-    let outcome = lifecycle(&shim).instrument(span).await;
+    let outcome = lifecycle(&engine).instrument(span).await;
     // Whatever happened, take the pod down.
-    if outcome.is_err() {
-        let _ = shim.pod_rm(POD).await;
+    if outcome.is_err()
+        && let Err(err) = engine.pod_rm(POD).await
+    {
+        tracing::warn!(error = %err, "remove the demo pod");
     }
     telemetry.shutdown();
-    let _ = std::fs::remove_dir_all(&root);
+    if let Err(err) = std::fs::remove_dir_all(&root) {
+        tracing::debug!(error = %err, "remove the demo root");
+    }
     outcome?;
 
     match receiver {
@@ -111,36 +114,45 @@ async fn demo(args: Args) -> Result<()> {
     }
 }
 
-/// One step, as its own span under the demo span.
-fn step(name: &'static str) -> tracing::Span {
-    tracing::info_span!("operation", otel.name = name, name = name)
-}
-
-async fn lifecycle(shim: &Shim) -> Result<()> {
-    shim.pod_run(POD)
-        .instrument(step("/runtime.v1.RuntimeService/RunPodSandbox"))
+/// A pod lifecycle, each step in its own operation span under the demo span.
+async fn lifecycle(engine: &Engine) -> Result<()> {
+    engine
+        .pod_run(POD)
+        .instrument(operation_span("/runtime.v1.RuntimeService/RunPodSandbox"))
         .await?;
     let command = [
         "sh".to_owned(),
         "-c".to_owned(),
         "echo hello from the demo container; trap 'exit 0' TERM; sleep 1000 & wait".to_owned(),
     ];
-    shim.create(POD, CONTAINER, None, Stdio::default(), &command)
-        .instrument(step("/runtime.v1.RuntimeService/CreateContainer"))
+    engine
+        .create(
+            POD,
+            CONTAINER,
+            BundleSource::Busybox(command.into()),
+            Stdio::default(),
+        )
+        .instrument(operation_span("/runtime.v1.RuntimeService/CreateContainer"))
         .await?;
-    shim.start(CONTAINER)
-        .instrument(step("/runtime.v1.RuntimeService/StartContainer"))
+    engine
+        .start(CONTAINER)
+        .instrument(operation_span("/runtime.v1.RuntimeService/StartContainer"))
         .await?;
-    let code = shim
-        .exec(CONTAINER, 10, vec!["echo".into(), "hello from exec".into()])
-        .instrument(step("/runtime.v1.RuntimeService/ExecSync"))
+    let exec = ["echo".to_owned(), "hello from exec".to_owned()];
+    let result = engine
+        .exec(CONTAINER, Some(Duration::from_secs(10)), exec.into())
+        .instrument(operation_span("/runtime.v1.RuntimeService/ExecSync"))
         .await?;
-    tracing::info!(?code, "exec done");
-    shim.stop(CONTAINER, Duration::from_secs(2))
-        .instrument(step("/runtime.v1.RuntimeService/StopContainer"))
+    tracing::info!(exit_code = result.exit_code, "exec done");
+    engine
+        .stop(CONTAINER, Duration::from_secs(2))
+        .instrument(operation_span("/runtime.v1.RuntimeService/StopContainer"))
         .await?;
-    shim.pod_rm(POD)
-        .instrument(step("/runtime.v1.RuntimeService/RemovePodSandbox"))
+    engine
+        .pod_rm(POD)
+        .instrument(operation_span(
+            "/runtime.v1.RuntimeService/RemovePodSandbox",
+        ))
         .await?;
     Ok(())
 }

@@ -55,6 +55,24 @@ pub enum ShimError {
         /// Its error output.
         stderr: String,
     },
+    /// The OCI runtime, called directly, answered with output this crate cannot read.
+    #[error("runtime {action} {id}: unexpected output: {message}")]
+    RuntimeOutput {
+        /// The subcommand.
+        action: &'static str,
+        /// The container.
+        id: String,
+        /// What was wrong with it.
+        message: String,
+    },
+    /// An exit file holds something other than an exit code.
+    #[error("exit file '{}' holds {content:?}, not an exit code", path.display())]
+    ExitFile {
+        /// The file.
+        path: PathBuf,
+        /// What it holds.
+        content: String,
+    },
     /// A local file operation (lock, run directory) failed.
     #[error("{what} '{}'", path.display())]
     Io {

@@ -1,12 +1,19 @@
-//! runtime-shim: the engine side of conmond.
+//! runtime-shim: the engine side of conmond, what CRI-O's pod runtime is inside CRI-O.
 //!
-//! - [`config`] reads CRI-O's configuration format (`crio.conf` and drop-ins).
+//! - [`engine::Engine`] runs pods and containers as CRI-O does: one monitor per pod, state on
+//!   disk so separate processes cooperate. The `runtime-shim` command line and its demo are
+//!   thin layers over it.
+//! - [`config`] reads CRI-O's configuration format (`crio.conf` and drop-ins) into types.
 //! - [`monitor`] finds, spawns and stops one monitor per pod.
 //! - [`handle::MonitorHandle`] is a `Send + Clone` typed client of the monitor's RPCs that
 //!   puts the current trace context into every request; [`client::MonitorClient`] is the
 //!   single-threaded client underneath.
-//! - [`attach::AttachSocket`] is the client side of an attach socket.
-//! - [`error::ShimError`] tells spawn, connect, remote, transport and timeout failures apart.
+//! - [`runtime::OciRuntime`] drives the OCI runtime directly (start, kill, delete, state);
+//!   [`conmon_oci`] runs a container under C conmon for `runtime_type = "oci"` handlers.
+//! - [`attach::AttachSocket`] is the client side of an attach socket; [`cri_log`] reads CRI
+//!   logs; [`bundle`] writes the busybox bundles `runtime-shim create` runs without a bundle.
+//! - [`error::ShimError`] tells spawn, connect, remote, transport and timeout failures apart;
+//!   [`engine::EngineError`] adds what an engine operation can get wrong.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -15,8 +22,11 @@ pub mod bundle;
 pub mod client;
 pub mod config;
 pub mod conmon_oci;
+pub mod cri_log;
+pub mod engine;
 pub mod error;
 pub mod handle;
 pub mod monitor;
+mod poll;
 pub mod runtime;
 mod sys;

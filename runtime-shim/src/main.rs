@@ -2,6 +2,7 @@
 //! pod monitor. State lives under `--root`, so separate invocations work together. With
 //! tracing on, each command is one span named after the CRI method it stands for.
 
+mod args;
 mod cli;
 #[cfg(feature = "demo")]
 mod demo;
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let args = cli::Args::parse();
+    let args = args::Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -20,5 +21,9 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => return cli::fail(&anyhow::Error::from(err)),
     };
+    #[cfg(feature = "demo")]
+    if let args::Command::Demo = args.command {
+        return runtime.block_on(demo::run(args));
+    }
     runtime.block_on(cli::run(args))
 }

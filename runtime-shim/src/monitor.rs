@@ -9,12 +9,14 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::config::{Config, RuntimeHandler};
+use conmon_telemetry::LogLevel;
+
+use crate::config::{Config, MonitorLogDriver, RuntimeHandler};
 use crate::error::ShimError;
 use crate::handle::MonitorHandle;
-use crate::sys;
+use crate::{poll, sys};
 
 /// How long a freshly spawned monitor may take to answer.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,9 +35,9 @@ pub struct MonitorSpec {
     /// The runtime's `--root` (`runtime_root`).
     pub runtime_root: PathBuf,
     /// The monitor's own log level.
-    pub log_level: String,
-    /// The monitor's own log driver (`none`, `stdout`, `systemd`).
-    pub log_driver: String,
+    pub log_level: LogLevel,
+    /// The monitor's own log driver.
+    pub log_driver: MonitorLogDriver,
     /// OTLP endpoint URL when tracing is on.
     pub tracing_endpoint: Option<String>,
 }
@@ -44,27 +46,16 @@ impl MonitorSpec {
     /// The spec for handler `name` under `config`, as CRI-O derives it: the log driver from
     /// `monitor_env`'s `LOG_DRIVER` (default `none`), the endpoint with an `http://` scheme.
     pub fn for_handler(name: &str, handler: &RuntimeHandler, config: &Config) -> Self {
-        let log_level = match config.log_level.as_str() {
-            "fatal" | "panic" => "off",
-            level => level,
-        };
-        let endpoint = &config.tracing.tracing_endpoint;
         Self {
             monitor: handler.monitor_binary(),
             runtime: handler.runtime_binary(name),
             runtime_root: handler.runtime_root(),
-            log_level: log_level.to_owned(),
-            log_driver: handler
-                .monitor_env_value("LOG_DRIVER")
-                .unwrap_or("none")
-                .to_owned(),
-            tracing_endpoint: config.tracing.enable_tracing.then(|| {
-                if endpoint.contains("://") {
-                    endpoint.clone()
-                } else {
-                    format!("http://{endpoint}")
-                }
-            }),
+            log_level: config.log_level.monitor_level(),
+            log_driver: handler.monitor_log_driver,
+            tracing_endpoint: config
+                .tracing
+                .enable_tracing
+                .then(|| config.tracing.endpoint_url()),
         }
     }
 
@@ -78,9 +69,9 @@ impl MonitorSpec {
             "--runtime-root".into(),
             self.runtime_root.clone().into(),
             "--log-level".into(),
-            self.log_level.clone().into(),
+            self.log_level.as_str().into(),
             "--log-driver".into(),
-            self.log_driver.clone().into(),
+            self.log_driver.as_str().into(),
         ];
         if let Some(endpoint) = &self.tracing_endpoint {
             args.extend([
@@ -202,7 +193,7 @@ async fn spawn(spec: &MonitorSpec, run_dir: &Path) -> Result<u32, ShimError> {
     // The daemon keeps this file as stderr; it holds start-up errors (bad flags, ...).
     let stderr_path = run_dir.join("monitor.stderr");
     let stderr = std::fs::File::create(&stderr_path).map_err(|err| spawn_error(err.to_string()))?;
-    let stdout = if spec.log_driver == "stdout" {
+    let stdout = if spec.log_driver == MonitorLogDriver::Stdout {
         Stdio::from(
             stderr
                 .try_clone()
@@ -242,23 +233,15 @@ async fn spawn(spec: &MonitorSpec, run_dir: &Path) -> Result<u32, ShimError> {
 /// Polls the new monitor until it answers `version`.
 async fn wait_ready(run_dir: &Path) -> Result<MonitorHandle, ShimError> {
     let socket = socket_path(run_dir);
-    let deadline = Instant::now() + READY_TIMEOUT;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if let Ok(handle) = MonitorHandle::connect(&socket).await
-            && handle.version(false).await.is_ok()
-        {
-            return Ok(handle);
-        }
-        if Instant::now() >= deadline {
-            return Err(ShimError::Timeout {
-                what: "monitor start-up",
-                after: READY_TIMEOUT,
-            });
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
+    poll::until(READY_TIMEOUT, || async {
+        let handle = MonitorHandle::connect(&socket).await.ok()?;
+        handle.version(false).await.ok().map(|_| handle)
+    })
+    .await
+    .ok_or(ShimError::Timeout {
+        what: "monitor start-up",
+        after: READY_TIMEOUT,
+    })
 }
 
 /// Stops the pod's monitor (after the pod's containers are gone): SIGINT, up to 10 s to exit,
@@ -293,14 +276,9 @@ pub async fn shutdown_monitor(run_dir: &Path) -> Result<(), ShimError> {
 
 /// Waits until `pid` no longer runs (gone, or a zombie waiting for its reaper).
 async fn wait_gone(pid: u32, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if !process_running(pid) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    !process_running(pid)
+    poll::until(timeout, || async { (!process_running(pid)).then_some(()) })
+        .await
+        .is_some()
 }
 
 /// Whether process `pid` exists and is not a zombie waiting for its reaper.
@@ -321,20 +299,20 @@ pub fn process_running(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, RuntimeHandler, RuntimeType};
+    use crate::config::{Config, CrioLogLevel, RuntimeHandler, RuntimeType};
 
     #[test]
     fn spec_follows_cri_o_derivation() {
         let mut config = Config::default();
         config.tracing.enable_tracing = true;
-        config.log_level = "debug".into();
+        config.log_level = CrioLogLevel::Debug;
         let handler = RuntimeHandler {
             runtime_type: RuntimeType::Pod,
             runtime_path: "/usr/sbin/runc".into(),
             runtime_root: "/run/runc".into(),
             monitor_path: "/usr/local/bin/conmond".into(),
-            monitor_env: vec!["LOG_DRIVER=systemd".into()],
-            monitor_cgroup: String::new(),
+            monitor_log_driver: MonitorLogDriver::Systemd,
+            ..RuntimeHandler::default()
         };
         let spec = MonitorSpec::for_handler("runc", &handler, &config);
         let args: Vec<String> = spec
@@ -367,11 +345,7 @@ mod tests {
     fn defaults_without_monitor_env_or_tracing() {
         let mut handler = RuntimeHandler {
             runtime_type: RuntimeType::Pod,
-            runtime_path: PathBuf::new(),
-            runtime_root: PathBuf::new(),
-            monitor_path: PathBuf::new(),
-            monitor_env: Vec::new(),
-            monitor_cgroup: String::new(),
+            ..RuntimeHandler::default()
         };
         let spec = MonitorSpec::for_handler("runc", &handler, &Config::default());
         assert_eq!(

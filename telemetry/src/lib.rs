@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 mod export;
+pub mod ids;
 pub mod journald;
 pub mod propagation;
 #[cfg(feature = "receiver")]
@@ -48,6 +49,20 @@ pub enum LogLevel {
     Error,
     /// Nothing.
     Off,
+}
+
+impl LogLevel {
+    /// The level's name on command lines (`trace` … `off`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+            Self::Off => "off",
+        }
+    }
 }
 
 /// Where formatted log lines go.

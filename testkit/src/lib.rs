@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 pub mod k8s;
+mod shim;
+
+pub use shim::{ShimEnv, shim_binary};
 
 pub use conmon_telemetry::receiver as otlp;
 pub use runtime_shim::attach::{AttachSocket, Packet};
@@ -24,6 +27,7 @@ pub use runtime_shim::client::{
 /// The runtime the tests drive.
 pub const RUNC: &str = "/usr/sbin/runc";
 pub use runtime_shim::bundle::BUSYBOX;
+use runtime_shim::cri_log::{self, Stream};
 
 /// Panics with instructions unless the tests can run real containers here.
 pub fn require_privileged() {
@@ -68,6 +72,53 @@ pub fn unique_id(prefix: &str) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Runs an async test body on a multi-threaded runtime (the engine's `Send` futures).
+pub fn run_multi_thread<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("build tokio runtime")
+        .block_on(future)
+}
+
+/// Container IDs runc knows under `root`.
+pub fn runc_list(root: &Path) -> Result<Vec<String>> {
+    let output = Command::new(RUNC)
+        .arg("--root")
+        .arg(root)
+        .args(["list", "-q"])
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "runc list failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Leaves nothing behind a test: kills every process whose command line mentions `dir` (its
+/// monitors), then deletes every container runc knows under `runc_root`.
+pub fn teardown(dir: &Path, runc_root: &Path) {
+    // Monitors first, so they do not race the deletes below.
+    for pid in processes_mentioning(&dir.display().to_string()) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    for id in runc_list(runc_root).unwrap_or_default() {
+        let _ = Command::new(RUNC)
+            .arg("--root")
+            .arg(runc_root)
+            .args(["delete", "--force", &id])
+            .status();
+    }
 }
 
 /// Runs an async test body on a current-thread runtime with a `LocalSet` (capnp is `!Send`).
@@ -236,8 +287,7 @@ impl Pod {
 
     /// Container IDs runc still knows in this pod's root.
     pub fn runc_containers(&self) -> Result<Vec<String>> {
-        let list = self.runc(&["list", "-q"])?;
-        Ok(list.lines().map(str::to_owned).collect())
+        runc_list(&self.runc_root)
     }
 
     /// What the daemon holds, from the `state` line it logs on SIGUSR1 (`containers`,
@@ -284,15 +334,7 @@ impl Drop for Pod {
     fn drop(&mut self) {
         let log = std::fs::read_to_string(self.dir.path().join("conmond.log")).unwrap_or_default();
         println!("--- conmond log ---\n{log}");
-        // Stop the daemon first so it does not race the deletes below.
-        let _ = Command::new("kill")
-            .args(["-KILL", &self.pid.to_string()])
-            .status();
-        if let Ok(ids) = self.runc_containers() {
-            for id in ids {
-                let _ = self.runc(&["delete", "--force", &id]);
-            }
-        }
+        teardown(self.dir.path(), &self.runc_root);
     }
 }
 
@@ -330,33 +372,14 @@ pub fn log_to(format: LogFormat, path: &Path, max_size: u64) -> Vec<LogDriver> {
     }]
 }
 
-/// Reassembles the byte stream of `stream` from CRI log text: `F` records carry their newline,
-/// `P` records had one appended by the writer.
+/// Reassembles the byte stream of `stream` (`stdout` or `stderr`) from CRI log text.
 pub fn cri_stream(log: &[u8], stream: &str) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    for (n, record) in log.split_inclusive(|&b| b == b'\n').enumerate() {
-        let mut fields = record.splitn(4, |&b| b == b' ');
-        let (Some(_ts), Some(name), Some(tag), Some(content)) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            bail!(
-                "malformed CRI record {n}: {:?}",
-                String::from_utf8_lossy(record)
-            );
-        };
-        if name != stream.as_bytes() {
-            continue;
-        }
-        match tag {
-            b"F" => out.extend_from_slice(content),
-            b"P" => out.extend_from_slice(content.strip_suffix(b"\n").unwrap_or(content)),
-            _ => bail!(
-                "bad tag in CRI record {n}: {:?}",
-                String::from_utf8_lossy(record)
-            ),
-        }
-    }
-    Ok(out)
+    let stream = match stream {
+        "stdout" => Stream::Stdout,
+        "stderr" => Stream::Stderr,
+        other => bail!("no CRI stream {other:?}"),
+    };
+    Ok(cri_log::reassemble(log, Some(stream))?)
 }
 
 /// PIDs of processes whose command line mentions `needle` (e.g. a unique run directory).
@@ -406,8 +429,8 @@ impl ShimPod {
             monitor: conmond_binary(),
             runtime: RUNC.into(),
             runtime_root: self.runc_root.clone(),
-            log_level: "debug".into(),
-            log_driver: "stdout".into(),
+            log_level: conmon_telemetry::LogLevel::Debug,
+            log_driver: runtime_shim::config::MonitorLogDriver::Stdout,
             tracing_endpoint: None,
         }
     }
@@ -420,27 +443,7 @@ impl ShimPod {
 
 impl Drop for ShimPod {
     fn drop(&mut self) {
-        for pid in self.monitors() {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
-        let list = Command::new(RUNC)
-            .arg("--root")
-            .arg(&self.runc_root)
-            .args(["list", "-q"])
-            .output();
-        for id in list
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-            .lines()
-        {
-            let _ = Command::new(RUNC)
-                .arg("--root")
-                .arg(&self.runc_root)
-                .args(["delete", "--force", id])
-                .status();
-        }
+        teardown(self.dir.path(), &self.runc_root);
     }
 }
 

@@ -2,7 +2,7 @@
 //! under `--root`, with a CRI-O configuration, real conmond and runc.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -10,102 +10,6 @@ use testkit::otlp::{self, Receiver};
 use testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn shim_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/runtime-shim");
-    assert!(
-        path.exists(),
-        "runtime-shim not built at {}: cargo build --workspace",
-        path.display()
-    );
-    path
-}
-
-/// A CRI-O configuration with one pod handler, and a state root; cleans up on drop.
-struct Cli {
-    dir: tempfile::TempDir,
-}
-
-impl Cli {
-    fn new(tracing: &str) -> Result<Self> {
-        Self::with_handler("pod", &conmond_binary(), tracing)
-    }
-
-    fn with_handler(runtime_type: &str, monitor: &Path, tracing: &str) -> Result<Self> {
-        require_privileged();
-        let dir = tempfile::Builder::new().prefix("shim-cli").tempdir()?;
-        let config = format!(
-            "[crio.runtime]\ndefault_runtime = \"runc-pod\"\ncgroup_manager = \"cgroupfs\"\n\
-             [crio.runtime.runtimes.runc-pod]\nruntime_type = \"{runtime_type}\"\nruntime_path = \"{RUNC}\"\n\
-             runtime_root = \"{}\"\nmonitor_path = \"{}\"\nmonitor_env = [\"LOG_DRIVER=stdout\"]\n{tracing}",
-            dir.path().join("runc").display(),
-            monitor.display(),
-        );
-        std::fs::write(dir.path().join("crio.conf"), config)?;
-        std::fs::create_dir(dir.path().join("crio.conf.d"))?;
-        Ok(Self { dir })
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(shim_binary());
-        command
-            .arg("--config")
-            .arg(self.dir.path().join("crio.conf"))
-            .arg("--config-dir")
-            .arg(self.dir.path().join("crio.conf.d"))
-            .arg("--root")
-            .arg(self.root())
-            .args(args)
-            .env_remove("TRACEPARENT");
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Result<Output> {
-        Ok(self.command(args).output()?)
-    }
-
-    /// Runs and requires success; returns stdout.
-    fn ok(&self, args: &[&str]) -> Result<String> {
-        let output = self.run(args)?;
-        anyhow::ensure!(
-            output.status.success(),
-            "runtime-shim {args:?} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(String::from_utf8(output.stdout)?)
-    }
-
-    fn runc_containers(&self) -> Result<String> {
-        let output = Command::new(RUNC)
-            .arg("--root")
-            .arg(self.dir.path().join("runc"))
-            .args(["list", "-q"])
-            .output()?;
-        Ok(String::from_utf8(output.stdout)?)
-    }
-}
-
-impl Drop for Cli {
-    fn drop(&mut self) {
-        for pid in processes_mentioning(&self.dir.path().display().to_string()) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
-        for id in self.runc_containers().unwrap_or_default().lines() {
-            let _ = Command::new(RUNC)
-                .arg("--root")
-                .arg(self.dir.path().join("runc"))
-                .args(["delete", "--force", id])
-                .status();
-        }
-    }
-}
 
 fn sockets_under(dir: &Path) -> Vec<PathBuf> {
     use std::os::unix::fs::FileTypeExt as _;
@@ -126,7 +30,7 @@ fn sockets_under(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_full_pod_lifecycle_leaves_nothing_behind() -> Result<()> {
-    let cli = Cli::new("")?;
+    let cli = ShimEnv::new("")?;
     // Container IDs are cgroup names too: unique across concurrently running tests.
     let (c1, c2) = (unique_id("life"), unique_id("life"));
     let (c1, c2) = (c1.as_str(), c2.as_str());
@@ -165,7 +69,7 @@ fn a_full_pod_lifecycle_leaves_nothing_behind() -> Result<()> {
         processes_mentioning(&cli.root().display().to_string()).is_empty(),
         "monitor left running"
     );
-    assert_eq!(cli.runc_containers()?, "", "runc state left behind");
+    assert!(cli.runc_containers()?.is_empty(), "runc state left behind");
     assert!(
         sockets_under(&cli.root()).is_empty(),
         "sockets left: {:?}",
@@ -181,14 +85,14 @@ fn a_full_pod_lifecycle_leaves_nothing_behind() -> Result<()> {
 
 #[test]
 fn usage_errors_are_clear_and_exit_non_zero() -> Result<()> {
-    let cli = Cli::new("")?;
+    let cli = ShimEnv::new("")?;
     let missing = cli.run(&["start", "ghost"])?;
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no container 'ghost'"));
     let bad_name = cli.run(&["pod", "run", "../escape"])?;
     assert!(String::from_utf8_lossy(&bad_name.stderr).contains("invalid pod name"));
     std::fs::write(
-        cli.dir.path().join("crio.conf.d/50-bad.conf"),
+        cli.dir().join("crio.conf.d/50-bad.conf"),
         "[crio.runtime.runtimes.x]\nruntime_type = \"vm\"\n",
     )?;
     let bad_config = cli.run(&["pod", "ls"])?;
@@ -203,14 +107,22 @@ fn usage_errors_are_clear_and_exit_non_zero() -> Result<()> {
 
 #[test]
 fn concurrent_pod_runs_start_one_monitor() -> Result<()> {
-    let cli = Cli::new("")?;
-    let children: Vec<_> = (0..2)
-        .map(|_| cli.command(&["pod", "run", "p1"]).output())
-        .collect();
-    let outputs: Vec<String> = children
-        .into_iter()
-        .map(|output| String::from_utf8_lossy(&output.expect("run").stdout).into_owned())
-        .collect();
+    let cli = ShimEnv::new("")?;
+    // Both processes run before either is waited for: they race for the pod's monitor.
+    let children = (0..2)
+        .map(|_| {
+            cli.command(&["pod", "run", "p1"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut outputs = Vec::new();
+    for child in children {
+        let output = child.wait_with_output()?;
+        assert!(output.status.success(), "{output:?}");
+        outputs.push(String::from_utf8(output.stdout)?);
+    }
     let run_dir = cli.root().join("pods/p1/run");
     let monitors = processes_mentioning(&run_dir.display().to_string());
     assert_eq!(monitors.len(), 1, "{monitors:?}");
@@ -232,7 +144,7 @@ fn one_trace_covers_shim_monitor_and_runtime_across_invocations() -> Result<()> 
         let tracing = format!(
             "[crio.tracing]\nenable_tracing = true\ntracing_endpoint = \"{endpoint}\"\ntracing_sampling_rate_per_million = 0\n"
         );
-        let cli = Cli::new(&tracing)?;
+        let cli = ShimEnv::new(&tracing)?;
         // No parent and rate 0: nothing is exported for these.
         let ctr = unique_id("traced");
         cli.ok(&["pod", "run", "p1"])?;
@@ -333,7 +245,7 @@ fn an_oci_handler_runs_each_container_under_debian_conmon() -> Result<()> {
         conmon.exists(),
         "Debian's conmon is missing: apt-get install conmon"
     );
-    let cli = Cli::with_handler("oci", conmon, "")?;
+    let cli = ShimEnv::with_handler("oci", conmon, "")?;
     let id = unique_id("oci");
     cli.ok(&["pod", "run", "p1"])?;
     cli.ok(&[
@@ -357,7 +269,7 @@ fn an_oci_handler_runs_each_container_under_debian_conmon() -> Result<()> {
     let stopped = cli.ok(&["stop", "--timeout", "1", &id])?;
     assert!(stopped.contains("exited with 137"), "{stopped}");
     cli.ok(&["pod", "rm", "p1"])?;
-    assert_eq!(cli.runc_containers()?, "");
+    assert!(cli.runc_containers()?.is_empty());
     run_local(wait_for("conmon to exit", WAIT, || {
         processes_mentioning(&format!("--cid\0{id}"))
             .is_empty()
@@ -369,7 +281,7 @@ fn an_oci_handler_runs_each_container_under_debian_conmon() -> Result<()> {
 #[test]
 fn attach_streams_both_ways_and_exits_with_the_containers_code() -> Result<()> {
     use std::io::Write as _;
-    let cli = Cli::new("")?;
+    let cli = ShimEnv::new("")?;
     let (piped, tty) = (unique_id("att"), unique_id("att"));
     cli.ok(&["pod", "run", "p1"])?;
     let script = "read name; echo hello $name; echo oops >&2; exit 7";

@@ -151,7 +151,7 @@ fn errors_say_which_step_failed() -> Result<()> {
         assert!(matches!(err, ShimError::Connect { .. }), "{err:?}");
 
         let mut bad = pod.spec();
-        bad.log_driver = "carrier-pigeon".into();
+        bad.runtime = "/nonexistent/carrier-pigeon".into();
         let err = monitor::ensure_monitor(&bad, &pod.run_dir)
             .await
             .unwrap_err();

@@ -1,0 +1,193 @@
+use super::*;
+
+fn load(
+    files: &[(&str, &str)],
+    overrides: &Overrides,
+) -> Result<(Config, Vec<String>), ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let drop_ins = dir.path().join("crio.conf.d");
+    std::fs::create_dir(&drop_ins).unwrap();
+    for (name, text) in files {
+        let path = if *name == "crio.conf" {
+            dir.path().join(name)
+        } else {
+            drop_ins.join(name)
+        };
+        std::fs::write(path, text).unwrap();
+    }
+    Config::load(&dir.path().join("crio.conf"), &drop_ins, overrides)
+}
+
+#[test]
+fn defaults_match_cri_o() {
+    let (config, warnings) = load(&[], &Overrides::default()).unwrap();
+    assert_eq!(config, Config::default());
+    assert!(warnings.is_empty());
+    assert_eq!(config.tracing.tracing_endpoint, "127.0.0.1:4317");
+    assert_eq!(config.tracing.tracing_sampling_rate_per_million, 0);
+    let (name, handler) = config.handler("").unwrap();
+    assert_eq!((name, handler.runtime_type), ("crun", RuntimeType::Oci));
+    assert_eq!(handler.runtime_root(), Path::new("/run/crun"));
+    assert_eq!(handler.monitor_binary(), Path::new("conmon"));
+}
+
+#[test]
+fn drop_ins_apply_in_lexical_order_key_by_key() {
+    let main = r#"
+        [crio.runtime]
+        default_runtime = "runc"
+        [crio.runtime.runtimes.runc]
+        runtime_path = "/usr/sbin/runc"
+        runtime_type = "oci"
+    "#;
+    let first = r#"
+        [crio.runtime.runtimes.runc]
+        runtime_type = "pod"
+        monitor_path = "/usr/local/bin/conmond"
+        monitor_env = ["LOG_DRIVER=systemd"]
+        [crio.tracing]
+        enable_tracing = true
+        tracing_sampling_rate_per_million = 10
+    "#;
+    let second = r#"
+        [crio.runtime.runtimes.runc]
+        monitor_path = "/opt/conmond"
+        [crio.tracing]
+        tracing_sampling_rate_per_million = 1000000
+    "#;
+    // Named so that lexical order differs from creation order.
+    let (config, _) = load(
+        &[
+            ("crio.conf", main),
+            ("20-b.conf", second),
+            ("10-a.conf", first),
+        ],
+        &Overrides::default(),
+    )
+    .unwrap();
+    let handler = &config.runtimes["runc"];
+    assert_eq!(handler.runtime_type, RuntimeType::Pod);
+    assert_eq!(handler.runtime_path, Path::new("/usr/sbin/runc"));
+    assert_eq!(handler.monitor_path, Path::new("/opt/conmond"));
+    assert_eq!(handler.monitor_env_value("LOG_DRIVER"), Some("systemd"));
+    assert_eq!(handler.monitor_log_driver, MonitorLogDriver::Systemd);
+    assert!(config.tracing.enable_tracing);
+    assert_eq!(config.tracing.tracing_sampling_rate_per_million, 1_000_000);
+    assert_eq!(config.handler("").unwrap().0, "runc");
+}
+
+#[test]
+fn overrides_win_over_files() {
+    let file = "[crio.tracing]\nenable_tracing = false\ntracing_endpoint = \"10.0.0.1:4317\"\n";
+    let overrides = Overrides {
+        enable_tracing: Some(true),
+        tracing_endpoint: Some("127.0.0.1:14317".into()),
+        tracing_sampling_rate_per_million: Some(5),
+        default_runtime: None,
+    };
+    let (config, _) = load(&[("crio.conf", file)], &overrides).unwrap();
+    assert!(config.tracing.enable_tracing);
+    assert_eq!(config.tracing.tracing_endpoint, "127.0.0.1:14317");
+    assert_eq!(config.tracing.tracing_sampling_rate_per_million, 5);
+}
+
+#[test]
+fn invalid_values_name_the_key_and_the_file() {
+    let err = load(
+        &[(
+            "10-x.conf",
+            "[crio.runtime.runtimes.vm]\nruntime_type = \"vm\"\n",
+        )],
+        &Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("crio.runtime.runtimes.vm.runtime_type") && err.contains("10-x.conf"),
+        "{err}"
+    );
+    assert!(err.contains("'vm' is not supported"), "{err}");
+
+    let err = load(
+        &[("crio.conf", "[crio.tracing]\nenable_tracing = \"yes\"\n")],
+        &Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("crio.tracing.enable_tracing") && err.contains("expected true or false"),
+        "{err}"
+    );
+
+    let err = load(
+        &[(
+            "crio.conf",
+            "[crio.tracing]\ntracing_sampling_rate_per_million = -1\n",
+        )],
+        &Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("tracing_sampling_rate_per_million"), "{err}");
+
+    let err = load(&[("crio.conf", "[crio.runtime\n")], &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("parse config file"), "{err}");
+
+    let err = load(
+        &[("crio.conf", "[crio.runtime]\ndefault_runtime = \"ghost\"\n")],
+        &Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("ghost"), "{err}");
+
+    let typed_keys = [
+        (
+            "[crio.runtime]\ncgroup_manager = \"cgroupv3\"\n",
+            "'cgroupv3' is not systemd or cgroupfs",
+        ),
+        (
+            "[crio.runtime]\nlog_level = \"loud\"\n",
+            "'loud' is not one of trace",
+        ),
+        (
+            "[crio.runtime.runtimes.p]\nmonitor_env = [\"LOG_DRIVER=carrier-pigeon\"]\n",
+            "LOG_DRIVER=carrier-pigeon is not none, stdout or systemd",
+        ),
+    ];
+    for (text, expected) in typed_keys {
+        let err = load(&[("crio.conf", text)], &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
+#[test]
+fn values_are_parsed_into_types() {
+    let text = "[crio.runtime]\ncgroup_manager = \"cgroupfs\"\nlog_level = \"fatal\"\n";
+    let (config, _) = load(&[("crio.conf", text)], &Overrides::default()).unwrap();
+    assert_eq!(config.cgroup_manager, CgroupManager::Cgroupfs);
+    assert_eq!(config.log_level, CrioLogLevel::Fatal);
+    assert_eq!(config.log_level.monitor_level(), LogLevel::Off);
+    assert_eq!(config.tracing.endpoint_url(), "http://127.0.0.1:4317");
+}
+
+#[test]
+fn unknown_keys_are_warned_about() {
+    let file = "[crio.runtime]\nfrobnicate = 1\n[crio.tracing]\nsparkle = true\n[crio.image]\npause_image = \"x\"\n";
+    let (_, warnings) = load(&[("crio.conf", file)], &Overrides::default()).unwrap();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("unknown key crio.tracing.sparkle"))
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("crio.runtime.frobnicate"))
+    );
+}
