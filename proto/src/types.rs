@@ -361,6 +361,24 @@ impl Namespace {
 }
 
 impl CreateNamespaces {
+    /// Decodes a request.
+    ///
+    /// # Errors
+    /// Malformed messages, non-UTF-8 text and unknown namespaces.
+    pub fn read(r: conmon::create_namespaces_request::Reader<'_>) -> capnp::Result<Self> {
+        Ok(Self {
+            namespaces: r
+                .get_namespaces()?
+                .iter()
+                .map(Namespace::read)
+                .collect::<capnp::Result<_>>()?,
+            uid_mappings: read_strings(r.get_uid_mappings()?)?,
+            gid_mappings: read_strings(r.get_gid_mappings()?)?,
+            base_path: PathBuf::from(r.get_base_path()?.to_string()?),
+            pod_id: r.get_pod_id()?.to_string()?,
+        })
+    }
+
     /// Encodes the request into `r`.
     ///
     /// # Errors
