@@ -3,13 +3,25 @@
 //! construction and domain code never sees capnp types.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use capnp::text_list;
 
 use crate::conmon::{self, log_driver};
 use crate::map;
+
+/// Why a request could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// Paths travel as `Text`, which holds UTF-8 only; sending a lossy or empty path instead
+    /// would make the monitor act on a different file.
+    #[error("path '{}' is not valid UTF-8", path.display())]
+    NonUtf8Path {
+        /// The offending path.
+        path: PathBuf,
+    },
+}
 
 /// How the runtime should manage a container's cgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -230,11 +242,15 @@ impl Attach {
     }
 
     /// Encodes the request into `r`.
-    pub fn write(&self, mut r: conmon::attach_request::Builder<'_>) {
+    ///
+    /// # Errors
+    /// A socket path that is not UTF-8.
+    pub fn write(&self, mut r: conmon::attach_request::Builder<'_>) -> Result<(), EncodeError> {
         r.set_id(&self.id);
-        r.set_socket_path(path_text(&self.socket_path));
+        r.set_socket_path(path_text(&self.socket_path)?);
         r.set_exec_session_id(&self.exec_session_id);
         r.set_stop_after_stdin_eof(self.stop_after_stdin_eof);
+        Ok(())
     }
 }
 
@@ -345,8 +361,32 @@ impl Namespace {
 }
 
 impl CreateNamespaces {
+    /// Decodes a request.
+    ///
+    /// # Errors
+    /// Malformed messages, non-UTF-8 text and unknown namespaces.
+    pub fn read(r: conmon::create_namespaces_request::Reader<'_>) -> capnp::Result<Self> {
+        Ok(Self {
+            namespaces: r
+                .get_namespaces()?
+                .iter()
+                .map(Namespace::read)
+                .collect::<capnp::Result<_>>()?,
+            uid_mappings: read_strings(r.get_uid_mappings()?)?,
+            gid_mappings: read_strings(r.get_gid_mappings()?)?,
+            base_path: PathBuf::from(r.get_base_path()?.to_string()?),
+            pod_id: r.get_pod_id()?.to_string()?,
+        })
+    }
+
     /// Encodes the request into `r`.
-    pub fn write(&self, mut r: conmon::create_namespaces_request::Builder<'_>) {
+    ///
+    /// # Errors
+    /// A base path that is not UTF-8.
+    pub fn write(
+        &self,
+        mut r: conmon::create_namespaces_request::Builder<'_>,
+    ) -> Result<(), EncodeError> {
         let mut namespaces = r.reborrow().init_namespaces(count(self.namespaces.len()));
         for (i, namespace) in (0u32..).zip(&self.namespaces) {
             namespaces.set(i, namespace.wire());
@@ -359,8 +399,9 @@ impl CreateNamespaces {
             |n| r.reborrow().init_gid_mappings(n),
             self.gid_mappings.iter().map(String::as_str),
         );
-        r.set_base_path(path_text(&self.base_path));
+        r.set_base_path(path_text(&self.base_path)?);
         r.set_pod_id(&self.pod_id);
+        Ok(())
     }
 }
 
@@ -386,9 +427,16 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Paths travel as Text, which holds UTF-8 only; engines use UTF-8 paths.
-fn path_text(path: &std::path::Path) -> &str {
-    path.to_str().unwrap_or_default()
+/// Paths travel as Text, which holds UTF-8 only.
+fn path_text(path: &Path) -> Result<&str, EncodeError> {
+    path.to_str().ok_or_else(|| EncodeError::NonUtf8Path {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Converts a path list up front: `write_strings` takes plain strings.
+fn path_texts(paths: &[PathBuf]) -> Result<Vec<&str>, EncodeError> {
+    paths.iter().map(|p| path_text(p)).collect()
 }
 
 fn read_cgroup_manager(
@@ -429,14 +477,15 @@ impl LogDriver {
         })
     }
 
-    fn write(&self, mut driver: log_driver::Builder<'_>) {
+    fn write(&self, mut driver: log_driver::Builder<'_>) -> Result<(), EncodeError> {
         driver.set_type(match self.format {
             LogFormat::Cri => log_driver::Type::ContainerRuntimeInterface,
             LogFormat::Json => log_driver::Type::Json,
             LogFormat::Journald => log_driver::Type::Journald,
         });
-        driver.set_path(path_text(&self.path));
+        driver.set_path(path_text(&self.path)?);
         driver.set_max_size(self.max_size);
+        Ok(())
     }
 }
 
@@ -469,22 +518,27 @@ impl CreateContainer {
     }
 
     /// Encodes the request into `r`.
-    pub fn write(&self, mut r: conmon::create_container_request::Builder<'_>) {
+    ///
+    /// # Errors
+    /// A bundle, exit-file or log path that is not UTF-8.
+    pub fn write(
+        &self,
+        mut r: conmon::create_container_request::Builder<'_>,
+    ) -> Result<(), EncodeError> {
+        let exit_paths = path_texts(&self.exit_paths)?;
+        let oom_exit_paths = path_texts(&self.oom_exit_paths)?;
         r.set_id(&self.id);
-        r.set_bundle_path(path_text(&self.bundle));
+        r.set_bundle_path(path_text(&self.bundle)?);
         r.set_terminal(self.terminal);
         r.set_stdin(self.stdin);
-        write_strings(
-            |n| r.reborrow().init_exit_paths(n),
-            self.exit_paths.iter().map(|p| path_text(p)),
-        );
+        write_strings(|n| r.reborrow().init_exit_paths(n), exit_paths.into_iter());
         write_strings(
             |n| r.reborrow().init_oom_exit_paths(n),
-            self.oom_exit_paths.iter().map(|p| path_text(p)),
+            oom_exit_paths.into_iter(),
         );
         let mut drivers = r.reborrow().init_log_drivers(count(self.log_drivers.len()));
         for (i, driver) in (0u32..).zip(&self.log_drivers) {
-            driver.write(drivers.reborrow().get(i));
+            driver.write(drivers.reborrow().get(i))?;
         }
         write_strings(
             |n| r.reborrow().init_cleanup_cmd(n),
@@ -513,6 +567,7 @@ impl CreateContainer {
         for (i, fd) in (0u32..).zip(&self.leak_fds) {
             fds.set(i, *fd);
         }
+        Ok(())
     }
 }
 
@@ -637,7 +692,7 @@ mod tests {
         };
         let mut message = capnp::message::Builder::new_default();
         let builder = message.init_root::<conmon::create_container_request::Builder<'_>>();
-        request.write(builder);
+        request.write(builder).unwrap();
         let reader = message
             .get_root_as_reader::<conmon::create_container_request::Reader<'_>>()
             .unwrap();
@@ -661,6 +716,31 @@ mod tests {
         let decoded = ExecSync::read(reader).unwrap();
         assert_eq!(decoded.cgroup_manager, CgroupManager::Systemd);
         assert_eq!(decoded.timeout, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn non_utf8_path_is_refused_with_its_name() {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = PathBuf::from(std::ffi::OsStr::from_bytes(b"/logs/\xff.log"));
+        let request = CreateContainer {
+            id: "c1".into(),
+            bundle: "/b".into(),
+            log_drivers: vec![LogDriver {
+                format: LogFormat::Cri,
+                path: bad.clone(),
+                max_size: 0,
+            }],
+            ..CreateContainer::default()
+        };
+        let mut message = capnp::message::Builder::new_default();
+        let err = request
+            .write(message.init_root::<conmon::create_container_request::Builder<'_>>())
+            .unwrap_err();
+        assert!(matches!(&err, EncodeError::NonUtf8Path { path } if *path == bad));
+        assert_eq!(
+            err.to_string(),
+            "path '/logs/\u{FFFD}.log' is not valid UTF-8"
+        );
     }
 
     #[test]

@@ -94,7 +94,7 @@ impl MonitorClient {
     pub async fn create_container(&self, spec: &CreateContainer) -> Result<u32, ShimError> {
         let mut request = self.client.create_container_request();
         let mut r = request.get().init_request();
-        spec.write(r.reborrow());
+        spec.write(r.reborrow())?;
         self.write_metadata(|n| r.init_metadata(n));
         let reply = request.send().promise.await?;
         Ok(reply.get()?.get_response()?.get_container_pid())
@@ -124,7 +124,7 @@ impl MonitorClient {
     pub async fn attach(&self, spec: &Attach) -> Result<(), ShimError> {
         let mut request = self.client.attach_container_request();
         let mut r = request.get().init_request();
-        spec.write(r.reborrow());
+        spec.write(r.reborrow())?;
         self.write_metadata(|n| r.init_metadata(n));
         request.send().promise.await?;
         Ok(())
@@ -147,7 +147,7 @@ impl MonitorClient {
     ) -> Result<Vec<(Namespace, std::path::PathBuf)>, ShimError> {
         let mut request = self.client.create_namespaces_request();
         let mut r = request.get().init_request();
-        spec.write(r.reborrow());
+        spec.write(r.reborrow())?;
         self.write_metadata(|n| r.init_metadata(n));
         let reply = request.send().promise.await?;
         let mut namespaces = Vec::new();

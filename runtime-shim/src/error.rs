@@ -32,6 +32,9 @@ pub enum ShimError {
         /// Whether the monitor does not implement the call.
         unimplemented: bool,
     },
+    /// A request could not be encoded (e.g. a non-UTF-8 path).
+    #[error(transparent)]
+    Encode(#[from] conmon_proto::types::EncodeError),
     /// The connection broke or a message was malformed.
     #[error("rpc transport")]
     Transport(#[source] capnp::Error),

@@ -2,7 +2,9 @@
 # Runs the Go interop tests: conmon-rs's own Go client (the one CRI-O links) against
 # conmond. Usage (as root): bash tests/interop/run.sh
 # Env: CONMOND_BINARY (default ../../target/debug/conmond from here), RUNTIME_BINARY
-# (default /usr/sbin/runc), BUSYBOX_BINARY (default /usr/bin/busybox).
+# (default /usr/sbin/runc), BUSYBOX_BINARY (default /usr/bin/busybox), PROTO_ENCODER (default:
+# conmon-proto's encode_requests example, built here; upstream_schema_test.go decodes its output
+# with conmon-rs's own schema, which needs the `capnp` tool).
 # The last line of output is "interop: N passed, M failed"; exits non-zero on failure.
 set -euo pipefail
 
@@ -15,6 +17,11 @@ CONMOND_BINARY=${CONMOND_BINARY:-$(pwd)/../../target/debug/conmond}
     exit 1
 }
 export CONMOND_BINARY
+if [[ -z ${PROTO_ENCODER:-} ]]; then
+    (cd ../.. && cargo build -q -p conmon-proto --example encode_requests)
+    PROTO_ENCODER=$(pwd)/../../target/debug/examples/encode_requests
+fi
+export PROTO_ENCODER
 export PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null || { echo "run.sh: go toolchain not found (install Go >= 1.26)" >&2; exit 1; }
 
