@@ -20,6 +20,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument as _;
 
+use crate::listener::SocketPath;
 use crate::logs::Stream;
 use crate::sys;
 use conmon_telemetry::propagation;
@@ -220,23 +221,12 @@ pub(crate) fn serve_socket(
 
 /// Binds the attach socket (owner-only), replacing a stale one at `path`.
 fn bind_socket(path: &Path) -> io::Result<AsyncFd<File>> {
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socket path has no file name",
-        ));
-    };
-    std::fs::create_dir_all(dir)?;
-    match std::fs::remove_file(path) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
-        _ => {}
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
     }
-    let dir_fd = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-        .open(dir)?;
-    let listener = sys::seqpacket_listener(dir_fd.as_fd(), name)?;
+    let address = SocketPath::replacing(path)?;
+    let listener = sys::seqpacket_listener(address.get())?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
     sys::async_fd(listener)
 }

@@ -59,8 +59,17 @@ pub enum DaemonError {
 
 /// Starts the daemon and serves until SIGTERM or SIGINT. In the forking mode only the daemon
 /// returns from here; the parent exits once the pidfile is written.
+///
+/// This is the first thing conmond's `main` does: the process has one thread and owns no
+/// descriptor above stderr, which the fork and the closing of inherited descriptors rely on.
 pub fn start(settings: Settings) -> Result<(), DaemonError> {
-    sys::close_inherited_fds().map_err(DaemonError::CloseFds)?;
+    #[allow(
+        unsafe_code,
+        reason = "close_inherited_fds' precondition holds here only"
+    )]
+    // SAFETY: nothing has been opened yet (see above), so no object owns a descriptor above 2.
+    let closed = unsafe { sys::close_inherited_fds() };
+    closed.map_err(DaemonError::CloseFds)?;
     sys::set_umask(0o022);
     // Best effort: the OOM killer should take containers, not their monitor.
     let oom_adjusted = std::fs::write("/proc/self/oom_score_adj", "-1000");
@@ -71,7 +80,10 @@ pub fn start(settings: Settings) -> Result<(), DaemonError> {
     })?;
 
     if !settings.skip_fork {
-        match sys::fork().map_err(DaemonError::Fork)? {
+        #[allow(unsafe_code, reason = "fork's precondition holds here only")]
+        // SAFETY: no thread has been started: the async runtime is built after the fork.
+        let forked = unsafe { sys::fork() };
+        match forked.map_err(DaemonError::Fork)? {
             ForkResult::Parent(pid) => finish_parent(&settings.runtime_dir, pid),
             ForkResult::Child => {}
         }

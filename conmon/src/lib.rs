@@ -10,7 +10,8 @@
 //! everything on one thread: [`rpc`] decodes requests into plain types and calls [`monitor`],
 //! which drives the [`runtime`], pumps output into [`logs`] and learns of exits from the
 //! [`reaper`]. Telemetry (log lines, spans and correlated logs over OTLP) comes from
-//! `conmon-telemetry`. All `unsafe` code is in `sys`.
+//! `conmon-telemetry`. All `unsafe` code is in `sys`; `daemon` only calls its two start-up
+//! functions whose preconditions (one thread, no descriptors of ours) hold at start-up alone.
 #![deny(unsafe_code)]
 
 mod atomic_file;
@@ -27,6 +28,7 @@ pub mod reaper;
 pub mod rpc;
 pub mod runtime;
 mod stdio;
+mod stream;
 pub mod streaming;
 mod sys;
 mod terminal;

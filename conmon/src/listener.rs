@@ -1,36 +1,61 @@
-//! The RPC socket, bound so that runtime directories of any length work.
+//! Unix socket addresses of any length, and the RPC socket bound with them.
+//!
+//! `sun_path` holds at most 107 bytes, and engines use deep runtime directories. Every socket
+//! conmond binds goes through [`SocketPath`]: `/proc/self/fd/<dirfd>/<name>` after opening the
+//! parent directory keeps the address short while the socket lands at the real path.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::net::UnixListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Binds a Unix stream socket at `path`, replacing a stale one.
-///
-/// `sun_path` holds at most 107 bytes, and engines use deep runtime directories. Binding through
-/// `/proc/self/fd/<dirfd>/<name>` after opening the parent directory keeps the address short
-/// while the socket lands at the real path.
-pub fn bind(path: &Path) -> io::Result<UnixListener> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socket path has no file name",
-        ));
-    };
-    match std::fs::remove_file(path) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
-        _ => {}
+/// A short address for a socket at a path of any length; valid while this value lives (it
+/// holds the directory open).
+#[derive(Debug)]
+pub(crate) struct SocketPath {
+    _dir: File,
+    short: PathBuf,
+}
+
+impl SocketPath {
+    /// The address of the socket at `path`, to bind or connect to.
+    pub(crate) fn new(path: &Path) -> io::Result<Self> {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "socket path has no file name",
+            ));
+        };
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(dir)?;
+        let short = Path::new("/proc/self/fd")
+            .join(dir.as_raw_fd().to_string())
+            .join(name);
+        Ok(Self { _dir: dir, short })
     }
-    let dir = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-        .open(dir)?;
-    let short = Path::new("/proc/self/fd")
-        .join(dir.as_raw_fd().to_string())
-        .join(name);
-    UnixListener::bind(short)
+
+    /// The address of a socket about to be bound at `path`: a stale socket there is removed.
+    pub(crate) fn replacing(path: &Path) -> io::Result<Self> {
+        let address = Self::new(path)?;
+        match std::fs::remove_file(path) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+            _ => Ok(address),
+        }
+    }
+
+    /// The short path, for `bind` or `connect`.
+    pub(crate) fn get(&self) -> &Path {
+        &self.short
+    }
+}
+
+/// Binds a Unix stream socket at `path` (of any length), replacing a stale one.
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    UnixListener::bind(SocketPath::replacing(path)?.get())
 }
 
 #[cfg(test)]
@@ -39,18 +64,23 @@ mod tests {
     use std::os::unix::net::UnixStream;
 
     #[test]
-    fn binds_where_the_path_exceeds_sun_path() {
-        let dir = tempfile::tempdir().unwrap();
+    fn binds_where_the_path_exceeds_sun_path() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
         let deep = dir.path().join("d".repeat(100)).join("e".repeat(40));
-        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::create_dir_all(&deep)?;
         let path = deep.join("conmon.sock");
         assert!(path.as_os_str().len() > 108);
-        let _listener = bind(&path).unwrap();
+        let listener = bind(&path)?;
         // Rebinding replaces the (now stale-looking) socket file.
-        drop(_listener);
-        let _listener = bind(&path).unwrap();
-        let dir_fd = std::fs::File::open(&deep).unwrap();
-        let short = format!("/proc/self/fd/{}/conmon.sock", dir_fd.as_raw_fd());
-        UnixStream::connect(short).unwrap();
+        drop(listener);
+        let _listener = bind(&path)?;
+        UnixStream::connect(SocketPath::new(&path)?.get())?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_path_without_a_name_is_refused() {
+        let err = SocketPath::new(Path::new("/")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 }

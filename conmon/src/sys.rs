@@ -1,5 +1,7 @@
 //! The only module with `unsafe` code: thin, documented wrappers over the Linux system calls
-//! that std does not expose. Every wrapper is safe to call; each unsafe block argues why.
+//! that std does not expose. Each unsafe block argues why it is sound; the wrappers are safe to
+//! call except [`fork`] and [`close_inherited_fds`], whose start-up preconditions only their
+//! caller can know (see their `# Safety` sections).
 #![allow(
     unsafe_code,
     reason = "this module is the crate's inventory of unsafe code"
@@ -19,9 +21,11 @@ pub(crate) enum ForkResult {
 
 /// Forks the process.
 ///
-/// Must be called while the process has a single thread (before any runtime is built): the
-/// child only inherits the calling thread, so locks held by other threads would stay locked.
-pub(crate) fn fork() -> io::Result<ForkResult> {
+/// # Safety
+/// The process must have a single thread (call it before any runtime or other thread is
+/// started): the child inherits only the calling thread, so a lock another thread holds (in
+/// the allocator, say) would stay locked in the child forever.
+pub(crate) unsafe fn fork() -> io::Result<ForkResult> {
     // SAFETY: the caller guarantees the process is single-threaded, so the child starts with a
     // consistent heap and no locks held by vanished threads.
     let pid = unsafe { libc::fork() };
@@ -52,9 +56,13 @@ pub(crate) fn set_child_subreaper() -> io::Result<()> {
 
 /// Closes every descriptor above stderr. Inherited descriptors (an engine's sockets or lock files)
 /// would otherwise stay open for the monitor's whole life and leak into containers.
-pub(crate) fn close_inherited_fds() -> io::Result<()> {
-    // SAFETY: close_range only closes descriptors; nothing in this single-threaded process owns
-    // a descriptor above 2 yet, so no Rust object is left with a dangling fd.
+///
+/// # Safety
+/// No live object of this process may own a descriptor above 2: it would be left with a closed
+/// (and later reused) number. Call it first thing at start-up, before anything is opened.
+pub(crate) unsafe fn close_inherited_fds() -> io::Result<()> {
+    // SAFETY: close_range only closes descriptors; the caller guarantees no Rust object owns
+    // one above 2, so none is left with a dangling fd.
     let rc = unsafe { libc::syscall(libc::SYS_close_range, 3, u32::MAX, 0) };
     if rc == -1 {
         return Err(io::Error::last_os_error());
@@ -144,14 +152,17 @@ pub(crate) fn set_umask(mask: u32) -> u32 {
 }
 
 /// Receives one file descriptor sent with SCM_RIGHTS on a connected Unix stream socket (how
-/// runc hands over a terminal's master through `--console-socket`).
+/// runc hands over a terminal's master through `--console-socket`). Every descriptor that
+/// arrives is owned at once, so none leaks: a message with more than one, or whose control data
+/// was truncated, is an error and closes what did arrive.
 pub(crate) fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let mut data = [0u8; 64];
     let mut iov = libc::iovec {
         iov_base: data.as_mut_ptr().cast(),
         iov_len: data.len(),
     };
-    // Room for one control message carrying one descriptor, aligned as cmsghdr requires.
+    // Room for a few descriptors, so that a sender of more is told apart from a truncation;
+    // u64 elements give the alignment cmsghdr requires.
     let mut control = [0u64; 8];
     // SAFETY: msghdr is plain old data; zeroed is a valid empty header.
     let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -165,29 +176,58 @@ pub(crate) fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     if received == -1 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: header was filled by recvmsg; CMSG_FIRSTHDR only reads its control fields.
-    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&header) };
-    if cmsg.is_null() {
+    let mut fds = received_fds(&header);
+    if header.msg_flags & libc::MSG_CTRUNC != 0 {
         return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "control message truncated: more descriptors were sent than expected",
+        ));
+    }
+    match (fds.pop(), fds.is_empty()) {
+        (Some(fd), true) => Ok(fd),
+        (None, _) => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "no file descriptor received",
-        ));
-    }
-    // SAFETY: cmsg is non-null and points into `control`, which recvmsg filled.
-    let message = unsafe { &*cmsg };
-    if message.cmsg_level != libc::SOL_SOCKET || message.cmsg_type != libc::SCM_RIGHTS {
-        return Err(io::Error::new(
+        )),
+        (Some(_), false) => Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "unexpected control message",
-        ));
+            "more than one file descriptor received",
+        )),
     }
-    // SAFETY: cmsg is a valid SCM_RIGHTS header inside `control`; CMSG_DATA only computes the
-    // address of its payload.
-    let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
-    // SAFETY: an SCM_RIGHTS payload holds at least one int at `data`, possibly unaligned.
-    let fd = unsafe { std::ptr::read_unaligned(data) };
-    // SAFETY: the kernel just installed `fd` in this process for us; nobody else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Takes ownership of every descriptor in the SCM_RIGHTS messages of `header`, which recvmsg
+/// filled.
+fn received_fds(header: &libc::msghdr) -> Vec<OwnedFd> {
+    let mut fds = Vec::new();
+    // SAFETY: header was filled by recvmsg; CMSG_FIRSTHDR only reads its control fields.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(header) };
+    while !cmsg.is_null() {
+        // SAFETY: cmsg is non-null and points at a header inside the control buffer.
+        let message = unsafe { &*cmsg };
+        if message.cmsg_level == libc::SOL_SOCKET && message.cmsg_type == libc::SCM_RIGHTS {
+            // SAFETY: CMSG_LEN only computes the header's size plus 0.
+            let header_len = unsafe { libc::CMSG_LEN(0) } as usize;
+            let count =
+                message.cmsg_len.saturating_sub(header_len) / std::mem::size_of::<libc::c_int>();
+            // SAFETY: cmsg is a valid SCM_RIGHTS header; CMSG_DATA only computes the address
+            // of its payload.
+            let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
+            for index in 0..count {
+                // SAFETY: `index < count`, so the offset stays inside the payload.
+                let slot = unsafe { data.add(index) };
+                // SAFETY: `slot` points at one of the payload's ints, possibly unaligned.
+                let fd = unsafe { std::ptr::read_unaligned(slot) };
+                // SAFETY: the kernel just installed `fd` in this process for us; nobody else
+                // owns it.
+                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+        // SAFETY: both point into the buffer recvmsg filled; CMSG_NXTHDR bounds-checks
+        // against the header's control length and returns null past the end.
+        cmsg = unsafe { libc::CMSG_NXTHDR(header, cmsg) };
+    }
+    fds
 }
 
 /// Sets a terminal's window size (the kernel then sends SIGWINCH to its foreground group).
@@ -241,12 +281,9 @@ pub(crate) fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<std::
     unsafe { tokio::io::unix::AsyncFd::register(std::fs::File::from(fd)) }.map_err(io::Error::from)
 }
 
-/// A listening SOCK_SEQPACKET Unix socket at `path` (bound through the parent directory's
-/// descriptor, so any path length works), close-on-exec and non-blocking.
-pub(crate) fn seqpacket_listener(
-    dir: BorrowedFd<'_>,
-    name: &std::ffi::OsStr,
-) -> io::Result<OwnedFd> {
+/// A listening SOCK_SEQPACKET Unix socket bound at `address` (a short path, see
+/// [`crate::listener::SocketPath`]), close-on-exec and non-blocking.
+pub(crate) fn seqpacket_listener(address: &std::path::Path) -> io::Result<OwnedFd> {
     use std::os::unix::ffi::OsStrExt as _;
     // SAFETY: socket takes integer arguments only.
     let fd = unsafe {
@@ -261,24 +298,22 @@ pub(crate) fn seqpacket_listener(
     }
     // SAFETY: socket succeeded, so `fd` is a new descriptor owned by nobody else.
     let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    let short = format!("/proc/self/fd/{}/", dir.as_raw_fd());
-    let mut path = short.into_bytes();
-    path.extend_from_slice(name.as_bytes());
+    let path = address.as_os_str().as_bytes();
     // SAFETY: sockaddr_un is plain old data; zeroed is a valid empty address.
-    let mut address: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    if path.len() >= address.sun_path.len() {
+    let mut sockaddr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if path.len() >= sockaddr.sun_path.len() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "socket name too long",
         ));
     }
-    address.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (slot, byte) in address.sun_path.iter_mut().zip(&path) {
+    sockaddr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (slot, byte) in sockaddr.sun_path.iter_mut().zip(path) {
         *slot = *byte as libc::c_char;
     }
     let length = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-    // SAFETY: `address` is a valid, NUL-terminated sockaddr_un of `length` bytes.
-    let rc = unsafe { libc::bind(socket.as_raw_fd(), (&raw const address).cast(), length) };
+    // SAFETY: `sockaddr` is a valid, NUL-terminated sockaddr_un of `length` bytes.
+    let rc = unsafe { libc::bind(socket.as_raw_fd(), (&raw const sockaddr).cast(), length) };
     if rc == -1 {
         return Err(io::Error::last_os_error());
     }
@@ -305,4 +340,85 @@ pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     }
     // SAFETY: accept4 succeeded, so `fd` is a new descriptor owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    /// Sends one byte with `fds` attached as SCM_RIGHTS.
+    fn send_fds(socket: &UnixStream, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        let raw: Vec<libc::c_int> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        let payload = std::mem::size_of_val(raw.as_slice());
+        let mut data = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut control = [0u64; 16];
+        // SAFETY: msghdr is plain old data; zeroed is a valid empty header.
+        let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+        header.msg_iov = &mut iov;
+        header.msg_iovlen = 1;
+        header.msg_control = control.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE only computes a size.
+        header.msg_controllen = unsafe { libc::CMSG_SPACE(payload as u32) } as usize;
+        // SAFETY: header's control fields describe the live `control` buffer.
+        let first = unsafe { libc::CMSG_FIRSTHDR(&header) };
+        // SAFETY: the buffer holds a whole header for `payload` bytes, so `first` is non-null.
+        let cmsg = unsafe { &mut *first };
+        cmsg.cmsg_level = libc::SOL_SOCKET;
+        cmsg.cmsg_type = libc::SCM_RIGHTS;
+        // SAFETY: CMSG_LEN only computes a size.
+        cmsg.cmsg_len = unsafe { libc::CMSG_LEN(payload as u32) } as usize;
+        // SAFETY: CMSG_DATA computes the payload address inside the control buffer.
+        let target = unsafe { libc::CMSG_DATA(cmsg) };
+        // SAFETY: the payload has room for `payload` bytes; the source is `raw`.
+        unsafe { std::ptr::copy_nonoverlapping(raw.as_ptr().cast(), target, payload) };
+        // SAFETY: header points at live buffers sized as declared.
+        if unsafe { libc::sendmsg(socket.as_raw_fd(), &header, 0) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+    }
+
+    #[test]
+    fn recv_fd_takes_the_one_descriptor_sent() -> io::Result<()> {
+        let (a, b) = UnixStream::pair()?;
+        let (read, _write) = pipe()?;
+        send_fds(&a, &[read.as_fd()])?;
+        let received = recv_fd(b.as_fd())?;
+        assert_ne!(received.as_raw_fd(), read.as_raw_fd());
+        Ok(())
+    }
+
+    #[test]
+    fn recv_fd_refuses_and_closes_several_descriptors() -> io::Result<()> {
+        let (a, b) = UnixStream::pair()?;
+        let (read, write) = pipe()?;
+        let before = open_fds();
+        send_fds(&a, &[read.as_fd(), write.as_fd()])?;
+        let err = recv_fd(b.as_fd()).unwrap_err();
+        assert!(err.to_string().contains("more than one"), "{err}");
+        // Other tests run in parallel threads and open descriptors too: allow for them.
+        assert!(open_fds() <= before + 1, "received descriptors leaked");
+        Ok(())
+    }
+
+    #[test]
+    fn recv_fd_reports_truncated_control_data() -> io::Result<()> {
+        let (a, b) = UnixStream::pair()?;
+        let (read, _write) = pipe()?;
+        // More descriptors than the receiver's control buffer holds.
+        let many: Vec<BorrowedFd<'_>> = (0..20).map(|_| read.as_fd()).collect();
+        send_fds(&a, &many)?;
+        let err = recv_fd(b.as_fd()).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        Ok(())
+    }
 }

@@ -11,6 +11,7 @@ use tokio::net::UnixListener;
 use tokio::net::unix::pipe;
 
 use crate::attach::Endpoint;
+use crate::listener::SocketPath;
 use crate::sys;
 
 /// A listening console socket, removed when dropped.
@@ -31,7 +32,7 @@ impl ConsoleSocket {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let path = std::env::temp_dir().join(name);
-        let listener = UnixListener::bind(&path)?;
+        let listener = UnixListener::bind(SocketPath::new(&path)?.get())?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
         Ok(Self { listener, path })
     }

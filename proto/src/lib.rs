@@ -20,6 +20,7 @@ pub mod conmon_capnp {
     include!(concat!(env!("OUT_DIR"), "/conmon_capnp.rs"));
 }
 
+pub mod framing;
 pub mod map;
 pub mod types;
 

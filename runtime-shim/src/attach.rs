@@ -8,9 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::sys;
+use conmon_proto::framing;
 
 /// Largest packet either side sends (the monitor reads input in messages of this size).
-const PACKET: usize = 8192;
+const PACKET: usize = framing::MAX_PACKET;
 
 /// A connection to an attach socket.
 #[derive(Debug)]
@@ -97,9 +98,9 @@ impl AttachSocket {
         let n = self.socket.recv(buf)?;
         match &buf[..n] {
             [] => Ok(Packet::Closed),
-            [0] => Ok(Packet::Done),
-            [2, data @ ..] => Ok(Packet::Stdout(data)),
-            [3, data @ ..] => Ok(Packet::Stderr(data)),
+            [framing::END] => Ok(Packet::Done),
+            [framing::STDOUT, data @ ..] => Ok(Packet::Stdout(data)),
+            [framing::STDERR, data @ ..] => Ok(Packet::Stderr(data)),
             [kind, ..] => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("attach packet of unknown type {kind}"),

@@ -16,7 +16,6 @@ mod port_forward;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -41,7 +40,7 @@ use crate::attach::Endpoint;
 use crate::error::MonitorError;
 use crate::monitor::Monitor;
 pub use conmon_proto::types::{ServeAttach, ServeExec};
-use conmon_telemetry::propagation;
+use conmon_telemetry::{ids, propagation};
 
 /// Sessions waiting for their URL to be opened, at most.
 const MAX_PENDING: usize = 1024;
@@ -157,7 +156,7 @@ impl Streaming {
         if pending.len() >= MAX_PENDING {
             return Err(MonitorError::TooManyStreams(MAX_PENDING));
         }
-        let token = new_token().map_err(MonitorError::Streaming)?;
+        let token = ids::uuid_v4().map_err(MonitorError::Streaming)?;
         let url = format!("http://{address}/{}/{token}", session.kind().path());
         tracing::info!(session_id = %token, kind = session.kind().path(), "streaming session ready");
         let expires = Instant::now() + self.ttl;
@@ -449,35 +448,3 @@ async fn apply_input(
 /// The client disconnected.
 #[derive(Debug)]
 struct ClientGone;
-
-/// A random session token, formatted as a version 4 UUID.
-fn new_token() -> std::io::Result<String> {
-    let mut bytes = [0u8; 16];
-    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_are_fresh_version_4_uuids() {
-        let a = new_token().unwrap();
-        let b = new_token().unwrap();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 36);
-        assert_eq!(&a[14..15], "4");
-        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
-    }
-}

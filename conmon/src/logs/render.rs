@@ -1,0 +1,110 @@
+//! Rendering of output chunks into log records: CRI lines, JSON lines and journald entries.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::error::LogError;
+use super::timestamp;
+use crate::stream::Stream;
+use conmon_telemetry::journald::Journald;
+
+/// Splits a chunk into line segments: each ends with `\n`, except possibly the last one.
+fn segments(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
+    chunk.split_inclusive(|&b| b == b'\n')
+}
+
+/// Renders CRI records into `buf`, pushing the end offset of each record onto `records`.
+pub(super) fn cri(
+    buf: &mut Vec<u8>,
+    records: &mut Vec<usize>,
+    stream: Stream,
+    chunk: &[u8],
+    time: SystemTime,
+) {
+    let mut prefix = Vec::with_capacity(48);
+    timestamp::write_rfc3339_nano(&mut prefix, time);
+    prefix.push(b' ');
+    prefix.extend_from_slice(stream.name().as_bytes());
+    buf.reserve(chunk.len() + prefix.len() + 4);
+    for segment in segments(chunk) {
+        buf.extend_from_slice(&prefix);
+        if segment.ends_with(b"\n") {
+            buf.extend_from_slice(b" F ");
+            buf.extend_from_slice(segment);
+        } else {
+            buf.extend_from_slice(b" P ");
+            buf.extend_from_slice(segment);
+            buf.push(b'\n');
+        }
+        records.push(buf.len());
+    }
+}
+
+#[derive(serde::Serialize)]
+struct JsonRecord<'a> {
+    timestamp: u64,
+    pipe: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    partial: bool,
+}
+
+/// Renders JSON records (`timestamp` in Unix seconds, `pipe`, `message` without its newline,
+/// and `partial: true` for a segment that did not end a line).
+pub(super) fn json(
+    buf: &mut Vec<u8>,
+    records: &mut Vec<usize>,
+    stream: Stream,
+    chunk: &[u8],
+    time: SystemTime,
+) {
+    let timestamp = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    for segment in segments(chunk) {
+        let (line, partial) = match segment.strip_suffix(b"\n") {
+            Some(line) => (line, false),
+            None => (segment, true),
+        };
+        let message = String::from_utf8_lossy(line);
+        let record = JsonRecord {
+            timestamp,
+            pipe: stream.name(),
+            message: &message,
+            partial,
+        };
+        // Serializing plain strings and integers into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *buf, &record);
+        buf.push(b'\n');
+        records.push(buf.len());
+    }
+}
+
+/// Sends one journald entry per line segment, with the container's ID and stream.
+pub(super) fn write_journald(
+    journald: &mut Journald,
+    container_id: &str,
+    stream: Stream,
+    chunk: &[u8],
+) -> Result<(), LogError> {
+    // Priorities as C conmon uses them: info for stdout, error for stderr.
+    let priority: &[u8] = if stream == Stream::Stdout { b"6" } else { b"3" };
+    for segment in segments(chunk) {
+        let (line, partial) = match segment.strip_suffix(b"\n") {
+            Some(line) => (line, false),
+            None => (segment, true),
+        };
+        let mut fields = vec![
+            ("MESSAGE", line),
+            ("PRIORITY", priority),
+            ("CONTAINER_ID_FULL", container_id.as_bytes()),
+            ("CONTAINER_STREAM", stream.name().as_bytes()),
+            ("SYSLOG_IDENTIFIER", b"conmond".as_slice()),
+        ];
+        if partial {
+            fields.push(("CONTAINER_PARTIAL_MESSAGE", b"true".as_slice()));
+        }
+        journald.send(&fields).map_err(LogError::Journald)?;
+    }
+    Ok(())
+}
