@@ -1,180 +1,31 @@
-//! `attachContainer`: a container's output fanned out to the clients of a SOCK_SEQPACKET
-//! socket, and their input written to the container's stdin.
-//!
-//! Framing (conmon's, as conmon-rs uses it): each packet to a client is a type byte (2 stdout,
-//! 3 stderr) and at most 8191 bytes of output; a single 0 byte ends the session once the
-//! container's output has ended. Clients send raw stdin bytes. Output produced before a client
-//! attached is not replayed. A client too slow to take its packets is detached, never stalling
-//! the container or other clients.
+//! `attachContainer`: a process's I/O hub served on a SOCK_SEQPACKET socket, in conmon's
+//! framing ([`conmon_proto::framing`]): each packet to a client is a type byte (stdout or
+//! stderr) and at most 8191 bytes of output; a single 0 byte ends the session once the
+//! process's output has ended. Clients send raw stdin bytes. Output produced before a client
+//! attached is not replayed; a client too slow to take its packets is detached by the hub.
 
-use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Read as _, Write as _};
-use std::os::fd::{AsFd as _, OwnedFd};
+use std::os::fd::AsFd as _;
 use std::path::Path;
 use std::rc::Rc;
 
 use opentelemetry::trace::SpanContext;
 use tokio::io::unix::AsyncFd;
-use tokio::net::unix::pipe;
-use tokio::sync::{mpsc, watch};
 use tracing::Instrument as _;
 
+use crate::io_hub::{Output, ProcessIo, Stdin};
 use crate::listener::SocketPath;
-use crate::logs::Stream;
+use crate::stream::Stream;
 use crate::sys;
+use conmon_proto::framing;
 use conmon_telemetry::propagation;
 
-/// Largest output payload in one packet.
-const PAYLOAD: usize = 8191;
-/// Packets queued per client before it counts as too slow.
-const CLIENT_QUEUE: usize = 1024;
-/// The end-of-output packet.
-const DONE: [u8; 1] = [0];
-
-pub(crate) type Packet = Rc<[u8]>;
-
-/// What one packet carries.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Output<'a> {
-    /// Output of one stream.
-    Data(Stream, &'a [u8]),
-    /// The output has ended.
-    Done,
-}
-
-/// Reads a packet made by [`Attachments::broadcast`] or [`Attachments::finish`].
-pub(crate) fn decode(packet: &[u8]) -> Output<'_> {
-    match packet.split_first() {
-        Some((2, data)) => Output::Data(Stream::Stdout, data),
-        Some((3, data)) => Output::Data(Stream::Stderr, data),
-        _ => Output::Done,
-    }
-}
-
-/// The stdio of a process that clients can attach to: a container or an exec session.
-#[derive(Debug)]
-pub(crate) struct Endpoint {
-    /// Who gets the output.
-    pub(crate) attachments: Attachments,
-    /// Where clients' input goes.
-    pub(crate) stdin: Stdin,
-    /// The terminal master, for processes on a terminal (resizing).
-    pub(crate) terminal: Option<OwnedFd>,
-    ended: watch::Sender<bool>,
-}
-
-impl Endpoint {
-    pub(crate) fn new(stdin: Option<pipe::Sender>, terminal: Option<OwnedFd>) -> Self {
-        Self {
-            attachments: Attachments::default(),
-            stdin: Stdin::new(stdin),
-            terminal,
-            ended: watch::Sender::new(false),
-        }
-    }
-
-    /// The process's output has ended: every client gets the end packet, and attach sockets
-    /// close.
-    pub(crate) fn finish(&self) {
-        self.attachments.finish();
-        self.ended.send_replace(true);
-    }
-
-    /// Resolves once [`Endpoint::finish`] was called.
-    pub(crate) async fn ended(&self) {
-        let mut ended = self.ended.subscribe();
-        let _ = ended.wait_for(|ended| *ended).await;
-    }
-
-    /// Sets the terminal's size; `Ok(false)` when the process has no terminal.
-    pub(crate) fn resize(&self, width: u16, height: u16) -> io::Result<bool> {
-        match &self.terminal {
-            Some(terminal) => sys::set_window_size(terminal.as_fd(), height, width).map(|()| true),
-            None => Ok(false),
-        }
-    }
-}
-
-/// The attach clients of one container.
-#[derive(Debug, Default)]
-pub(crate) struct Attachments {
-    clients: RefCell<Vec<mpsc::Sender<Packet>>>,
-}
-
-impl Attachments {
-    /// Offers a chunk of output to every client.
-    pub(crate) fn broadcast(&self, stream: Stream, chunk: &[u8]) {
-        let mut clients = self.clients.borrow_mut();
-        if clients.is_empty() {
-            return;
-        }
-        let kind = if stream == Stream::Stdout { 2 } else { 3 };
-        for piece in chunk.chunks(PAYLOAD) {
-            let mut packet = Vec::with_capacity(piece.len() + 1);
-            packet.push(kind);
-            packet.extend_from_slice(piece);
-            let packet: Packet = packet.into();
-            clients.retain(|client| match client.try_send(packet.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    tracing::warn!("attach client does not keep up with the output; detached");
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            });
-        }
-    }
-
-    /// The container's output has ended: every client gets the end packet.
-    pub(crate) fn finish(&self) {
-        for client in self.clients.borrow_mut().drain(..) {
-            let _ = client.try_send(Packet::from(&DONE[..]));
-        }
-    }
-
-    /// A new client: it gets the output from now on, until [`Attachments::finish`].
-    pub(crate) fn subscribe(&self) -> mpsc::Receiver<Packet> {
-        let (sender, receiver) = mpsc::channel(CLIENT_QUEUE);
-        self.clients.borrow_mut().push(sender);
-        receiver
-    }
-}
-
-/// The container's stdin, shared by its attach clients; closing it ends the container's input.
-#[derive(Debug, Default)]
-pub(crate) struct Stdin(RefCell<Option<Rc<pipe::Sender>>>);
-
-impl Stdin {
-    pub(crate) fn new(sender: Option<pipe::Sender>) -> Self {
-        Self(RefCell::new(sender.map(Rc::new)))
-    }
-
-    pub(crate) async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
-        let Some(sender) = self.0.borrow().clone() else {
-            return Ok(());
-        };
-        while !bytes.is_empty() {
-            sender.writable().await?;
-            match sender.try_write(bytes) {
-                Ok(n) => bytes = &bytes[n..],
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) fn close(&self) {
-        self.0.borrow_mut().take();
-    }
-}
-
-/// Serves `endpoint` on a SOCK_SEQPACKET socket at `path` until its output ends; the socket is
-/// then removed. `name` says whose stdio it is, in logs. Each client is served in a span that
+/// Serves `io` on a SOCK_SEQPACKET socket at `path` until its output ends; the socket is then
+/// removed. `name` says whose stdio it is, in logs. Each client is served in a span that
 /// is a child of `origin` (the attach request).
 pub(crate) fn serve_socket(
-    endpoint: Rc<Endpoint>,
+    io: Rc<ProcessIo>,
     path: &Path,
     stop_after_stdin_eof: bool,
     name: String,
@@ -189,13 +40,13 @@ pub(crate) fn serve_socket(
                     let Ok(mut guard) = guard else { break };
                     match sys::accept(listener.get_ref().as_fd()) {
                         Ok(connection) => {
-                            let endpoint = endpoint.clone();
+                            let io = io.clone();
                             let span = tracing::info_span!(parent: None, "attach client", otel.kind = "server", attach.target = %name);
                             propagation::set_parent_context(&span, &origin);
                             tokio::task::spawn_local(async move {
                                 tracing::info!("attach client connected");
                                 let served = match sys::async_fd(connection) {
-                                    Ok(connection) => serve_client(&endpoint, connection, stop_after_stdin_eof).await,
+                                    Ok(connection) => serve_client(&io, connection, stop_after_stdin_eof).await,
                                     Err(err) => Err(err),
                                 };
                                 match served {
@@ -211,7 +62,7 @@ pub(crate) fn serve_socket(
                         }
                     }
                 }
-                () = endpoint.ended() => break,
+                () = io.ended() => break,
             }
         }
         let _ = std::fs::remove_file(&path);
@@ -233,18 +84,20 @@ fn bind_socket(path: &Path) -> io::Result<AsyncFd<File>> {
 
 /// Serves one attach client until the output ends or the client leaves.
 async fn serve_client(
-    endpoint: &Endpoint,
+    io: &ProcessIo,
     connection: AsyncFd<File>,
     stop_after_stdin_eof: bool,
 ) -> io::Result<()> {
-    let stdin = &endpoint.stdin;
-    let mut output = endpoint.attachments.subscribe();
+    let stdin = &io.stdin;
+    let mut output = io.subscribe();
     let mut input_open = true;
-    let mut buf = vec![0; PAYLOAD + 1];
+    let mut buf = vec![0; framing::MAX_PACKET];
+    let mut packet = Vec::with_capacity(framing::MAX_PACKET);
     loop {
         tokio::select! {
-            packet = output.recv() => {
-                let Some(packet) = packet else { return Ok(()) };
+            message = output.recv() => {
+                let Some(message) = message else { return Ok(()) };
+                let end = encode(&message, &mut packet);
                 if let Err(err) = send_packet(&connection, &packet).await {
                     // The client left; what it wrote before leaving is still the container's.
                     if input_open {
@@ -252,7 +105,7 @@ async fn serve_client(
                     }
                     return Err(err);
                 }
-                if *packet == DONE {
+                if end {
                     return Ok(());
                 }
             }
@@ -276,6 +129,25 @@ async fn serve_client(
             }
             // Once its input ended, a client that leaves is only noticed by its hang-up.
             hung_up = hang_up(&connection), if !input_open => return hung_up,
+        }
+    }
+}
+
+/// Encodes `message` as one packet into `packet`; returns whether it is the end packet.
+fn encode(message: &Output, packet: &mut Vec<u8>) -> bool {
+    packet.clear();
+    match message {
+        Output::Data(stream, data) => {
+            packet.push(match stream {
+                Stream::Stdout => framing::STDOUT,
+                Stream::Stderr => framing::STDERR,
+            });
+            packet.extend_from_slice(data);
+            false
+        }
+        Output::End => {
+            packet.push(framing::END);
+            true
         }
     }
 }
@@ -325,5 +197,20 @@ async fn send_packet(connection: &AsyncFd<File>, packet: &[u8]) -> io::Result<()
             Ok(result) => return result.map(drop),
             Err(_would_block) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packets_carry_conmons_type_bytes() {
+        let mut packet = Vec::new();
+        let data = Output::Data(Stream::Stderr, Rc::from(&b"oops"[..]));
+        assert!(!encode(&data, &mut packet));
+        assert_eq!(packet, b"\x03oops");
+        assert!(encode(&Output::End, &mut packet));
+        assert_eq!(packet, [0]);
     }
 }

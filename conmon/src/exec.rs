@@ -1,28 +1,25 @@
-//! `execSyncContainer`: run a command in a running container and collect its output.
+//! Commands run in a running container (`runtime exec`): what starting one takes and yields,
+//! and exec-sync's deadline state machine, which meets the OS only through the futures and the
+//! kill function it is given (so it is tested with fakes, in paused time).
 //!
 //! Output is read from the moment the runtime starts, so nothing is lost however fast the
 //! command writes. Each stream keeps at most [`OUTPUT_CAP`] bytes; beyond that output is read and
 //! discarded so the command never blocks on a full pipe.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::pin::pin;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tracing::Instrument as _;
 
-use crate::attach::Endpoint;
 use crate::error::MonitorError;
-use crate::monitor::{Monitor, finish_runtime, read_pidfile, runtime_error, runtime_output};
+use crate::io_hub::ProcessIo;
 use crate::reaper::ExitStatus;
-use crate::runtime::{CgroupManager, RuntimeStdio};
-use crate::stdio::{self, PipeReader};
+use crate::stdio::PipeReader;
 use crate::sys;
-use crate::terminal::{self, ConsoleSocket};
+use conmon_proto::types::CgroupManager;
 pub use conmon_proto::types::{ExecSync, ExecSyncResult};
 
 /// Bytes kept per output stream.
@@ -38,197 +35,7 @@ pub(crate) const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// How long a killed command may take to be reaped.
 pub(crate) const KILL_WAIT: Duration = Duration::from_secs(5);
 
-impl Monitor {
-    /// Runs `request.command` in the container and returns its exit code and output.
-    pub async fn exec_sync(
-        self: &Rc<Self>,
-        request: ExecSync,
-    ) -> Result<ExecSyncResult, MonitorError> {
-        if request.command.is_empty() {
-            return Err(MonitorError::InvalidRequest("exec command is empty".into()));
-        }
-        self.running_container(&request.id)?;
-        let deadline = request.timeout.map(|timeout| Instant::now() + timeout);
-        if request.terminal {
-            return self.exec_sync_terminal(&request, deadline).await;
-        }
-
-        let (stdout, stdout_w) = stdio::output_pipe().map_err(MonitorError::Pipe)?;
-        let (stderr, stderr_w) = stdio::output_pipe().map_err(MonitorError::Pipe)?;
-        let pidfile = self.exec_pidfile();
-        let args = self.runtime.exec_args(
-            &request.id,
-            &pidfile,
-            &request.command,
-            request.cgroup_manager,
-            None,
-        );
-        tracing::debug!(container_id = %request.id, ?args, "runtime exec");
-        let (runtime_span, runtime_exit) = self.spawn_runtime(
-            "exec",
-            &args,
-            &request.env,
-            RuntimeStdio::piped_output(stdout_w, stderr_w),
-        )?;
-
-        // Set once the runtime reported the command's PID, so a deadline can kill it.
-        let command_pid = Cell::new(None);
-        let process = async {
-            let status = runtime_exit
-                .instrument(runtime_span.clone())
-                .await
-                .map_err(|_| MonitorError::ShuttingDown)?;
-            finish_runtime(&runtime_span, status);
-            if status != ExitStatus::Exited(0) {
-                let _ = std::fs::remove_file(&pidfile);
-                return Err(MonitorError::RuntimeFailed {
-                    action: "exec",
-                    status,
-                    stderr: String::new(),
-                });
-            }
-            let pid = read_pidfile(&pidfile);
-            let _ = std::fs::remove_file(&pidfile);
-            let pid = pid?;
-            let exit = self.reaper.watch(pid);
-            command_pid.set(Some(pid));
-            exit.await.map_err(|_| MonitorError::ShuttingDown)
-        };
-
-        let mut out = Capped::default();
-        let mut err = Capped::default();
-        let (result, timed_out) = {
-            let output = async {
-                let (a, b) = futures::future::join(
-                    stdio::read_until_eof(&stdout, |chunk| out.push(chunk)),
-                    stdio::read_until_eof(&stderr, |chunk| err.push(chunk)),
-                )
-                .await;
-                if let Err(e) = a.and(b) {
-                    tracing::warn!(error = %e, "read exec output");
-                }
-            };
-            run_until_done(pin!(process), pin!(output), deadline, &command_pid).await
-        };
-        for (stream, capped) in [("stdout", &out), ("stderr", &err)] {
-            if capped.discarded > 0 {
-                tracing::warn!(container_id = %request.id, stream, discarded = capped.discarded, "exec output over the cap discarded");
-            }
-        }
-        if let Some(Err(MonitorError::RuntimeFailed { action, status, .. })) = result {
-            let mut text = err.bytes;
-            text.extend(out.bytes);
-            return Err(runtime_error(&runtime_span, action, status, &text));
-        }
-        sync_result(result, timed_out, out.bytes, err.bytes)
-    }
-
-    /// `execSyncContainer` on a terminal: one output stream (with the terminal's CRLF line
-    /// ends) returned as stdout.
-    async fn exec_sync_terminal(
-        &self,
-        request: &ExecSync,
-        deadline: Option<Instant>,
-    ) -> Result<ExecSyncResult, MonitorError> {
-        let start = ExecStart {
-            id: &request.id,
-            command: &request.command,
-            cgroup_manager: request.cgroup_manager,
-            env: &request.env,
-            terminal: true,
-            stdin: false,
-        };
-        let start = self.start_exec(&start);
-        let started = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, start).await.ok(),
-            None => Some(start.await),
-        };
-        let Some(process) = started.transpose()? else {
-            // The runtime itself hung past the deadline.
-            return sync_result(None, true, Vec::new(), Vec::new());
-        };
-        let command_pid = Cell::new(Some(process.pid));
-        let mut out = Capped::default();
-        let exit = async { process.exit.await.map_err(|_| MonitorError::ShuttingDown) };
-        let output = async {
-            if let Err(err) = stdio::read_until_eof(&process.stdout, |chunk| out.push(chunk)).await
-            {
-                tracing::warn!(error = %err, "read exec terminal");
-            }
-        };
-        let (result, timed_out) =
-            run_until_done(pin!(exit), pin!(output), deadline, &command_pid).await;
-        sync_result(result, timed_out, out.bytes, Vec::new())
-    }
-
-    /// Runs `runtime exec -d` and takes over the process it started: its output (or terminal),
-    /// its input if asked for, and its exit.
-    pub(crate) async fn start_exec(
-        &self,
-        start: &ExecStart<'_>,
-    ) -> Result<StartedExec, MonitorError> {
-        // The runtime's own errors arrive on these pipes even when the command gets a terminal.
-        let (stdout, stdout_w) = stdio::output_pipe().map_err(MonitorError::Pipe)?;
-        let (stderr, stderr_w) = stdio::output_pipe().map_err(MonitorError::Pipe)?;
-        let mut runtime_stdio = RuntimeStdio::piped_output(stdout_w, stderr_w);
-        let console = match start.terminal {
-            true => Some(ConsoleSocket::bind().map_err(MonitorError::Console)?),
-            false => None,
-        };
-        let stdin = if start.stdin && !start.terminal {
-            let (read, write) = sys::pipe().map_err(MonitorError::Pipe)?;
-            runtime_stdio.stdin = read.into();
-            Some(pipe::Sender::from_owned_fd(write).map_err(MonitorError::Pipe)?)
-        } else {
-            None
-        };
-        let pidfile = self.exec_pidfile();
-        let args = self.runtime.exec_args(
-            start.id,
-            &pidfile,
-            start.command,
-            start.cgroup_manager,
-            console.as_ref().map(ConsoleSocket::path),
-        );
-        tracing::debug!(container_id = %start.id, ?args, "runtime exec");
-        let (span, status, master) = self
-            .run_with_console("exec", &args, start.env, runtime_stdio, console.as_ref())
-            .await?;
-        // Only a failed runtime's output is read here: otherwise the pipes carry the command's.
-        if status != ExitStatus::Exited(0) {
-            let _ = std::fs::remove_file(&pidfile);
-            let output = runtime_output(&stdout, &stderr);
-            return Err(runtime_error(&span, "exec", status, &output));
-        }
-        let pid = read_pidfile(&pidfile);
-        let _ = std::fs::remove_file(&pidfile);
-        let pid = pid?;
-        let exit = self.reaper.watch(pid);
-        let started = match master {
-            Some(master) => {
-                let (reader, io) =
-                    terminal::take_over(master, start.stdin).map_err(MonitorError::Console)?;
-                StartedExec {
-                    pid,
-                    exit,
-                    stdout: reader,
-                    stderr: None,
-                    io: Rc::new(io),
-                }
-            }
-            None => StartedExec {
-                pid,
-                exit,
-                stdout,
-                stderr: Some(stderr),
-                io: Rc::new(Endpoint::new(stdin, None)),
-            },
-        };
-        Ok(started)
-    }
-}
-
-/// What to run with [`Monitor::start_exec`].
+/// A command to start in a container.
 #[derive(Debug)]
 pub(crate) struct ExecStart<'a> {
     pub(crate) id: &'a str,
@@ -242,22 +49,23 @@ pub(crate) struct ExecStart<'a> {
     pub(crate) stdin: bool,
 }
 
-/// A command started in a container.
+/// A command started in a container; `R` reads its output (a pipe or terminal, or a fake).
 #[derive(Debug)]
-pub(crate) struct StartedExec {
+pub(crate) struct StartedExec<R = PipeReader> {
     pub(crate) pid: u32,
+    /// Its exit status, once it exited.
     pub(crate) exit: oneshot::Receiver<ExitStatus>,
     /// Its output, or its terminal.
-    pub(crate) stdout: PipeReader,
+    pub(crate) stdout: R,
     /// Its error output; `None` on a terminal.
-    pub(crate) stderr: Option<PipeReader>,
+    pub(crate) stderr: Option<R>,
     /// Its input, terminal and attach clients.
-    pub(crate) io: Rc<Endpoint>,
+    pub(crate) io: Rc<ProcessIo>,
 }
 
 /// The reply to an exec-sync: the command's result (`None` if even the runtime did not finish
 /// by the deadline) and its output.
-fn sync_result(
+pub(crate) fn sync_result(
     result: Option<Result<ExitStatus, MonitorError>>,
     timed_out: bool,
     stdout: Vec<u8>,
@@ -279,13 +87,14 @@ fn sync_result(
 
 /// Drives the process and its output together: returns when the process exited and its output
 /// reached end of file, when output stays open [`DRAIN_AFTER_EXIT`] past the exit, or at the
-/// deadline, where the command is killed. Returns the process result (if it finished) and whether
-/// the deadline was hit.
-async fn run_until_done<P, O>(
-    mut process: std::pin::Pin<&mut P>,
-    mut output: std::pin::Pin<&mut O>,
+/// deadline, where `kill` is called (it returns whether there was a command to kill: the
+/// runtime may not have reported one yet). Returns the process result (if it finished) and
+/// whether the deadline was hit.
+pub(crate) async fn run_until_done<P, O>(
+    mut process: Pin<&mut P>,
+    mut output: Pin<&mut O>,
     deadline: Option<Instant>,
-    command_pid: &Cell<Option<u32>>,
+    kill: impl FnOnce() -> bool,
 ) -> (Option<Result<ExitStatus, MonitorError>>, bool)
 where
     P: Future<Output = Result<ExitStatus, MonitorError>>,
@@ -324,9 +133,7 @@ where
         }
     }
     // Deadline reached before the command exited: kill it and collect its status.
-    if let Some(pid) = command_pid.get() {
-        tracing::info!(pid, "exec deadline reached; killing command");
-        kill_command(pid);
+    if kill() {
         let result = tokio::time::timeout(KILL_WAIT, &mut process).await.ok();
         return (result, true);
     }
@@ -342,13 +149,13 @@ pub(crate) fn kill_command(pid: u32) {
 
 /// Collects output up to [`OUTPUT_CAP`] bytes and counts the rest.
 #[derive(Debug, Default)]
-struct Capped {
-    bytes: Vec<u8>,
-    discarded: usize,
+pub(crate) struct Capped {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) discarded: usize,
 }
 
 impl Capped {
-    fn push(&mut self, chunk: &[u8]) {
+    pub(crate) fn push(&mut self, chunk: &[u8]) {
         let room = OUTPUT_CAP - self.bytes.len();
         let take = room.min(chunk.len());
         self.bytes.extend_from_slice(&chunk[..take]);
@@ -358,7 +165,13 @@ impl Capped {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+    use std::pin::pin;
+
+    use tokio::io::{AsyncWriteExt as _, DuplexStream};
+
     use super::*;
+    use crate::stdio;
 
     #[test]
     fn capped_output_keeps_the_first_bytes_only() {
@@ -368,5 +181,119 @@ mod tests {
         assert_eq!(capped.bytes.len(), OUTPUT_CAP);
         assert_eq!(capped.bytes.last(), Some(&b'b'));
         assert_eq!(capped.discarded, 2);
+    }
+
+    /// Runs the state machine over a fake command, played by `script`: its exit status comes
+    /// from `exited`, its output from `reader`; a kill sends SIGKILL's status on `on_kill`.
+    /// Returns the reply, when the run ended, and when the command was killed (if it was).
+    async fn drive(
+        exited: oneshot::Receiver<ExitStatus>,
+        mut reader: DuplexStream,
+        timeout: Duration,
+        on_kill: Option<oneshot::Sender<ExitStatus>>,
+        script: impl Future<Output = ()>,
+    ) -> (ExecSyncResult, Duration, Option<Duration>) {
+        let start = Instant::now();
+        let killed_at = Cell::new(None);
+        let mut out = Capped::default();
+        let ((result, timed_out), ended) = {
+            let process = async { exited.await.map_err(|_| MonitorError::ShuttingDown) };
+            let output = async {
+                let read = stdio::read_until_eof(&mut reader, |chunk| out.push(chunk)).await;
+                assert!(read.is_ok(), "in-memory pipes do not fail");
+            };
+            let kill = || {
+                killed_at.set(Some(start.elapsed()));
+                if let Some(on_kill) = on_kill {
+                    let _ = on_kill.send(ExitStatus::Signaled(libc::SIGKILL));
+                }
+                true
+            };
+            let deadline = Some(start + timeout);
+            let (process, output) = (pin!(process), pin!(output));
+            let done = async {
+                let outcome = run_until_done(process, output, deadline, kill).await;
+                (outcome, start.elapsed())
+            };
+            // The script may outlive the state machine (a process left behind).
+            let (outcome, ()) = tokio::join!(done, script);
+            outcome
+        };
+        let reply = sync_result(result, timed_out, out.bytes, Vec::new());
+        (
+            reply.expect("a fake command cannot fail"),
+            ended,
+            killed_at.get(),
+        )
+    }
+
+    /// What a reply says: timed out, exit code, stdout.
+    fn outcome(reply: &ExecSyncResult) -> (bool, i32, &[u8]) {
+        (reply.timed_out, reply.exit_code, &reply.stdout)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn command_outliving_its_timeout_is_killed_at_the_deadline() {
+        let (exit, exited) = oneshot::channel();
+        let (mut output, reader) = tokio::io::duplex(1024);
+        // Never exits on its own, and keeps its output open.
+        let script = async move {
+            output.write_all(b"working\n").await.unwrap();
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        };
+        let timeout = Duration::from_secs(5);
+        let (reply, ended, killed_at) = drive(exited, reader, timeout, Some(exit), script).await;
+        assert_eq!((ended, killed_at), (timeout, Some(timeout)));
+        assert_eq!(
+            outcome(&reply),
+            (true, EXIT_CODE_TIMED_OUT, &b"working\n"[..])
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn output_held_open_after_exit_is_drained_for_the_grace_only() {
+        let (exit, exited) = oneshot::channel();
+        let (mut output, reader) = tokio::io::duplex(1024);
+        let script = async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            output.write_all(b"last words\n").await.unwrap();
+            let _ = exit.send(ExitStatus::Exited(0));
+            // A process left behind holds the output open.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        };
+        let timeout = Duration::from_secs(60);
+        let (reply, ended, killed_at) = drive(exited, reader, timeout, None, script).await;
+        let grace_over = Duration::from_secs(1) + DRAIN_AFTER_EXIT;
+        assert_eq!((ended, killed_at), (grace_over, None));
+        assert_eq!(outcome(&reply), (false, 0, &b"last words\n"[..]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn command_finishing_before_the_deadline_is_not_killed() {
+        let (exit, exited) = oneshot::channel();
+        let (mut output, reader) = tokio::io::duplex(1024);
+        let script = async move {
+            output.write_all(b"done\n").await.unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            drop(output);
+            let _ = exit.send(ExitStatus::Exited(7));
+        };
+        let timeout = Duration::from_secs(5);
+        let (reply, ended, killed_at) = drive(exited, reader, timeout, None, script).await;
+        assert_eq!((ended, killed_at), (Duration::from_secs(1), None));
+        assert_eq!(outcome(&reply), (false, 7, &b"done\n"[..]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runtime_hanging_past_the_deadline_times_out_with_nothing_to_kill() {
+        let start = Instant::now();
+        let process = std::future::pending::<Result<ExitStatus, MonitorError>>();
+        let output = std::future::pending::<()>();
+        let deadline = Some(start + Duration::from_secs(2));
+        let (result, timed_out) =
+            run_until_done(pin!(process), pin!(output), deadline, || false).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        let reply = sync_result(result, timed_out, Vec::new(), Vec::new()).unwrap();
+        assert_eq!(outcome(&reply), (true, EXIT_CODE_TIMED_OUT, &b""[..]));
     }
 }

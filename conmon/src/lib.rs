@@ -7,9 +7,10 @@
 //! commands in running containers.
 //!
 //! Architecture: [`daemon`] does the single-threaded start-up (fork, subreaper) and then runs
-//! everything on one thread: [`rpc`] decodes requests into plain types and calls [`monitor`],
-//! which drives the [`runtime`], pumps output into [`logs`] and learns of exits from the
-//! [`reaper`]. Telemetry (log lines, spans and correlated logs over OTLP) comes from
+//! everything on one thread: [`rpc`] decodes requests into plain types and calls [`monitor`] or
+//! [`streaming`]. The monitor drives the [`runtime`], pumps output into [`logs`] and into each
+//! process's I/O hub (whose subscribers are attach-socket clients and streaming sessions), and
+//! learns of exits from the [`reaper`]; [`exec`] holds exec-sync's deadline state machine. Telemetry (log lines, spans and correlated logs over OTLP) comes from
 //! `conmon-telemetry`. All `unsafe` code is in `sys`; `daemon` only calls its two start-up
 //! functions whose preconditions (one thread, no descriptors of ours) hold at start-up alone.
 #![deny(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod exec;
+mod io_hub;
 pub mod listener;
 pub mod logs;
 pub mod monitor;

@@ -3,6 +3,7 @@
 use std::io;
 use std::os::fd::{AsFd as _, OwnedFd};
 
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::net::unix::pipe;
 
 use crate::sys;
@@ -28,8 +29,8 @@ pub(crate) fn output_pipe() -> io::Result<(PipeReader, OwnedFd)> {
 }
 
 /// Reads `reader` until end of file, handing every chunk to `sink`.
-pub(crate) async fn read_until_eof(
-    reader: &PipeReader,
+pub(crate) async fn read_until_eof<R: AsyncRead + Unpin>(
+    reader: &mut R,
     mut sink: impl FnMut(&[u8]),
 ) -> io::Result<()> {
     let mut buf = vec![0; READ_CHUNK];
@@ -43,18 +44,15 @@ pub(crate) async fn read_until_eof(
 
 /// Reads the next chunk into `buf`; 0 at end of file. A terminal master whose other side was
 /// closed by every process reports EIO: that is its end of file. Cancel-safe.
-pub(crate) async fn read_chunk(reader: &PipeReader, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) async fn read_chunk<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut [u8],
+) -> io::Result<usize> {
     loop {
-        reader.readable().await?;
-        match reader.try_read(buf) {
-            Ok(n) => return Ok(n),
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) => {}
+        match reader.read(buf).await {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) if err.raw_os_error() == Some(libc::EIO) => return Ok(0),
-            Err(err) => return Err(err),
+            result => return result,
         }
     }
 }

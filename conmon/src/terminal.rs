@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::UnixListener;
 use tokio::net::unix::pipe;
 
-use crate::attach::Endpoint;
+use crate::io_hub::ProcessIo;
 use crate::listener::SocketPath;
 use crate::sys;
 
@@ -63,8 +63,8 @@ impl Drop for ConsoleSocket {
 }
 
 /// Takes over the terminal master of a process: the reader of its output, and its stdio
-/// endpoint (input through the master if `stdin`, resizing).
-pub(crate) fn take_over(master: OwnedFd, stdin: bool) -> io::Result<(pipe::Receiver, Endpoint)> {
+/// I/O hub (input through the master if `stdin`, resizing).
+pub(crate) fn take_over(master: OwnedFd, stdin: bool) -> io::Result<(pipe::Receiver, ProcessIo)> {
     let control = master.try_clone()?;
     sys::set_nonblocking(master.as_fd())?;
     // A terminal is not a FIFO, but reads and writes the same way; readiness comes from epoll.
@@ -73,5 +73,5 @@ pub(crate) fn take_over(master: OwnedFd, stdin: bool) -> io::Result<(pipe::Recei
         false => None,
     };
     let output = pipe::Receiver::from_owned_fd_unchecked(master)?;
-    Ok((output, Endpoint::new(input, Some(control))))
+    Ok((output, ProcessIo::new(input, Some(control))))
 }

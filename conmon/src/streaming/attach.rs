@@ -4,12 +4,13 @@
 
 use std::rc::Rc;
 
-use super::channel;
-use super::{Channels, ClientMessage, ServeAttach, apply_input};
-use crate::attach::{self, Output};
+use super::channel::{Channels, ClientMessage, apply_input};
+use super::protocol;
 use crate::error::error_chain;
-use crate::logs::Stream;
+use crate::io_hub::Output;
 use crate::monitor::Monitor;
+use crate::stream::Stream;
+use conmon_proto::types::ServeAttach;
 
 pub(super) async fn run(monitor: &Rc<Monitor>, request: ServeAttach, mut channels: Channels) {
     let container = match monitor.running_container(&request.id) {
@@ -18,12 +19,12 @@ pub(super) async fn run(monitor: &Rc<Monitor>, request: ServeAttach, mut channel
             let message = error_chain(&err);
             tracing::error!(error = %message, "attach failed");
             return channels
-                .finish(Some(channel::internal_error(&message)))
+                .finish(Some(protocol::internal_error(&message)))
                 .await;
         }
     };
     let io = container.io.clone();
-    let mut output = io.attachments.subscribe();
+    let mut output = io.subscribe();
     let mut stdin_open = request.stdin;
     if channels
         .greet(request.stdout, request.stderr)
@@ -34,28 +35,28 @@ pub(super) async fn run(monitor: &Rc<Monitor>, request: ServeAttach, mut channel
     }
     let status = loop {
         tokio::select! {
-            packet = output.recv() => {
-                let Some(packet) = packet else {
-                    let message = "the client did not keep up with the container's output";
-                    tracing::warn!("{message}; detached");
-                    break channel::internal_error(message);
-                };
-                let (stream, data) = match attach::decode(&packet) {
-                    Output::Done => break channel::exit_status(0),
-                    Output::Data(stream, data) => (stream, data),
+            output = output.recv() => {
+                let (stream, data) = match output {
+                    Some(Output::Data(stream, data)) => (stream, data),
+                    Some(Output::End) => break protocol::exit_status(0),
+                    None => {
+                        let message = "the client did not keep up with the container's output";
+                        tracing::warn!("{message}; detached");
+                        break protocol::internal_error(message);
+                    }
                 };
                 let wanted = match stream {
                     Stream::Stdout => request.stdout,
                     Stream::Stderr => request.stderr,
                 };
-                let message = channel::frame(channel::output_channel(stream), data);
+                let message = protocol::frame(protocol::output_channel(stream), &data);
                 if wanted && channels.send(message).await.is_err() {
                     return;
                 }
             }
             message = channels.receive() => match message {
                 ClientMessage::Binary(bytes) => {
-                    if let Some(incoming) = channel::incoming(channels.protocol, &bytes) {
+                    if let Some(incoming) = protocol::incoming(channels.protocol, &bytes) {
                         // Other clients may still write: the end of this one's input leaves the
                         // container's stdin open.
                         apply_input(&io, incoming, &mut stdin_open, false).await;

@@ -4,7 +4,7 @@
 
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-use super::channel::Protocol;
+use super::protocol::Protocol;
 
 /// Most bytes a request head may take.
 pub(crate) const MAX_HEAD: usize = 16 * 1024;

@@ -17,8 +17,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::channel::{self, Incoming};
-use super::{Channels, ClientMessage};
+use super::channel::{Channels, ClientGone, ClientMessage};
+use super::protocol::{self, Incoming};
 use crate::sys;
 
 /// How long connecting to a port in the pod may take.
@@ -39,7 +39,7 @@ pub(super) async fn run(namespace: File, path: &Path, ports: Vec<u16>, mut chann
         let [data, error] = channels_of(index);
         for channel in [data, error] {
             if channels
-                .send(channel::frame(channel, &port.to_le_bytes()))
+                .send(protocol::frame(channel, &port.to_le_bytes()))
                 .await
                 .is_err()
             {
@@ -78,7 +78,7 @@ pub(super) async fn run(namespace: File, path: &Path, ports: Vec<u16>, mut chann
             event = received.recv() => match event {
                 Some(Event::Data(index, data)) => {
                     let [channel, _] = channels_of(index);
-                    if channels.send(channel::frame(channel, &data)).await.is_err() {
+                    if channels.send(protocol::frame(channel, &data)).await.is_err() {
                         return;
                     }
                 }
@@ -96,7 +96,7 @@ pub(super) async fn run(namespace: File, path: &Path, ports: Vec<u16>, mut chann
             },
             message = channels.receive() => match message {
                 ClientMessage::Binary(bytes) => {
-                    let Some(incoming) = channel::incoming(channels.protocol, &bytes) else { continue };
+                    let Some(incoming) = protocol::incoming(channels.protocol, &bytes) else { continue };
                     let (channel, data) = match incoming {
                         Incoming::Data { channel, data } => (channel, Some(data)),
                         Incoming::Close(channel) => (channel, None),
@@ -131,7 +131,7 @@ pub(super) async fn run(namespace: File, path: &Path, ports: Vec<u16>, mut chann
 
 /// The data and error channels of the port at `index`.
 fn channels_of(index: usize) -> [u8; 2] {
-    // `channel::ports` allows no more ports than fit the channel byte.
+    // `protocol::ports` allows no more ports than fit the channel byte.
     let data = u8::try_from(index * 2).unwrap_or(u8::MAX - 1);
     [data, data + 1]
 }
@@ -142,7 +142,7 @@ async fn report(
     port: u16,
     path: &Path,
     err: &io::Error,
-) -> Result<(), super::ClientGone> {
+) -> Result<(), ClientGone> {
     let message = format!(
         "error forwarding port {port} in network namespace {}: {err}",
         path.display()
@@ -150,7 +150,7 @@ async fn report(
     tracing::warn!(port, error = %err, "port forward failed");
     let [_, error] = channels_of(index);
     channels
-        .send(channel::frame(error, message.as_bytes()))
+        .send(protocol::frame(error, message.as_bytes()))
         .await
 }
 

@@ -1,7 +1,11 @@
 //! The OCI runtime driver: renders runc command lines in one place and spawns them.
+//! [`invocation`] runs them (span, exit, output, terminal), [`pidfile`] reads what they report.
 //!
 //! Argument order follows conmon-rs v1.0 so runtimes see what they would see under it, minus its
 //! duplicated `--root`/`--systemd-cgroup` pair.
+
+pub(crate) mod invocation;
+pub(crate) mod pidfile;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

@@ -1,0 +1,162 @@
+//! `createContainer`: `runtime create` with the container's stdio on pipes (or a terminal),
+//! then the pumps that copy its output into its logs and attach clients, and its supervision.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::Monitor;
+use super::registry::Container;
+use super::supervise::{self, Supervision};
+use crate::error::{MonitorError, error_chain};
+use crate::io_hub::ProcessIo;
+use crate::logs::LogSet;
+use crate::oom::OomWatch;
+use crate::runtime::CreateArgs;
+use crate::runtime::invocation::{Call, Pipes};
+use crate::runtime::pidfile;
+use crate::stdio::{self, PipeReader};
+use crate::stream::Stream;
+use crate::terminal::{self, ConsoleSocket};
+use conmon_proto::types::CreateContainer;
+use conmon_telemetry::propagation;
+
+impl Monitor {
+    /// Creates a container through the runtime and supervises it; returns its PID.
+    pub async fn create_container(
+        self: &Rc<Self>,
+        request: CreateContainer,
+    ) -> Result<u32, MonitorError> {
+        if request.id.is_empty() {
+            return Err(MonitorError::InvalidRequest("container id is empty".into()));
+        }
+        if !request.additional_fds.is_empty() || !request.leak_fds.is_empty() {
+            return Err(MonitorError::NotImplemented("file descriptor passing"));
+        }
+        let reservation = self.registry.reserve(&request.id)?;
+
+        let logs = tracing::info_span!("log setup", drivers = request.log_drivers.len())
+            .in_scope(|| LogSet::open(&request.id, &request.log_drivers))?;
+        let (mut pipes, stdio) = Pipes::new(request.stdin)?;
+        let console = match request.terminal {
+            true => Some(ConsoleSocket::bind().map_err(MonitorError::Console)?),
+            false => None,
+        };
+        let pidfile = request.bundle.join("pidfile");
+        let args = self.runtime.create_args(&CreateArgs {
+            id: &request.id,
+            bundle: &request.bundle,
+            pidfile: &pidfile,
+            global_args: &request.global_args,
+            command_args: &request.command_args,
+            cgroup_manager: request.cgroup_manager,
+            console_socket: console.as_ref().map(ConsoleSocket::path),
+        });
+        tracing::debug!(container_id = %request.id, ?args, "runtime create");
+        let call = Call {
+            action: "create",
+            args: &args,
+            env: &request.env,
+            stdio,
+        };
+        let mut invocation = self
+            .runtime
+            .run(&self.reaper, call, console.as_ref())
+            .await?;
+        // The container cannot run before `runtime start`: the pipes hold the runtime's output
+        // only.
+        invocation.output = pipes.runtime_output();
+        let invocation = invocation.success()?;
+        // A successful runtime's warnings are no container output: log them instead.
+        if !invocation.output.is_empty() {
+            let output = String::from_utf8_lossy(&invocation.output);
+            tracing::warn!(parent: &invocation.span, container_id = %request.id, output = %output.trim_end(), "runtime create wrote to the container's stdio");
+        }
+        let pid = match pidfile::read(&pidfile) {
+            Ok(pid) => pid,
+            Err(err) => {
+                // The runtime created a container we cannot supervise: do not leave it behind.
+                self.delete_container(&request.id).await;
+                return Err(err);
+            }
+        };
+        let exit = self.reaper.watch(pid);
+        let oom_watch = OomWatch::start(pid);
+
+        let logs = Rc::new(RefCell::new(logs));
+        let (pumps, io) = match invocation.terminal {
+            // A terminal carries all output and input; the runtime's pipes have served.
+            Some(master) => {
+                let (reader, io) =
+                    terminal::take_over(master, request.stdin).map_err(MonitorError::Console)?;
+                let io = Rc::new(io);
+                let pump = pump(&request.id, reader, Stream::Stdout, &logs, &io);
+                (vec![pump], io)
+            }
+            None => {
+                let io = Rc::new(ProcessIo::new(pipes.take_stdin()?, None));
+                let pumps = [
+                    (pipes.stdout, Stream::Stdout),
+                    (pipes.stderr, Stream::Stderr),
+                ]
+                .map(|(reader, stream)| pump(&request.id, reader, stream, &logs, &io))
+                .into();
+                (pumps, io)
+            }
+        };
+        let (exited_tx, exited) = watch::channel(None);
+        let container = Rc::new(Container::new(request.id.clone(), pid, logs, exited, io));
+        reservation.fill(container.clone());
+        tracing::info!(container_id = %request.id, pid, "container created");
+
+        let supervision = Supervision {
+            create_span: propagation::span_context(&tracing::Span::current()),
+            exit,
+            pumps,
+            oom_watch,
+            exit_paths: request.exit_paths,
+            oom_exit_paths: request.oom_exit_paths,
+            cleanup_cmd: request.cleanup_cmd,
+            exited_tx,
+        };
+        let reaper = self.reaper.clone();
+        tokio::task::spawn_local(supervise::supervise(reaper, container, supervision));
+        Ok(pid)
+    }
+}
+
+/// Starts copying one output stream of container `id` into its logs and its I/O hub, until end
+/// of file.
+fn pump(
+    id: &str,
+    mut reader: PipeReader,
+    stream: Stream,
+    logs: &Rc<RefCell<LogSet>>,
+    io: &Rc<ProcessIo>,
+) -> JoinHandle<()> {
+    let (id, logs, io) = (id.to_owned(), logs.clone(), io.clone());
+    tokio::task::spawn_local(async move {
+        let mut failing = false;
+        let result = stdio::read_until_eof(&mut reader, |chunk| {
+            let now = SystemTime::now();
+            match logs.borrow_mut().write(stream, chunk, now) {
+                Ok(()) => failing = false,
+                // Keep draining so the container never blocks on a full pipe; report each
+                // outage once.
+                Err(err) if !failing => {
+                    failing = true;
+                    tracing::error!(container_id = %id, error = %error_chain(&err), "container log write failed");
+                }
+                Err(_) => {}
+            }
+            io.broadcast(stream, chunk);
+        })
+        .await;
+        if let Err(err) = result {
+            tracing::error!(container_id = %id, ?stream, error = %err, "read container output");
+        }
+    })
+}

@@ -1,0 +1,173 @@
+//! The monitor: the runtime, the registry of supervised containers and the reaper they share.
+//!
+//! This file holds the requests on containers that exist (attach, resize, reopen, shutdown);
+//! [`create`](self::create) creates them, [`supervise`](self::supervise) sees them through
+//! their exit, and [`exec`](self::exec) runs commands in them.
+
+mod create;
+mod exec;
+mod registry;
+mod supervise;
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+pub(crate) use self::registry::Container;
+use self::registry::Registry;
+use crate::attach;
+use crate::error::MonitorError;
+use crate::reaper::Reaper;
+use crate::runtime::invocation::Call;
+use crate::runtime::pidfile::ExecPidfile;
+use crate::runtime::{Runtime, RuntimeStdio};
+use crate::sys;
+pub use conmon_proto::types::{Attach, CreateContainer};
+use conmon_telemetry::propagation;
+
+/// How long shutdown waits for killed containers to be reaped and for `runtime delete`.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// The runtime, the registry of supervised containers and the reaper they share.
+#[derive(Debug)]
+pub struct Monitor {
+    runtime: Runtime,
+    runtime_dir: PathBuf,
+    reaper: Rc<Reaper>,
+    registry: Registry,
+    next_exec: Cell<u64>,
+}
+
+impl Monitor {
+    /// A monitor with no containers yet.
+    pub fn new(runtime: Runtime, runtime_dir: PathBuf, reaper: Rc<Reaper>) -> Self {
+        Self {
+            runtime,
+            runtime_dir,
+            reaper,
+            registry: Registry::default(),
+            next_exec: Cell::new(0),
+        }
+    }
+
+    /// The live or exited container registered under `id`.
+    pub(crate) fn container(&self, id: &str) -> Result<Rc<Container>, MonitorError> {
+        self.registry.get(id)
+    }
+
+    /// The container registered under `id`, if it is still running.
+    pub(crate) fn running_container(&self, id: &str) -> Result<Rc<Container>, MonitorError> {
+        let container = self.container(id)?;
+        match container.exit_code() {
+            Some(exit_code) => Err(MonitorError::ContainerExited {
+                id: id.to_owned(),
+                exit_code,
+            }),
+            None => Ok(container),
+        }
+    }
+
+    /// Counts for diagnostics: running containers, and their exec sessions.
+    pub fn counts(&self) -> (usize, usize) {
+        self.registry.counts()
+    }
+
+    /// A fresh pidfile for a `runtime exec`.
+    fn exec_pidfile(&self) -> ExecPidfile {
+        let n = self.next_exec.get();
+        self.next_exec.set(n + 1);
+        ExecPidfile::new(self.runtime_dir.join(format!("exec-{n}.pid")))
+    }
+
+    /// Serves the stdio of container `request.id` (or of its exec session
+    /// `request.exec_session_id`) on a SOCK_SEQPACKET socket at `request.socket_path` until that
+    /// process's output ends (the socket is then removed).
+    pub fn attach(self: &Rc<Self>, request: &Attach) -> Result<(), MonitorError> {
+        let container = self.running_container(&request.id)?;
+        let (io, name) = if request.exec_session_id.is_empty() {
+            (container.io.clone(), request.id.clone())
+        } else {
+            let session = container.exec_session(&request.exec_session_id);
+            let io = session.ok_or_else(|| MonitorError::UnknownExecSession {
+                id: request.id.clone(),
+                session: request.exec_session_id.clone(),
+            })?;
+            (io, format!("{}/{}", request.id, request.exec_session_id))
+        };
+        let path = &request.socket_path;
+        let origin = propagation::span_context(&tracing::Span::current());
+        attach::serve_socket(io, path, request.stop_after_stdin_eof, name, origin).map_err(
+            |source| MonitorError::AttachSocket {
+                path: path.clone(),
+                source,
+            },
+        )?;
+        tracing::info!(container_id = %request.id, exec_session_id = %request.exec_session_id, path = %path.display(), "attach socket ready");
+        Ok(())
+    }
+
+    /// Resizes the terminal of container `id`.
+    pub fn set_window_size(&self, id: &str, width: u16, height: u16) -> Result<(), MonitorError> {
+        let container = self.running_container(id)?;
+        match container.io.resize(width, height) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(MonitorError::NoTerminal(id.to_owned())),
+            Err(err) => Err(MonitorError::Resize(err)),
+        }
+    }
+
+    /// Reopens the log files of container `id` (log rotation).
+    pub fn reopen_log(&self, id: &str) -> Result<(), MonitorError> {
+        let container = self.container(id)?;
+        container.logs.borrow_mut().reopen()?;
+        Ok(())
+    }
+
+    /// Kills every running container, waits until their exit files are written, and deletes
+    /// them from the runtime, so a stopped monitor leaves no container behind.
+    pub async fn shutdown(&self) {
+        let containers = self.registry.created();
+        for container in &containers {
+            if container.exit_code().is_none() {
+                tracing::info!(container_id = %container.id, pid = container.pid, "killing container");
+                if let Err(err) = sys::kill(container.pid, libc::SIGKILL) {
+                    tracing::warn!(container_id = %container.id, error = %err, "kill container");
+                }
+            }
+        }
+        for container in &containers {
+            let mut exited = container.exited.clone();
+            if tokio::time::timeout(SHUTDOWN_WAIT, exited.wait_for(Option::is_some))
+                .await
+                .is_err()
+            {
+                tracing::warn!(container_id = %container.id, "container not reaped in time");
+            }
+        }
+        for container in &containers {
+            self.delete_container(&container.id).await;
+        }
+    }
+
+    /// Removes a container from the runtime (`delete --force`); failures are logged.
+    async fn delete_container(&self, id: &str) {
+        let args = self.runtime.delete_args(id);
+        let call = Call {
+            action: "delete",
+            args: &args,
+            env: &BTreeMap::new(),
+            stdio: RuntimeStdio::null(),
+        };
+        let delete = self.runtime.run(&self.reaper, call, None);
+        match tokio::time::timeout(SHUTDOWN_WAIT, delete).await {
+            Ok(Ok(invocation)) if invocation.succeeded() => {}
+            Ok(Ok(invocation)) => {
+                tracing::warn!(parent: &invocation.span, container_id = %id, status = ?invocation.status, "runtime delete failed");
+            }
+            Ok(Err(err)) => tracing::warn!(container_id = %id, error = %err, "runtime delete"),
+            Err(_) => tracing::warn!(container_id = %id, "runtime delete timed out"),
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The registry of containers: an ID is reserved while `runtime create` runs, then holds the
+//! created container, running or exited, with the exec sessions that can be attached to.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use tokio::sync::watch;
+
+use crate::error::MonitorError;
+use crate::io_hub::ProcessIo;
+use crate::logs::LogSet;
+
+/// The containers of one monitor, by ID.
+#[derive(Debug, Default)]
+pub(super) struct Registry {
+    containers: RefCell<HashMap<String, Slot>>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    /// `runtime create` is in progress for this ID.
+    Creating,
+    Created(Rc<Container>),
+}
+
+/// A container created by this monitor.
+#[derive(Debug)]
+pub(crate) struct Container {
+    pub(crate) id: String,
+    pub(crate) pid: u32,
+    pub(super) logs: Rc<RefCell<LogSet>>,
+    /// `Some(code)` once the container exited and its exit files were written.
+    pub(super) exited: watch::Receiver<Option<i32>>,
+    /// The container's stdio, for attach clients.
+    pub(crate) io: Rc<ProcessIo>,
+    /// Running exec sessions (streaming execs), by session ID: they can be attached to.
+    exec_sessions: RefCell<HashMap<String, Rc<ProcessIo>>>,
+}
+
+impl Container {
+    /// A container whose exit is announced on `exited`.
+    pub(super) fn new(
+        id: String,
+        pid: u32,
+        logs: Rc<RefCell<LogSet>>,
+        exited: watch::Receiver<Option<i32>>,
+        io: Rc<ProcessIo>,
+    ) -> Self {
+        Self {
+            id,
+            pid,
+            logs,
+            exited,
+            io,
+            exec_sessions: RefCell::default(),
+        }
+    }
+
+    pub(crate) fn exit_code(&self) -> Option<i32> {
+        *self.exited.borrow()
+    }
+
+    /// Makes an exec session's stdio attachable under `session_id` until it is removed.
+    pub(crate) fn add_exec_session(&self, session_id: &str, io: Rc<ProcessIo>) {
+        self.exec_sessions
+            .borrow_mut()
+            .insert(session_id.to_owned(), io);
+    }
+
+    pub(crate) fn remove_exec_session(&self, session_id: &str) {
+        self.exec_sessions.borrow_mut().remove(session_id);
+    }
+
+    /// The stdio of exec session `session_id`, while it runs.
+    pub(super) fn exec_session(&self, session_id: &str) -> Option<Rc<ProcessIo>> {
+        self.exec_sessions.borrow().get(session_id).cloned()
+    }
+}
+
+/// An ID reserved for a container being created; released unless [`Reservation::fill`]ed.
+#[derive(Debug)]
+pub(super) struct Reservation<'a> {
+    registry: &'a Registry,
+    id: &'a str,
+    done: bool,
+}
+
+impl Reservation<'_> {
+    /// Registers the created container under the reserved ID.
+    pub(super) fn fill(mut self, container: Rc<Container>) {
+        self.registry
+            .containers
+            .borrow_mut()
+            .insert(self.id.to_owned(), Slot::Created(container));
+        self.done = true;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.registry.containers.borrow_mut().remove(self.id);
+        }
+    }
+}
+
+impl Registry {
+    /// Reserves `id` for a container about to be created.
+    pub(super) fn reserve<'a>(&'a self, id: &'a str) -> Result<Reservation<'a>, MonitorError> {
+        let mut containers = self.containers.borrow_mut();
+        match containers.get(id) {
+            Some(Slot::Creating) => return Err(MonitorError::ContainerExists(id.to_owned())),
+            Some(Slot::Created(container)) if container.exit_code().is_none() => {
+                return Err(MonitorError::ContainerExists(id.to_owned()));
+            }
+            // An exited container's ID may be reused; the runtime decides whether that works.
+            _ => containers.insert(id.to_owned(), Slot::Creating),
+        };
+        Ok(Reservation {
+            registry: self,
+            id,
+            done: false,
+        })
+    }
+
+    /// The live or exited container registered under `id`.
+    pub(super) fn get(&self, id: &str) -> Result<Rc<Container>, MonitorError> {
+        match self.containers.borrow().get(id) {
+            Some(Slot::Created(container)) => Ok(container.clone()),
+            Some(Slot::Creating) | None => Err(MonitorError::UnknownContainer(id.to_owned())),
+        }
+    }
+
+    /// Every created container, running or exited.
+    pub(super) fn created(&self) -> Vec<Rc<Container>> {
+        self.containers
+            .borrow()
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Created(container) => Some(container.clone()),
+                Slot::Creating => None,
+            })
+            .collect()
+    }
+
+    /// Counts for diagnostics: running containers, and their exec sessions.
+    pub(super) fn counts(&self) -> (usize, usize) {
+        let running = self.created();
+        let running = running.iter().filter(|c| c.exit_code().is_none());
+        running.fold((0, 0), |(containers, sessions), container| {
+            (
+                containers + 1,
+                sessions + container.exec_sessions.borrow().len(),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(id: &str, exited: watch::Receiver<Option<i32>>) -> Rc<Container> {
+        let logs = LogSet::open(id, &[]).expect("no drivers to open");
+        let io = Rc::new(ProcessIo::new(None, None));
+        Rc::new(Container::new(
+            id.into(),
+            1,
+            Rc::new(RefCell::new(logs)),
+            exited,
+            io,
+        ))
+    }
+
+    #[test]
+    fn an_id_is_taken_while_creating_and_running_and_free_once_exited() {
+        let registry = Registry::default();
+        let reservation = registry.reserve("c").unwrap();
+        assert!(matches!(
+            registry.reserve("c"),
+            Err(MonitorError::ContainerExists(_))
+        ));
+        assert!(matches!(
+            registry.get("c"),
+            Err(MonitorError::UnknownContainer(_))
+        ));
+        let (exited_tx, exited) = watch::channel(None);
+        reservation.fill(container("c", exited));
+        assert!(matches!(
+            registry.reserve("c"),
+            Err(MonitorError::ContainerExists(_))
+        ));
+        assert_eq!(registry.counts(), (1, 0));
+        exited_tx.send_replace(Some(0));
+        assert_eq!(registry.counts(), (0, 0));
+        assert!(registry.reserve("c").is_ok());
+    }
+
+    #[test]
+    fn a_failed_create_releases_its_id() {
+        let registry = Registry::default();
+        drop(registry.reserve("c").unwrap());
+        assert!(registry.reserve("c").is_ok());
+    }
+}

@@ -1,0 +1,136 @@
+//! Supervision of a created container: on its exit, drain its output, then write OOM and exit
+//! files (last, so an engine that sees one can read the complete log) and run the cleanup
+//! command.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument as _;
+
+use super::registry::Container;
+use crate::atomic_file;
+use crate::oom::OomWatch;
+use crate::reaper::{ExitStatus, Reaper};
+use conmon_telemetry::propagation;
+
+/// How long output pipes may stay open after the container's init exited (a process that
+/// escaped the container can hold them) before exit files are written regardless.
+const OUTPUT_DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// What happens when a container exits.
+#[derive(Debug)]
+pub(super) struct Supervision {
+    /// The span of the create request (not the span itself, which must end with the request);
+    /// the exit span links to it.
+    pub(super) create_span: opentelemetry::trace::SpanContext,
+    pub(super) exit: oneshot::Receiver<ExitStatus>,
+    /// The tasks copying the container's output; done at end of file.
+    pub(super) pumps: Vec<JoinHandle<()>>,
+    pub(super) oom_watch: Option<OomWatch>,
+    pub(super) exit_paths: Vec<PathBuf>,
+    pub(super) oom_exit_paths: Vec<PathBuf>,
+    pub(super) cleanup_cmd: Vec<String>,
+    /// Announces the exit code once the exit files are written.
+    pub(super) exited_tx: watch::Sender<Option<i32>>,
+}
+
+/// Waits for `container` to exit and sees `supervision` through; `reaper` watches the cleanup
+/// command.
+pub(super) async fn supervise(
+    reaper: Rc<Reaper>,
+    container: Rc<Container>,
+    supervision: Supervision,
+) {
+    let id = &container.id;
+    let Ok(status) = supervision.exit.await else {
+        tracing::error!(container_id = %id, "lost track of container process");
+        return;
+    };
+    let code = status.code();
+    // The exit happens long after the create request returned: it gets its own span, linked to
+    // the create span, and is traced exactly when the create was.
+    let span = propagation::linked_root(&supervision.create_span, || {
+        tracing::info_span!(
+            parent: None,
+            "container exit",
+            container.id = %id,
+            container.exit_code = code,
+            container.oom_killed = tracing::field::Empty,
+        )
+    });
+    let finish = async {
+        tracing::info!(container_id = %id, pid = container.pid, exit_code = code, "container exited");
+
+        // Exit files come last, so an engine that sees one can read the complete log.
+        let drain = futures::future::join_all(supervision.pumps);
+        if tokio::time::timeout(OUTPUT_DRAIN_GRACE, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(container_id = %id, "output still open after exit; writing exit files anyway");
+        }
+        container.io.finish();
+        let oom_killed = supervision
+            .oom_watch
+            .is_some_and(|watch| watch.oom_killed());
+        tracing::Span::current().record("container.oom_killed", oom_killed);
+        let _files = tracing::info_span!("write exit files").entered();
+        if oom_killed {
+            tracing::info!(container_id = %id, "container was OOM-killed");
+            write_files(id, &supervision.oom_exit_paths, b"");
+        }
+        write_files(id, &supervision.exit_paths, code.to_string().as_bytes());
+        drop(_files);
+        if !supervision.cleanup_cmd.is_empty() {
+            run_cleanup(&reaper, id, &supervision.cleanup_cmd);
+        }
+    };
+    finish.instrument(span).await;
+    supervision.exited_tx.send_replace(Some(code));
+}
+
+/// Writes `contents` atomically to every path; failures are logged with the path.
+fn write_files(id: &str, paths: &[PathBuf], contents: &[u8]) {
+    for path in paths {
+        if let Err(err) = atomic_file::write_atomic(path, contents) {
+            tracing::error!(container_id = %id, path = %path.display(), error = %err, "write exit file");
+        }
+    }
+}
+
+/// Starts the cleanup command without waiting for it; its outcome is logged.
+fn run_cleanup(reaper: &Reaper, id: &str, cleanup_cmd: &[String]) {
+    let Some((program, args)) = cleanup_cmd.split_first() else {
+        return;
+    };
+    let _span = tracing::info_span!("cleanup command", command = ?cleanup_cmd).entered();
+    let spawned = std::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn();
+    match spawned {
+        Ok(child) => {
+            let exit = reaper.watch(child.id());
+            let id = id.to_owned();
+            let program = program.clone();
+            tokio::task::spawn_local(async move {
+                match exit.await {
+                    Ok(ExitStatus::Exited(0)) => {
+                        tracing::debug!(container_id = %id, "cleanup command done")
+                    }
+                    Ok(status) => {
+                        tracing::warn!(container_id = %id, %program, ?status, "cleanup command failed")
+                    }
+                    Err(_) => {}
+                }
+            });
+        }
+        Err(err) => {
+            tracing::warn!(container_id = %id, %program, error = %err, "spawn cleanup command")
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Running the runtime. Each invocation is a child span of the current one (its context also
+//! goes to the runtime as `TRACEPARENT`), its exit comes from the reaper, and what it leaves
+//! behind (exit status, error output, a terminal master) comes back as one [`Invocation`].
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use tokio::net::unix::pipe;
+use tokio::sync::oneshot;
+use tracing::Instrument as _;
+
+use super::{Runtime, RuntimeStdio};
+use crate::error::MonitorError;
+use crate::reaper::{ExitStatus, Reaper};
+use crate::stdio::{self, PipeReader};
+use crate::sys;
+use crate::terminal::ConsoleSocket;
+
+/// How long a terminal master may trail the runtime's exit.
+const CONSOLE_GRACE: Duration = Duration::from_secs(5);
+
+/// One `runtime <action>` to run.
+#[derive(Debug)]
+pub(crate) struct Call<'a> {
+    /// The subcommand, for the span's name and errors.
+    pub(crate) action: &'static str,
+    pub(crate) args: &'a [OsString],
+    /// Added to the monitor's environment.
+    pub(crate) env: &'a BTreeMap<String, String>,
+    pub(crate) stdio: RuntimeStdio,
+}
+
+/// A runtime that has exited.
+#[derive(Debug)]
+pub(crate) struct Invocation {
+    pub(crate) action: &'static str,
+    /// Its span, with the exit code recorded; failures are reported on it.
+    pub(crate) span: tracing::Span,
+    pub(crate) status: ExitStatus,
+    /// What it wrote to its stdio, where the caller captured that.
+    pub(crate) output: Vec<u8>,
+    /// The terminal master it sent to the console socket, if it was given one.
+    pub(crate) terminal: Option<OwnedFd>,
+}
+
+impl Invocation {
+    /// Whether the runtime exited with status 0.
+    pub(crate) fn succeeded(&self) -> bool {
+        self.status == ExitStatus::Exited(0)
+    }
+
+    /// The invocation if it succeeded; otherwise its failure with the captured output,
+    /// reported on its span.
+    pub(crate) fn success(self) -> Result<Self, MonitorError> {
+        match self.succeeded() {
+            true => Ok(self),
+            false => Err(runtime_error(
+                &self.span,
+                self.action,
+                self.status,
+                &self.output,
+            )),
+        }
+    }
+}
+
+/// A runtime that was started and has not been waited for.
+#[derive(Debug)]
+pub(crate) struct Running {
+    action: &'static str,
+    /// Its span, to report on.
+    pub(crate) span: tracing::Span,
+    exit: oneshot::Receiver<ExitStatus>,
+}
+
+impl Running {
+    /// Waits, in the runtime's span, until it exited, and records its exit code there.
+    pub(crate) async fn wait(self) -> Result<Invocation, MonitorError> {
+        let status = self
+            .exit
+            .instrument(self.span.clone())
+            .await
+            .map_err(|_| MonitorError::ShuttingDown)?;
+        Ok(finished(self.action, self.span, status))
+    }
+}
+
+impl Runtime {
+    /// Starts `runtime <action>` in a child span of the current one; `reaper` reports its exit.
+    pub(crate) fn start(&self, reaper: &Reaper, call: Call<'_>) -> Result<Running, MonitorError> {
+        let span = tracing::info_span!(
+            "runtime",
+            otel.name = format!("runtime {}", call.action),
+            runtime.path = %self.path.display(),
+            runtime.args = ?call.args,
+            runtime.exit_code = tracing::field::Empty,
+        );
+        let pid = span
+            .in_scope(|| self.spawn(call.args, call.env, call.stdio))
+            .map_err(|source| MonitorError::SpawnRuntime {
+                runtime: self.path.clone(),
+                source,
+            })?;
+        Ok(Running {
+            action: call.action,
+            span,
+            exit: reaper.watch(pid),
+        })
+    }
+
+    /// Runs `runtime <action>` to completion. Given a `console`, it also receives the terminal
+    /// master the runtime sends there, never waiting on it past the runtime's exit plus a grace.
+    pub(crate) async fn run(
+        &self,
+        reaper: &Reaper,
+        call: Call<'_>,
+        console: Option<&ConsoleSocket>,
+    ) -> Result<Invocation, MonitorError> {
+        let running = self.start(reaper, call)?;
+        let Some(console) = console else {
+            return running.wait().await;
+        };
+        let mut exit = std::pin::pin!(running.wait());
+        let mut receive = std::pin::pin!(console.receive());
+        let mut terminal = None;
+        let mut invocation = loop {
+            tokio::select! {
+                fd = &mut receive, if terminal.is_none() => terminal = Some(fd.map_err(MonitorError::Console)?),
+                invocation = &mut exit => break invocation?,
+            }
+        };
+        if invocation.succeeded() && terminal.is_none() {
+            // The runtime sends the master before it exits; allow for the order of our reads.
+            let received = tokio::time::timeout(CONSOLE_GRACE, receive)
+                .await
+                .map_err(|_| {
+                    MonitorError::Console(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the runtime exited without sending a terminal",
+                    ))
+                })?;
+            terminal = Some(received.map_err(MonitorError::Console)?);
+        }
+        invocation.terminal = terminal;
+        Ok(invocation)
+    }
+}
+
+/// An exited runtime, its exit code recorded on its span.
+fn finished(action: &'static str, span: tracing::Span, status: ExitStatus) -> Invocation {
+    span.record("runtime.exit_code", status.code());
+    Invocation {
+        action,
+        span,
+        status,
+        output: Vec::new(),
+        terminal: None,
+    }
+}
+
+/// The error of a failed runtime, with its `output`, reported on its span.
+pub(crate) fn runtime_error(
+    span: &tracing::Span,
+    action: &'static str,
+    status: ExitStatus,
+    output: &[u8],
+) -> MonitorError {
+    let err = MonitorError::RuntimeFailed {
+        action,
+        status,
+        stderr: String::from_utf8_lossy(output).into_owned(),
+    };
+    tracing::error!(parent: span, error = %err, "runtime failed");
+    err
+}
+
+/// The monitor's ends of the pipes a runtime (and then the process it starts) gets as stdio.
+#[derive(Debug)]
+pub(crate) struct Pipes {
+    pub(crate) stdout: PipeReader,
+    pub(crate) stderr: PipeReader,
+    /// The write end of the input pipe, if one was asked for.
+    pub(crate) stdin: Option<OwnedFd>,
+}
+
+impl Pipes {
+    /// Output pipes, and an input pipe if `stdin` (otherwise input is /dev/null); returns the
+    /// monitor's ends and the runtime's.
+    pub(crate) fn new(stdin: bool) -> Result<(Self, RuntimeStdio), MonitorError> {
+        let (stdout, stdout_w) = stdio::output_pipe().map_err(MonitorError::Pipe)?;
+        let (stderr, stderr_w) = stdio::output_pipe().map_err(MonitorError::Pipe)?;
+        let mut runtime_stdio = RuntimeStdio::piped_output(stdout_w, stderr_w);
+        let stdin = match stdin {
+            true => {
+                let (read, write) = sys::pipe().map_err(MonitorError::Pipe)?;
+                runtime_stdio.stdin = read.into();
+                Some(write)
+            }
+            false => None,
+        };
+        let pipes = Self {
+            stdout,
+            stderr,
+            stdin,
+        };
+        Ok((pipes, runtime_stdio))
+    }
+
+    /// The input pipe, registered with the async runtime.
+    pub(crate) fn take_stdin(&mut self) -> Result<Option<pipe::Sender>, MonitorError> {
+        self.stdin
+            .take()
+            .map(pipe::Sender::from_owned_fd)
+            .transpose()
+            .map_err(MonitorError::Pipe)
+    }
+
+    /// What a runtime that has exited wrote to the output pipes (all of it is there by then):
+    /// its error output first.
+    pub(crate) fn runtime_output(&self) -> Vec<u8> {
+        let mut output = stdio::read_available(&self.stderr);
+        output.extend(stdio::read_available(&self.stdout));
+        output
+    }
+}
