@@ -80,10 +80,8 @@ pub fn start(settings: Settings) -> Result<(), DaemonError> {
     })?;
 
     if !settings.skip_fork {
-        #[allow(unsafe_code, reason = "fork's precondition holds here only")]
-        // SAFETY: no thread has been started: the async runtime is built after the fork.
-        let forked = unsafe { sys::fork() };
-        match forked.map_err(DaemonError::Fork)? {
+        // Before any thread exists: the async runtime is built after the fork.
+        match sys::fork_single_threaded().map_err(DaemonError::Fork)? {
             ForkResult::Parent(pid) => finish_parent(&settings.runtime_dir, pid),
             ForkResult::Child => {}
         }

@@ -1,7 +1,8 @@
 //! The only module with `unsafe` code: thin, documented wrappers over the Linux system calls
 //! that std does not expose. Each unsafe block argues why it is sound; the wrappers are safe to
-//! call except [`fork`] and [`close_inherited_fds`], whose start-up preconditions only their
-//! caller can know (see their `# Safety` sections).
+//! call except [`fork`] (use [`fork_single_threaded`], which checks its precondition) and
+//! [`close_inherited_fds`], whose start-up precondition only its caller can know (see their
+//! `# Safety` sections).
 #![allow(
     unsafe_code,
     reason = "this module is the crate's inventory of unsafe code"
@@ -34,6 +35,20 @@ pub(crate) unsafe fn fork() -> io::Result<ForkResult> {
         0 => Ok(ForkResult::Child),
         pid => Ok(ForkResult::Parent(pid.unsigned_abs())),
     }
+}
+
+/// Forks the process, after checking it has a single thread ([`fork`]'s precondition); an
+/// error names the thread count otherwise.
+pub(crate) fn fork_single_threaded() -> io::Result<ForkResult> {
+    let threads = std::fs::read_dir("/proc/self/task")?.count();
+    if threads != 1 {
+        return Err(io::Error::other(format!(
+            "cannot fork with {threads} threads running"
+        )));
+    }
+    // SAFETY: this thread is the only one, and only a thread of this process could start
+    // another; so the process is still single-threaded at the fork.
+    unsafe { fork() }
 }
 
 /// Leaves the process immediately with `code`, without running atexit handlers or destructors.

@@ -21,37 +21,33 @@ pub fn busybox_bundle(
     args: &[&str],
     edit: impl FnOnce(&mut serde_json::Value),
 ) -> Result<PathBuf, ShimError> {
-    let io = |what: &'static str, path: &Path| {
-        let path = path.to_owned();
-        move |source| ShimError::Io { what, path, source }
-    };
     let bin = dir.join("rootfs/bin");
-    std::fs::create_dir_all(&bin).map_err(io("create", &bin))?;
-    std::fs::copy(BUSYBOX, bin.join("busybox")).map_err(io(
+    std::fs::create_dir_all(&bin).map_err(ShimError::io("create", &bin))?;
+    std::fs::copy(BUSYBOX, bin.join("busybox")).map_err(ShimError::io(
         "copy busybox (apt-get install busybox-static) from",
         Path::new(BUSYBOX),
     ))?;
     let applets = Command::new(BUSYBOX)
         .arg("--list")
         .output()
-        .map_err(io("run", Path::new(BUSYBOX)))?;
+        .map_err(ShimError::io("run", Path::new(BUSYBOX)))?;
     for applet in String::from_utf8_lossy(&applets.stdout)
         .lines()
         .filter(|a| *a != "busybox")
     {
         let link = bin.join(applet);
-        std::os::unix::fs::symlink("busybox", &link).map_err(io("link", &link))?;
+        std::os::unix::fs::symlink("busybox", &link).map_err(ShimError::io("link", &link))?;
     }
     for sub in ["proc", "dev", "sys", "tmp", "etc"] {
         let path = dir.join("rootfs").join(sub);
-        std::fs::create_dir_all(&path).map_err(io("create", &path))?;
+        std::fs::create_dir_all(&path).map_err(ShimError::io("create", &path))?;
     }
     let status = Command::new(runtime)
         .arg("spec")
         .arg("--bundle")
         .arg(dir)
         .status()
-        .map_err(io("run", runtime))?;
+        .map_err(ShimError::io("run", runtime))?;
     if !status.success() {
         return Err(ShimError::Runtime {
             action: "spec",
@@ -61,7 +57,7 @@ pub fn busybox_bundle(
         });
     }
     let config_path = dir.join("config.json");
-    let text = std::fs::read(&config_path).map_err(io("read", &config_path))?;
+    let text = std::fs::read(&config_path).map_err(ShimError::io("read", &config_path))?;
     let mut config: serde_json::Value =
         serde_json::from_slice(&text).map_err(|err| ShimError::Io {
             what: "parse",
@@ -78,6 +74,6 @@ pub fn busybox_bundle(
         path: config_path.clone(),
         source: err.into(),
     })?;
-    std::fs::write(&config_path, text).map_err(io("write", &config_path))?;
+    std::fs::write(&config_path, text).map_err(ShimError::io("write", &config_path))?;
     Ok(dir.to_owned())
 }

@@ -1,7 +1,7 @@
 //! The runtime-shim's errors: spawning, connecting, the monitor's own failures and timeouts
 //! are told apart.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Why a runtime-shim operation failed.
@@ -87,6 +87,17 @@ pub enum ShimError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl ShimError {
+    /// For `map_err`: an io error while doing `what` on `path`.
+    pub(crate) fn io(
+        what: &'static str,
+        path: &Path,
+    ) -> impl FnOnce(std::io::Error) -> Self + use<> {
+        let path = path.to_owned();
+        move |source| Self::Io { what, path, source }
+    }
 }
 
 impl From<capnp::Error> for ShimError {

@@ -56,11 +56,7 @@ impl MonitorHandle {
         std::thread::Builder::new()
             .name("monitor-rpc".into())
             .spawn(move || serve(path, receiver, ready_tx))
-            .map_err(|source| ShimError::Io {
-                what: "start rpc thread for",
-                path: socket.to_owned(),
-                source,
-            })?;
+            .map_err(ShimError::io("start rpc thread for", socket))?;
         ready.await.map_err(|_| disconnected())??;
         Ok(Self {
             calls,

@@ -122,19 +122,11 @@ pub async fn probe(run_dir: &Path) -> Option<(MonitorHandle, u32)> {
 /// # Errors
 /// Spawn, lock and readiness failures; a half-started monitor is killed.
 pub async fn ensure_monitor(spec: &MonitorSpec, run_dir: &Path) -> Result<PodMonitor, ShimError> {
-    std::fs::create_dir_all(run_dir).map_err(|source| ShimError::Io {
-        what: "create run directory",
-        path: run_dir.to_owned(),
-        source,
-    })?;
+    std::fs::create_dir_all(run_dir).map_err(ShimError::io("create run directory", run_dir))?;
     let lock_path = run_dir.join("monitor.lock");
     let lock = lock_exclusive(lock_path.clone())
         .await
-        .map_err(|source| ShimError::Io {
-            what: "lock",
-            path: lock_path,
-            source,
-        })?;
+        .map_err(ShimError::io("lock", &lock_path))?;
     if let Some((handle, pid)) = probe(run_dir).await {
         drop(lock);
         return Ok(PodMonitor {
@@ -147,11 +139,7 @@ pub async fn ensure_monitor(spec: &MonitorSpec, run_dir: &Path) -> Result<PodMon
     for stale in [socket_path(run_dir), run_dir.join("pidfile")] {
         match std::fs::remove_file(&stale) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                return Err(ShimError::Io {
-                    what: "remove stale",
-                    path: stale,
-                    source: err,
-                });
+                return Err(ShimError::io("remove stale", &stale)(err));
             }
             _ => {}
         }
@@ -254,16 +242,11 @@ pub async fn shutdown_monitor(run_dir: &Path) -> Result<(), ShimError> {
         return Ok(());
     };
     drop(handle);
-    let signal_error = |source| ShimError::Io {
-        what: "signal monitor of",
-        path: run_dir.to_owned(),
-        source,
-    };
-    sys::kill(pid, libc::SIGINT).map_err(signal_error)?;
+    sys::kill(pid, libc::SIGINT).map_err(ShimError::io("signal monitor of", run_dir))?;
     if wait_gone(pid, SHUTDOWN_GRACE).await {
         return Ok(());
     }
-    sys::kill(pid, libc::SIGKILL).map_err(signal_error)?;
+    sys::kill(pid, libc::SIGKILL).map_err(ShimError::io("signal monitor of", run_dir))?;
     if wait_gone(pid, SHUTDOWN_GRACE).await {
         Ok(())
     } else {

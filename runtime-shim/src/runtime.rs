@@ -83,11 +83,7 @@ impl OciRuntime {
                 .stdin(std::process::Stdio::null())
                 .output()
                 .await
-                .map_err(|source| ShimError::Io {
-                    what: "run runtime",
-                    path: self.path.clone(),
-                    source,
-                })?;
+                .map_err(ShimError::io("run runtime", &self.path))?;
             if !output.status.success() {
                 let err = ShimError::Runtime {
                     action,
@@ -181,13 +177,7 @@ pub fn read_exit_file(path: &Path) -> Result<Option<i32>, ShimError> {
     let content = match std::fs::read_to_string(path) {
         Ok(content) => content,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(ShimError::Io {
-                what: "read exit file",
-                path: path.to_owned(),
-                source,
-            });
-        }
+        Err(source) => return Err(ShimError::io("read exit file", path)(source)),
     };
     content
         .trim()

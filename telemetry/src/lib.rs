@@ -5,8 +5,9 @@
 //!   over OTLP gRPC for a [`Service`].
 //! - [`propagation`] carries the W3C trace context across process boundaries: into and out of
 //!   request metadata, and into a child process's environment.
-//! - [`export`](crate::Telemetry) never blocks the caller: finished spans and records go into
-//!   bounded buffers that a dedicated thread exports, retrying while the collector is down.
+//! - Export never blocks the caller: finished spans and records go into bounded buffers that
+//!   a dedicated thread exports, retrying while the collector is down; [`Telemetry::shutdown`]
+//!   flushes them.
 //! - [`ids`] makes random identifiers (UUIDs) from the kernel's random source.
 //! - [`journald`] speaks journald's native protocol, for log lines and container logs alike.
 //! - `receiver` (feature `receiver`): an in-memory OTLP receiver for demos and tests.

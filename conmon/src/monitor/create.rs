@@ -41,10 +41,11 @@ impl Monitor {
         let logs = tracing::info_span!("log setup", drivers = request.log_drivers.len())
             .in_scope(|| LogSet::open(&request.id, &request.log_drivers))?;
         let (mut pipes, stdio) = Pipes::new(request.stdin)?;
-        let console = match request.terminal {
-            true => Some(ConsoleSocket::bind().map_err(MonitorError::Console)?),
-            false => None,
-        };
+        let console = request
+            .terminal
+            .then(ConsoleSocket::bind)
+            .transpose()
+            .map_err(MonitorError::Console)?;
         let pidfile = request.bundle.join("pidfile");
         let args = self.runtime.create_args(&CreateArgs {
             id: &request.id,

@@ -152,10 +152,11 @@ impl Monitor {
     ) -> Result<StartedExec, MonitorError> {
         // The runtime's own errors arrive on these pipes even when the command gets a terminal.
         let (mut pipes, stdio) = Pipes::new(start.stdin && !start.terminal)?;
-        let console = match start.terminal {
-            true => Some(ConsoleSocket::bind().map_err(MonitorError::Console)?),
-            false => None,
-        };
+        let console = start
+            .terminal
+            .then(ConsoleSocket::bind)
+            .transpose()
+            .map_err(MonitorError::Console)?;
         let stdin = pipes.take_stdin()?;
         let pidfile = self.exec_pidfile();
         let args = self.runtime.exec_args(

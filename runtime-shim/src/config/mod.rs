@@ -65,10 +65,11 @@ impl MonitorLogDriver {
 
     /// The value of the monitor's `--log-driver`.
     pub fn as_str(self) -> &'static str {
-        Self::NAMES
-            .iter()
-            .find(|(_, driver)| *driver == self)
-            .map_or("none", |(name, _)| name)
+        match self {
+            Self::None => "none",
+            Self::Stdout => "stdout",
+            Self::Systemd => "systemd",
+        }
     }
 
     fn parse(name: &str) -> Option<Self> {

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::types::{BundleSource, ContainerInfo, Stdio};
-use super::{Engine, EngineError, io_error, list_dir, validate_name};
+use super::{Engine, EngineError, list_dir, validate_name};
 use crate::attach::AttachSocket;
 use crate::bundle;
 use crate::client::{Attach, CreateContainer, ExecSync, ExecSyncResult, LogDriver, LogFormat};
 use crate::conmon_oci::{self, ConmonContainer};
+use crate::error::ShimError;
 use crate::runtime::{self, ContainerStatus};
 
 /// How long a container's exit file may trail the end of its output.
@@ -35,10 +36,10 @@ impl Engine {
         }
         let monitor = self.pod_run(pod).await?;
         let dir = self.container_dir(pod, id);
-        std::fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
+        std::fs::create_dir_all(&dir).map_err(ShimError::io("create", &dir))?;
         let created = async {
             let exits = self.root.join("exits");
-            std::fs::create_dir_all(&exits).map_err(io_error("create", &exits))?;
+            std::fs::create_dir_all(&exits).map_err(ShimError::io("create", &exits))?;
             let bundle = self.bundle(&dir, bundle, stdio)?;
             match &monitor {
                 Some(monitor) => {
@@ -195,7 +196,7 @@ impl Engine {
         };
         monitor.handle.attach(spec).await?;
         AttachSocket::connect(&socket_path)
-            .map_err(io_error("connect to attach socket", &socket_path))
+            .map_err(ShimError::io("connect to attach socket", &socket_path))
             .map_err(EngineError::from)
     }
 
@@ -215,7 +216,7 @@ impl Engine {
     /// An unknown container or an unreadable log.
     pub fn log(&self, id: &str) -> Result<Vec<u8>, EngineError> {
         let path = self.log_path(&self.pod_of(id)?, id);
-        Ok(std::fs::read(&path).map_err(io_error("read", &path))?)
+        Ok(std::fs::read(&path).map_err(ShimError::io("read", &path))?)
     }
 
     /// Stops a container (SIGTERM, SIGKILL after `grace`; a never-started one is killed at
@@ -264,12 +265,12 @@ impl Engine {
         let exit_file = self.exit_file(id);
         match std::fs::remove_file(&exit_file) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io_error("remove", &exit_file)(err).into());
+                return Err(ShimError::io("remove", &exit_file)(err).into());
             }
             _ => {}
         }
         let dir = self.container_dir(&pod, id);
-        std::fs::remove_dir_all(&dir).map_err(io_error("remove", &dir))?;
+        std::fs::remove_dir_all(&dir).map_err(ShimError::io("remove", &dir))?;
         tracing::info!(container_id = id, "container removed");
         Ok(())
     }

@@ -86,16 +86,6 @@ impl Engine {
         })
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// The state root.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Whether the handler runs one monitor per pod (else one conmon per container).
     fn pod_handler(&self) -> bool {
         self.handler.runtime_type == RuntimeType::Pod
@@ -172,25 +162,13 @@ fn list_dir(dir: &Path) -> Result<Vec<String>, ShimError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(ShimError::Io {
-                what: "list",
-                path: dir.to_owned(),
-                source,
-            });
-        }
+        Err(source) => return Err(ShimError::io("list", dir)(source)),
     };
     let mut names: Vec<String> = entries
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .collect();
     names.sort();
     Ok(names)
-}
-
-/// Maps an io error on `path` to [`ShimError::Io`].
-fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ShimError {
-    let path = path.to_owned();
-    move |source| ShimError::Io { what, path, source }
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use super::types::PodInfo;
-use super::{Engine, EngineError, io_error, list_dir, validate_name};
+use super::{Engine, EngineError, list_dir, validate_name};
+use crate::error::ShimError;
 use crate::monitor::{self, MonitorSpec, PodMonitor};
 
 /// Grace period of each container when a whole pod is stopped.
@@ -19,7 +20,7 @@ impl Engine {
         validate_name("pod", pod)?;
         if !self.pod_handler() {
             let dir = self.pod_dir(pod);
-            std::fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
+            std::fs::create_dir_all(&dir).map_err(ShimError::io("create", &dir))?;
             return Ok(None);
         }
         let spec = MonitorSpec::for_handler(&self.handler_name, &self.handler, &self.config);
@@ -72,7 +73,7 @@ impl Engine {
         monitor::shutdown_monitor(&self.run_dir(pod)).await?;
         let dir = self.pod_dir(pod);
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(io_error("remove", &dir))?;
+            std::fs::remove_dir_all(&dir).map_err(ShimError::io("remove", &dir))?;
         }
         tracing::info!(pod, "pod removed");
         Ok(())
