@@ -6,19 +6,20 @@
 
 use std::fs::File;
 use std::io::{self, Read as _, Write as _};
-use std::os::fd::AsFd as _;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::rc::Rc;
 
 use opentelemetry::trace::SpanContext;
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tracing::Instrument as _;
 
 use crate::io_hub::{Output, ProcessIo, Stdin};
-use crate::listener::SocketPath;
 use crate::stream::Stream;
 use crate::sys;
 use conmon_proto::framing;
+use conmon_proto::socket_path::SocketPath;
 use conmon_telemetry::propagation;
 
 /// Serves `io` on a SOCK_SEQPACKET socket at `path` until its output ends; the socket is then
@@ -38,7 +39,7 @@ pub(crate) fn serve_socket(
             tokio::select! {
                 guard = listener.readable() => {
                     let Ok(mut guard) = guard else { break };
-                    match sys::accept(listener.get_ref().as_fd()) {
+                    match accept(listener.get_ref()) {
                         Ok(connection) => {
                             let io = io.clone();
                             let span = tracing::info_span!(parent: None, "attach client", otel.kind = "server", attach.target = %name);
@@ -77,9 +78,19 @@ fn bind_socket(path: &Path) -> io::Result<AsyncFd<File>> {
         std::fs::create_dir_all(dir)?;
     }
     let address = SocketPath::replacing(path)?;
-    let listener = sys::seqpacket_listener(address.get())?;
+    let listener = Socket::new(Domain::UNIX, Type::SEQPACKET, None)?;
+    listener.set_nonblocking(true)?;
+    listener.bind(&SockAddr::unix(address.get())?)?;
+    listener.listen(libc::SOMAXCONN)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
-    sys::async_fd(listener)
+    sys::async_fd(listener.into())
+}
+
+/// Accepts one client of the attach socket, non-blocking like the listener.
+fn accept(listener: &File) -> io::Result<OwnedFd> {
+    let (connection, _) = SockRef::from(listener).accept()?;
+    connection.set_nonblocking(true)?;
+    Ok(connection.into())
 }
 
 /// Serves one attach client until the output ends or the client leaves.

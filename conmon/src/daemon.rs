@@ -10,12 +10,9 @@ use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
-use conmon_proto::conmon;
-use futures::AsyncReadExt as _;
+use conmon_proto::{conmon, transport};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio_util::compat::TokioAsyncReadCompatExt as _;
 
 use crate::config::Settings;
 use crate::monitor::Monitor;
@@ -24,7 +21,8 @@ use crate::rpc::RpcServer;
 use crate::runtime::Runtime;
 use crate::streaming::Streaming;
 use crate::sys::{self, ForkResult};
-use crate::{SERVICE, atomic_file, listener};
+use crate::{SERVICE, atomic_file};
+use conmon_proto::socket_path::SocketPath;
 
 /// Name of the RPC socket in the runtime directory.
 pub const SOCKET_NAME: &str = "conmon.sock";
@@ -74,7 +72,7 @@ pub fn start(settings: Settings) -> Result<(), DaemonError> {
     // Best effort: the OOM killer should take containers, not their monitor.
     let oom_adjusted = std::fs::write("/proc/self/oom_score_adj", "-1000");
     let socket_path = settings.runtime_dir.join(SOCKET_NAME);
-    let listener = listener::bind(&socket_path).map_err(|source| DaemonError::Bind {
+    let listener = bind(&socket_path).map_err(|source| DaemonError::Bind {
         path: socket_path.clone(),
         source,
     })?;
@@ -176,14 +174,7 @@ async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let (reader, writer) = stream.compat().split();
-                    let network = twoparty::VatNetwork::new(
-                        futures::io::BufReader::new(reader),
-                        futures::io::BufWriter::new(writer),
-                        rpc_twoparty_capnp::Side::Server,
-                        Default::default(),
-                    );
-                    let rpc = RpcSystem::new(Box::new(network), Some(client.clone().client));
+                    let rpc = transport::serve(stream, &client);
                     tokio::task::spawn_local(async move {
                         if let Err(err) = rpc.await {
                             tracing::debug!(error = %err, "rpc connection ended");
@@ -202,4 +193,9 @@ async fn serve(
         tracing::warn!(error = %err, "remove socket");
     }
     Ok(())
+}
+
+/// Binds the RPC socket at `path` (of any length), replacing a stale one.
+fn bind(path: &Path) -> std::io::Result<StdUnixListener> {
+    StdUnixListener::bind(SocketPath::replacing(path)?.get())
 }

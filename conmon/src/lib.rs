@@ -22,7 +22,6 @@ pub mod daemon;
 pub mod error;
 pub mod exec;
 mod io_hub;
-pub mod listener;
 pub mod logs;
 pub mod monitor;
 mod oom;

@@ -7,7 +7,9 @@ use std::rc::Rc;
 
 use capnp::capability::Rc as CapRc;
 use conmon_proto::conmon;
-use conmon_proto::types::{Attach, CreateContainer, ExecSync, ServeAttach, ServeExec, WindowSize};
+use conmon_proto::types::{
+    Attach, CreateContainer, ExecSync, ServeAttach, ServeExec, ServePortForward, WindowSize,
+};
 use tracing::Instrument as _;
 
 use crate::error::{MonitorError, error_chain};
@@ -39,13 +41,45 @@ fn to_capnp(err: MonitorError) -> capnp::Error {
     }
 }
 
+/// What every request carries for its span: the container it is about (if it names one) and
+/// the caller's trace context.
+trait TracedRequest {
+    fn container_id(&self) -> capnp::Result<&str>;
+    fn metadata(&self) -> capnp::Result<Metadata<'_>>;
+}
+
+macro_rules! traced_requests {
+    ($($request:ident $(by $id:ident)?;)*) => {$(
+        impl TracedRequest for conmon::$request::Reader<'_> {
+            fn container_id(&self) -> capnp::Result<&str> {
+                traced_requests!(@id self $($id)?)
+            }
+            fn metadata(&self) -> capnp::Result<Metadata<'_>> {
+                self.get_metadata()
+            }
+        }
+    )*};
+    (@id $self:ident) => { Ok("") };
+    (@id $self:ident $id:ident) => { Ok($self.$id()?.to_str()?) };
+}
+
+traced_requests! {
+    version_request;
+    create_container_request by get_id;
+    exec_sync_container_request by get_id;
+    reopen_log_request by get_id;
+    attach_request by get_id;
+    set_window_size_request by get_id;
+    create_namespaces_request;
+    start_fd_socket_request;
+    serve_exec_container_request by get_id;
+    serve_attach_container_request by get_id;
+    serve_port_forward_container_request;
+}
+
 /// Opens the server span of one RPC as a child of the caller's trace context, which is read
 /// from the request metadata before the span starts.
-fn rpc_span(
-    method: &'static str,
-    container_id: &str,
-    metadata: capnp::Result<Metadata<'_>>,
-) -> tracing::Span {
+fn rpc_span(method: &'static str, request: &impl TracedRequest) -> capnp::Result<tracing::Span> {
     let span = tracing::info_span!(
         "rpc",
         otel.name = format!("Conmon/{method}"),
@@ -55,14 +89,15 @@ fn rpc_span(
         rpc.method = method,
         container.id = tracing::field::Empty,
     );
+    let container_id = request.container_id()?;
     if !container_id.is_empty() {
         span.record("container.id", container_id);
     }
-    match metadata.and_then(conmon_proto::map::read) {
+    match request.metadata().and_then(conmon_proto::map::read) {
         Ok(metadata) => propagation::set_remote_parent(&span, &metadata),
         Err(err) => tracing::debug!(error = %err, "unreadable request metadata"),
     }
-    span
+    Ok(span)
 }
 
 /// Runs an RPC body in its span; a failure is logged there (marking the span as failed) and
@@ -81,8 +116,11 @@ async fn traced<T>(
     .await
 }
 
-fn not_implemented(method: &'static str, metadata: capnp::Result<Metadata<'_>>) -> capnp::Error {
-    let span = rpc_span(method, "", metadata);
+fn not_implemented(method: &'static str, request: &impl TracedRequest) -> capnp::Error {
+    let span = match rpc_span(method, request) {
+        Ok(span) => span,
+        Err(err) => return err,
+    };
     let _entered = span.enter();
     let message = format!("not implemented: {method} is not supported by this conmond yet");
     tracing::error!("{message}");
@@ -96,7 +134,7 @@ impl conmon::Server for RpcServer {
         mut results: conmon::VersionResults,
     ) -> Result<(), capnp::Error> {
         let request = params.get()?.get_request()?;
-        let span = rpc_span("version", "", request.get_metadata());
+        let span = rpc_span("version", &request)?;
         let _entered = span.enter();
         BuildInfo::get(request.get_verbose())
             .to_wire(std::process::id())
@@ -110,11 +148,7 @@ impl conmon::Server for RpcServer {
         mut results: conmon::CreateContainerResults,
     ) -> Result<(), capnp::Error> {
         let request = params.get()?.get_request()?;
-        let span = rpc_span(
-            "createContainer",
-            request.get_id()?.to_str()?,
-            request.get_metadata(),
-        );
+        let span = rpc_span("createContainer", &request)?;
         let request = CreateContainer::read(request)?;
         let pid = traced(span, self.monitor.create_container(request)).await?;
         results.get().init_response().set_container_pid(pid);
@@ -127,11 +161,7 @@ impl conmon::Server for RpcServer {
         mut results: conmon::ExecSyncContainerResults,
     ) -> Result<(), capnp::Error> {
         let request = params.get()?.get_request()?;
-        let span = rpc_span(
-            "execSyncContainer",
-            request.get_id()?.to_str()?,
-            request.get_metadata(),
-        );
+        let span = rpc_span("execSyncContainer", &request)?;
         let request = ExecSync::read(request)?;
         let output = traced(span, self.monitor.exec_sync(request)).await?;
         output.write(results.get().init_response());
@@ -145,7 +175,7 @@ impl conmon::Server for RpcServer {
     ) -> Result<(), capnp::Error> {
         let request = params.get()?.get_request()?;
         let id = request.get_id()?.to_string()?;
-        let span = rpc_span("reopenLogContainer", &id, request.get_metadata());
+        let span = rpc_span("reopenLogContainer", &request)?;
         traced(span, async { self.monitor.reopen_log(&id) }).await
     }
 
@@ -155,11 +185,7 @@ impl conmon::Server for RpcServer {
         _: conmon::AttachContainerResults,
     ) -> Result<(), capnp::Error> {
         let request = params.get()?.get_request()?;
-        let span = rpc_span(
-            "attachContainer",
-            request.get_id()?.to_str()?,
-            request.get_metadata(),
-        );
+        let span = rpc_span("attachContainer", &request)?;
         let attach = Attach::read(request)?;
         traced(span, async { self.monitor.attach(&attach) }).await
     }
@@ -170,11 +196,7 @@ impl conmon::Server for RpcServer {
         _: conmon::SetWindowSizeContainerResults,
     ) -> Result<(), capnp::Error> {
         let request = params.get()?.get_request()?;
-        let span = rpc_span(
-            "setWindowSizeContainer",
-            request.get_id()?.to_str()?,
-            request.get_metadata(),
-        );
+        let span = rpc_span("setWindowSizeContainer", &request)?;
         let size = WindowSize::read(request)?;
         traced(span, async {
             self.monitor
@@ -190,7 +212,7 @@ impl conmon::Server for RpcServer {
     ) -> Result<(), capnp::Error> {
         Err(not_implemented(
             "createNamespaces",
-            params.get()?.get_request()?.get_metadata(),
+            &params.get()?.get_request()?,
         ))
     }
 
@@ -201,7 +223,7 @@ impl conmon::Server for RpcServer {
     ) -> Result<(), capnp::Error> {
         Err(not_implemented(
             "startFdSocket",
-            params.get()?.get_request()?.get_metadata(),
+            &params.get()?.get_request()?,
         ))
     }
 
@@ -211,11 +233,7 @@ impl conmon::Server for RpcServer {
         mut results: conmon::ServeExecContainerResults,
     ) -> Result<(), capnp::Error> {
         let request = params.get()?.get_request()?;
-        let span = rpc_span(
-            "serveExecContainer",
-            request.get_id()?.to_str()?,
-            request.get_metadata(),
-        );
+        let span = rpc_span("serveExecContainer", &request)?;
         let request = ServeExec::read(request)?;
         let url = traced(span, async { self.streaming.serve_exec(request) }).await?;
         results.get().init_response().set_url(&url);
@@ -228,11 +246,7 @@ impl conmon::Server for RpcServer {
         mut results: conmon::ServeAttachContainerResults,
     ) -> Result<(), capnp::Error> {
         let request = params.get()?.get_request()?;
-        let span = rpc_span(
-            "serveAttachContainer",
-            request.get_id()?.to_str()?,
-            request.get_metadata(),
-        );
+        let span = rpc_span("serveAttachContainer", &request)?;
         let request = ServeAttach::read(request)?;
         let url = traced(span, async { self.streaming.serve_attach(request) }).await?;
         results.get().init_response().set_url(&url);
@@ -245,9 +259,12 @@ impl conmon::Server for RpcServer {
         mut results: conmon::ServePortForwardContainerResults,
     ) -> Result<(), capnp::Error> {
         let request = params.get()?.get_request()?;
-        let span = rpc_span("servePortForwardContainer", "", request.get_metadata());
-        let path = std::path::PathBuf::from(request.get_net_ns_path()?.to_string()?);
-        let url = traced(span, async { self.streaming.serve_port_forward(path) }).await?;
+        let span = rpc_span("servePortForwardContainer", &request)?;
+        let request = ServePortForward::read(request)?;
+        let url = traced(span, async {
+            self.streaming.serve_port_forward(request.net_ns_path)
+        })
+        .await?;
         results.get().init_response().set_url(&url);
         Ok(())
     }

@@ -296,67 +296,6 @@ pub(crate) fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<std::
     unsafe { tokio::io::unix::AsyncFd::register(std::fs::File::from(fd)) }.map_err(io::Error::from)
 }
 
-/// A listening SOCK_SEQPACKET Unix socket bound at `address` (a short path, see
-/// [`crate::listener::SocketPath`]), close-on-exec and non-blocking.
-pub(crate) fn seqpacket_listener(address: &std::path::Path) -> io::Result<OwnedFd> {
-    use std::os::unix::ffi::OsStrExt as _;
-    // SAFETY: socket takes integer arguments only.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        )
-    };
-    if fd == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: socket succeeded, so `fd` is a new descriptor owned by nobody else.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    let path = address.as_os_str().as_bytes();
-    // SAFETY: sockaddr_un is plain old data; zeroed is a valid empty address.
-    let mut sockaddr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    if path.len() >= sockaddr.sun_path.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socket name too long",
-        ));
-    }
-    sockaddr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (slot, byte) in sockaddr.sun_path.iter_mut().zip(path) {
-        *slot = *byte as libc::c_char;
-    }
-    let length = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-    // SAFETY: `sockaddr` is a valid, NUL-terminated sockaddr_un of `length` bytes.
-    let rc = unsafe { libc::bind(socket.as_raw_fd(), (&raw const sockaddr).cast(), length) };
-    if rc == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: listen takes integer arguments only.
-    if unsafe { libc::listen(socket.as_raw_fd(), libc::SOMAXCONN) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(socket)
-}
-
-/// Accepts one connection on a listening socket (non-blocking, close-on-exec).
-pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    // SAFETY: null address pointers ask accept4 not to report the peer address.
-    let fd = unsafe {
-        libc::accept4(
-            listener.as_raw_fd(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-        )
-    };
-    if fd == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: accept4 succeeded, so `fd` is a new descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,8 @@ use tokio::net::UnixListener;
 use tokio::net::unix::pipe;
 
 use crate::io_hub::ProcessIo;
-use crate::listener::SocketPath;
 use crate::sys;
+use conmon_proto::socket_path::SocketPath;
 
 /// A listening console socket, removed when dropped.
 #[derive(Debug)]

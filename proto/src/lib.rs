@@ -22,6 +22,8 @@ pub mod conmon_capnp {
 
 pub mod framing;
 pub mod map;
+pub mod socket_path;
+pub mod transport;
 pub mod types;
 
 pub use conmon_capnp::conmon;

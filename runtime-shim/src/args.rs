@@ -7,6 +7,10 @@ use clap::{Parser, Subcommand};
 use conmon_telemetry::LogLevel;
 use runtime_shim::config::Overrides;
 
+const CONFIG_FILE: &str = "/etc/crio/crio.conf";
+const CONFIG_DIR: &str = "/etc/crio/crio.conf.d";
+const STATE_ROOT: &str = "/run/runtime-shim";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "runtime-shim",
@@ -15,28 +19,13 @@ use runtime_shim::config::Overrides;
 )]
 pub(crate) struct Args {
     /// CRI-O configuration file.
-    #[arg(
-        long,
-        global = true,
-        env = "CONTAINER_CONFIG",
-        default_value = "/etc/crio/crio.conf"
-    )]
+    #[arg(long, global = true, env = "CONTAINER_CONFIG", default_value = CONFIG_FILE)]
     pub(crate) config: PathBuf,
     /// Directory of configuration drop-ins (`*.conf`, applied in lexical order).
-    #[arg(
-        long,
-        global = true,
-        env = "CONTAINER_CONFIG_DIR",
-        default_value = "/etc/crio/crio.conf.d"
-    )]
+    #[arg(long, global = true, env = "CONTAINER_CONFIG_DIR", default_value = CONFIG_DIR)]
     pub(crate) config_dir: PathBuf,
     /// Where runtime-shim keeps pod and container state.
-    #[arg(
-        long,
-        global = true,
-        env = "RUNTIME_SHIM_ROOT",
-        default_value = "/run/runtime-shim"
-    )]
+    #[arg(long, global = true, env = "RUNTIME_SHIM_ROOT", default_value = STATE_ROOT)]
     pub(crate) root: PathBuf,
     /// Runtime handler (`[crio.runtime.runtimes.NAME]`); default: `default_runtime`.
     #[arg(long, global = true, env = "CONTAINER_DEFAULT_RUNTIME")]

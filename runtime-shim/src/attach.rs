@@ -3,12 +3,14 @@
 //! once the output has ended; raw input bytes the other way, shut down for end of input.
 
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::sys;
 use conmon_proto::framing;
+use conmon_proto::socket_path::SocketPath;
+use socket2::{Domain, SockAddr, Socket, Type};
 
 /// Largest packet either side sends (the monitor reads input in messages of this size).
 const PACKET: usize = framing::MAX_PACKET;
@@ -40,16 +42,11 @@ impl AttachSocket {
     /// # Errors
     /// A path without a parent or file name, or a failed connect.
     pub fn connect(path: &Path) -> io::Result<Self> {
-        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("attach socket path '{}' has no file name", path.display()),
-            ));
-        };
-        let dir = std::fs::File::open(dir)?;
-        let socket = sys::seqpacket_connect(std::os::fd::AsFd::as_fd(&dir), name)?;
+        let address = SocketPath::new(path)?;
+        let socket = Socket::new(Domain::UNIX, Type::SEQPACKET, None)?;
+        socket.connect(&SockAddr::unix(address.get())?)?;
         Ok(Self {
-            socket: UnixDatagram::from(socket),
+            socket: UnixDatagram::from(OwnedFd::from(socket)),
         })
     }
 

@@ -3,21 +3,39 @@
 //! Cap'n Proto clients are `!Send`: a [`MonitorClient`] lives on a tokio `LocalSet`.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::os::fd::AsRawFd as _;
 use std::path::Path;
 
-use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
-use conmon_proto::conmon;
+use conmon_proto::socket_path::SocketPath;
+use conmon_proto::{conmon, transport};
 
 use crate::error::ShimError;
 pub use conmon_proto::types::{
     Attach, CgroupManager, CreateContainer, CreateNamespaces, ExecSync, ExecSyncResult, LogDriver,
-    LogFormat, Namespace, ServeAttach, ServeExec, VersionInfo, WindowSize,
+    LogFormat, Namespace, ServeAttach, ServeExec, ServePortForward, VersionInfo, WindowSize,
 };
-use futures::AsyncReadExt as _;
 use tokio::net::UnixStream;
-use tokio_util::compat::TokioAsyncReadCompatExt as _;
+
+/// Sends one request: `write(r) => fill` (if given) sets its fields on builder `r`, the metadata
+/// is added, and `read(response) => answer` reads the reply.
+macro_rules! call {
+    (
+        $self:ident,
+        $request:ident,
+        $(write($($r:ident)+) => $fill:expr,)?
+        read($response:ident) => $answer:expr $(,)?
+    ) => {{
+        let mut request = $self.client.$request();
+        let mut builder = request.get().init_request();
+        $({
+            let $($r)+ = builder.reborrow();
+            $fill;
+        })?
+        $self.write_metadata(|n| builder.reborrow().init_metadata(n));
+        let reply = request.send().promise.await?;
+        let $response = reply.get()?.get_response()?;
+        $answer
+    }};
+}
 
 /// A connection to one monitor.
 pub struct MonitorClient {
@@ -39,16 +57,11 @@ impl MonitorClient {
             path: path.to_owned(),
             source,
         };
-        let stream = connect_long(path).await.map_err(connect_error)?;
-        let (reader, writer) = stream.compat().split();
-        let network = twoparty::VatNetwork::new(
-            futures::io::BufReader::new(reader),
-            futures::io::BufWriter::new(writer),
-            rpc_twoparty_capnp::Side::Client,
-            Default::default(),
-        );
-        let mut rpc = RpcSystem::new(Box::new(network), None);
-        let client: conmon::Client = rpc.bootstrap(rpc_twoparty_capnp::Side::Server);
+        let address = SocketPath::new(path).map_err(connect_error)?;
+        let stream = UnixStream::connect(address.get())
+            .await
+            .map_err(connect_error)?;
+        let (client, rpc) = transport::connect(stream);
         tokio::task::spawn_local(rpc);
         Ok(Self {
             client,
@@ -82,62 +95,62 @@ impl MonitorClient {
 
     /// Asks for the monitor's build information (`verbose` adds the dependency tree).
     pub async fn version(&self, verbose: bool) -> Result<VersionInfo, ShimError> {
-        let mut request = self.client.version_request();
-        let mut r = request.get().init_request();
-        r.set_verbose(verbose);
-        self.write_metadata(|n| r.init_metadata(n));
-        let reply = request.send().promise.await?;
-        Ok(VersionInfo::read(reply.get()?.get_response()?)?)
+        call!(
+            self,
+            version_request,
+            write(mut r) => r.set_verbose(verbose),
+            read(response) => Ok(VersionInfo::read(response)?)
+        )
     }
 
     /// Creates a container; returns its PID.
     pub async fn create_container(&self, spec: &CreateContainer) -> Result<u32, ShimError> {
-        let mut request = self.client.create_container_request();
-        let mut r = request.get().init_request();
-        spec.write(r.reborrow())?;
-        self.write_metadata(|n| r.init_metadata(n));
-        let reply = request.send().promise.await?;
-        Ok(reply.get()?.get_response()?.get_container_pid())
+        call!(
+            self,
+            create_container_request,
+            write(r) => spec.write(r)?,
+            read(response) => Ok(response.get_container_pid())
+        )
     }
 
     /// Runs a command in a container and returns its output.
     pub async fn exec_sync(&self, spec: &ExecSync) -> Result<ExecSyncResult, ShimError> {
-        let mut request = self.client.exec_sync_container_request();
-        let mut r = request.get().init_request();
-        spec.write(r.reborrow());
-        self.write_metadata(|n| r.init_metadata(n));
-        let reply = request.send().promise.await?;
-        Ok(ExecSyncResult::read(reply.get()?.get_response()?)?)
+        call!(
+            self,
+            exec_sync_container_request,
+            write(r) => spec.write(r),
+            read(response) => Ok(ExecSyncResult::read(response)?)
+        )
     }
 
     /// Reopens a container's log files (after the engine rotated them).
     pub async fn reopen_log(&self, id: &str) -> Result<(), ShimError> {
-        let mut request = self.client.reopen_log_container_request();
-        let mut r = request.get().init_request();
-        r.set_id(id);
-        self.write_metadata(|n| r.init_metadata(n));
-        request.send().promise.await?;
-        Ok(())
+        call!(
+            self,
+            reopen_log_container_request,
+            write(mut r) => r.set_id(id),
+            read(_response) => Ok(())
+        )
     }
 
     /// Asks the monitor to serve the container's stdio on a SOCK_SEQPACKET socket.
     pub async fn attach(&self, spec: &Attach) -> Result<(), ShimError> {
-        let mut request = self.client.attach_container_request();
-        let mut r = request.get().init_request();
-        spec.write(r.reborrow())?;
-        self.write_metadata(|n| r.init_metadata(n));
-        request.send().promise.await?;
-        Ok(())
+        call!(
+            self,
+            attach_container_request,
+            write(r) => spec.write(r)?,
+            read(_response) => Ok(())
+        )
     }
 
     /// Resizes a terminal container.
     pub async fn set_window_size(&self, spec: &WindowSize) -> Result<(), ShimError> {
-        let mut request = self.client.set_window_size_container_request();
-        let mut r = request.get().init_request();
-        spec.write(r.reborrow());
-        self.write_metadata(|n| r.init_metadata(n));
-        request.send().promise.await?;
-        Ok(())
+        call!(
+            self,
+            set_window_size_container_request,
+            write(r) => spec.write(r),
+            read(_response) => Ok(())
+        )
     }
 
     /// Pins the pod's namespaces; returns each namespace's bind-mount path.
@@ -145,70 +158,60 @@ impl MonitorClient {
         &self,
         spec: &CreateNamespaces,
     ) -> Result<Vec<(Namespace, std::path::PathBuf)>, ShimError> {
-        let mut request = self.client.create_namespaces_request();
-        let mut r = request.get().init_request();
-        spec.write(r.reborrow())?;
-        self.write_metadata(|n| r.init_metadata(n));
-        let reply = request.send().promise.await?;
-        let mut namespaces = Vec::new();
-        for namespace in reply.get()?.get_response()?.get_namespaces()? {
-            let kind = Namespace::read(namespace.get_type())?;
-            namespaces.push((kind, namespace.get_path()?.to_str()?.into()));
-        }
-        Ok(namespaces)
+        call!(
+            self,
+            create_namespaces_request,
+            write(r) => spec.write(r)?,
+            read(response) => {
+                let mut namespaces = Vec::new();
+                for namespace in response.get_namespaces()? {
+                    let kind = Namespace::read(namespace.get_type())?;
+                    namespaces.push((kind, namespace.get_path()?.to_str()?.into()));
+                }
+                Ok(namespaces)
+            }
+        )
     }
 
     /// Starts the monitor's fd-passing socket; returns its path.
     pub async fn start_fd_socket(&self) -> Result<std::path::PathBuf, ShimError> {
-        let mut request = self.client.start_fd_socket_request();
-        let r = request.get().init_request();
-        self.write_metadata(|n| r.init_metadata(n));
-        let reply = request.send().promise.await?;
-        Ok(reply.get()?.get_response()?.get_path()?.to_str()?.into())
+        call!(
+            self,
+            start_fd_socket_request,
+            read(response) => Ok(response.get_path()?.to_str()?.into())
+        )
     }
 
     /// A one-shot streaming URL for an exec.
     pub async fn serve_exec(&self, spec: &ServeExec) -> Result<String, ShimError> {
-        let mut request = self.client.serve_exec_container_request();
-        let mut r = request.get().init_request();
-        spec.write(r.reborrow());
-        self.write_metadata(|n| r.init_metadata(n));
-        let reply = request.send().promise.await?;
-        Ok(reply.get()?.get_response()?.get_url()?.to_string()?)
+        call!(
+            self,
+            serve_exec_container_request,
+            write(r) => spec.write(r),
+            read(response) => Ok(response.get_url()?.to_string()?)
+        )
     }
 
     /// A one-shot streaming URL for an attach.
     pub async fn serve_attach(&self, spec: &ServeAttach) -> Result<String, ShimError> {
-        let mut request = self.client.serve_attach_container_request();
-        let mut r = request.get().init_request();
-        spec.write(r.reborrow());
-        self.write_metadata(|n| r.init_metadata(n));
-        let reply = request.send().promise.await?;
-        Ok(reply.get()?.get_response()?.get_url()?.to_string()?)
+        call!(
+            self,
+            serve_attach_container_request,
+            write(r) => spec.write(r),
+            read(response) => Ok(response.get_url()?.to_string()?)
+        )
     }
 
-    /// A one-shot streaming URL forwarding ports inside `net_ns_path`.
+    /// A one-shot streaming URL forwarding ports inside a network namespace.
     pub async fn serve_port_forward(&self, net_ns_path: &Path) -> Result<String, ShimError> {
-        let mut request = self.client.serve_port_forward_container_request();
-        let mut r = request.get().init_request();
-        r.set_net_ns_path(net_ns_path.to_str().unwrap_or_default());
-        self.write_metadata(|n| r.init_metadata(n));
-        let reply = request.send().promise.await?;
-        Ok(reply.get()?.get_response()?.get_url()?.to_string()?)
+        let spec = ServePortForward {
+            net_ns_path: net_ns_path.to_owned(),
+        };
+        call!(
+            self,
+            serve_port_forward_container_request,
+            write(r) => spec.write(r)?,
+            read(response) => Ok(response.get_url()?.to_string()?)
+        )
     }
-}
-
-/// Connects to a socket whose path may exceed `sun_path`, through the directory's descriptor.
-async fn connect_long(path: &Path) -> std::io::Result<UnixStream> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "socket path has no file name",
-        ));
-    };
-    let dir = File::open(dir)?;
-    let short = Path::new("/proc/self/fd")
-        .join(dir.as_raw_fd().to_string())
-        .join(name);
-    UnixStream::connect(short).await
 }

@@ -4,9 +4,11 @@
 //! client on a single-threaded runtime and serves calls sent to it over a channel. Each call
 //! carries the trace context of the span it was made in.
 
-use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+
+use futures::future::LocalBoxFuture;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -16,31 +18,13 @@ use crate::client::{
 };
 use crate::error::ShimError;
 
-type Reply<T> = oneshot::Sender<Result<T, ShimError>>;
-type Metadata = BTreeMap<String, String>;
-
-enum Call {
-    Version(bool, Metadata, Reply<VersionInfo>),
-    Create(Box<CreateContainer>, Metadata, Reply<u32>),
-    ExecSync(Box<ExecSync>, Metadata, Reply<ExecSyncResult>),
-    ReopenLog(String, Metadata, Reply<()>),
-    Attach(Box<Attach>, Metadata, Reply<()>),
-    Resize(WindowSize, Metadata, Reply<()>),
-    CreateNamespaces(
-        Box<CreateNamespaces>,
-        Metadata,
-        Reply<Vec<(Namespace, PathBuf)>>,
-    ),
-    StartFdSocket(Metadata, Reply<PathBuf>),
-    ServeExec(Box<ServeExec>, Metadata, Reply<String>),
-    ServeAttach(ServeAttach, Metadata, Reply<String>),
-    ServePortForward(PathBuf, Metadata, Reply<String>),
-}
+/// One call, made on the RPC thread with the client.
+type Job = Box<dyn FnOnce(Rc<MonitorClient>) -> LocalBoxFuture<'static, ()> + Send>;
 
 /// A connection to one monitor; clones share it.
 #[derive(Debug, Clone)]
 pub struct MonitorHandle {
-    calls: mpsc::UnboundedSender<Call>,
+    calls: mpsc::UnboundedSender<Job>,
     socket: PathBuf,
 }
 
@@ -69,47 +53,63 @@ impl MonitorHandle {
         &self.socket
     }
 
-    async fn call<T>(&self, make: impl FnOnce(Metadata, Reply<T>) -> Call) -> Result<T, ShimError> {
+    /// Runs `operation` on the RPC thread with the trace context of the calling span.
+    async fn call<T, F, Fut>(&self, operation: F) -> Result<T, ShimError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<MonitorClient>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, ShimError>> + 'static,
+    {
         let (reply, response) = oneshot::channel();
-        self.calls
-            .send(make(conmon_telemetry::propagation::to_metadata(), reply))
-            .map_err(|_| disconnected())?;
+        let metadata = conmon_telemetry::propagation::to_metadata();
+        let job: Job = Box::new(move |client| {
+            Box::pin(async move {
+                // Setting the metadata and building the request happen in the same poll, so
+                // concurrent calls on the single-threaded loop never see each other's metadata.
+                client.set_metadata(metadata);
+                // A caller that gave up waiting has dropped its receiver; nothing to deliver.
+                let _ = reply.send(operation(client).await);
+            })
+        });
+        self.calls.send(job).map_err(|_| disconnected())?;
         response.await.map_err(|_| disconnected())?
     }
 
     /// The monitor's build information (`verbose` adds the dependency tree).
     pub async fn version(&self, verbose: bool) -> Result<VersionInfo, ShimError> {
-        self.call(|md, reply| Call::Version(verbose, md, reply))
+        self.call(move |c| async move { c.version(verbose).await })
             .await
     }
 
     /// Creates a container through the monitor; returns its PID.
     pub async fn create_container(&self, spec: CreateContainer) -> Result<u32, ShimError> {
-        self.call(|md, reply| Call::Create(Box::new(spec), md, reply))
+        self.call(move |c| async move { c.create_container(&spec).await })
             .await
     }
 
     /// Runs a command in a container and returns its output.
     pub async fn exec_sync(&self, spec: ExecSync) -> Result<ExecSyncResult, ShimError> {
-        self.call(|md, reply| Call::ExecSync(Box::new(spec), md, reply))
+        self.call(move |c| async move { c.exec_sync(&spec).await })
             .await
     }
 
     /// Reopens a container's log files.
     pub async fn reopen_log(&self, id: &str) -> Result<(), ShimError> {
         let id = id.to_owned();
-        self.call(|md, reply| Call::ReopenLog(id, md, reply)).await
+        self.call(move |c| async move { c.reopen_log(&id).await })
+            .await
     }
 
     /// Asks the monitor to serve the container's stdio on an attach socket.
     pub async fn attach(&self, spec: Attach) -> Result<(), ShimError> {
-        self.call(|md, reply| Call::Attach(Box::new(spec), md, reply))
+        self.call(move |c| async move { c.attach(&spec).await })
             .await
     }
 
     /// Resizes a terminal container.
     pub async fn set_window_size(&self, spec: WindowSize) -> Result<(), ShimError> {
-        self.call(|md, reply| Call::Resize(spec, md, reply)).await
+        self.call(move |c| async move { c.set_window_size(&spec).await })
+            .await
     }
 
     /// Pins the pod's namespaces.
@@ -117,31 +117,32 @@ impl MonitorHandle {
         &self,
         spec: CreateNamespaces,
     ) -> Result<Vec<(Namespace, PathBuf)>, ShimError> {
-        self.call(|md, reply| Call::CreateNamespaces(Box::new(spec), md, reply))
+        self.call(move |c| async move { c.create_namespaces(&spec).await })
             .await
     }
 
     /// Starts the monitor's fd-passing socket.
     pub async fn start_fd_socket(&self) -> Result<PathBuf, ShimError> {
-        self.call(Call::StartFdSocket).await
+        self.call(move |c| async move { c.start_fd_socket().await })
+            .await
     }
 
     /// A one-shot streaming URL for an exec.
     pub async fn serve_exec(&self, spec: ServeExec) -> Result<String, ShimError> {
-        self.call(|md, reply| Call::ServeExec(Box::new(spec), md, reply))
+        self.call(move |c| async move { c.serve_exec(&spec).await })
             .await
     }
 
     /// A one-shot streaming URL for an attach.
     pub async fn serve_attach(&self, spec: ServeAttach) -> Result<String, ShimError> {
-        self.call(|md, reply| Call::ServeAttach(spec, md, reply))
+        self.call(move |c| async move { c.serve_attach(&spec).await })
             .await
     }
 
     /// A one-shot streaming URL for port forwarding in `net_ns_path`.
     pub async fn serve_port_forward(&self, net_ns_path: &Path) -> Result<String, ShimError> {
         let path = net_ns_path.to_owned();
-        self.call(|md, reply| Call::ServePortForward(path, md, reply))
+        self.call(move |c| async move { c.serve_port_forward(&path).await })
             .await
     }
 }
@@ -155,7 +156,7 @@ fn disconnected() -> ShimError {
 /// The RPC thread: connects, then serves calls until every handle is dropped.
 fn serve(
     socket: PathBuf,
-    mut calls: mpsc::UnboundedReceiver<Call>,
+    mut calls: mpsc::UnboundedReceiver<Job>,
     ready: oneshot::Sender<Result<(), ShimError>>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -181,62 +182,10 @@ fn serve(
             }
         };
         let _ = ready.send(Ok(()));
-        while let Some(call) = calls.recv().await {
-            tokio::task::spawn_local(dispatch(client.clone(), call));
+        while let Some(job) = calls.recv().await {
+            tokio::task::spawn_local(job(client.clone()));
         }
     });
-}
-
-/// Runs one call. Setting the metadata and building the request happen in the same poll, so
-/// concurrent calls on this single-threaded loop never see each other's metadata.
-async fn dispatch(client: Rc<MonitorClient>, call: Call) {
-    let c = &client;
-    match call {
-        Call::Version(verbose, md, reply) => {
-            answer(c, md, reply, async |c| c.version(verbose).await).await
-        }
-        Call::Create(spec, md, reply) => {
-            answer(c, md, reply, async |c| c.create_container(&spec).await).await
-        }
-        Call::ExecSync(spec, md, reply) => {
-            answer(c, md, reply, async |c| c.exec_sync(&spec).await).await
-        }
-        Call::ReopenLog(id, md, reply) => {
-            answer(c, md, reply, async |c| c.reopen_log(&id).await).await
-        }
-        Call::Attach(spec, md, reply) => {
-            answer(c, md, reply, async |c| c.attach(&spec).await).await
-        }
-        Call::Resize(spec, md, reply) => {
-            answer(c, md, reply, async |c| c.set_window_size(&spec).await).await
-        }
-        Call::CreateNamespaces(spec, md, reply) => {
-            answer(c, md, reply, async |c| c.create_namespaces(&spec).await).await;
-        }
-        Call::StartFdSocket(md, reply) => {
-            answer(c, md, reply, async |c| c.start_fd_socket().await).await
-        }
-        Call::ServeExec(spec, md, reply) => {
-            answer(c, md, reply, async |c| c.serve_exec(&spec).await).await
-        }
-        Call::ServeAttach(spec, md, reply) => {
-            answer(c, md, reply, async |c| c.serve_attach(&spec).await).await
-        }
-        Call::ServePortForward(path, md, reply) => {
-            answer(c, md, reply, async |c| c.serve_port_forward(&path).await).await;
-        }
-    }
-}
-
-async fn answer<T>(
-    client: &MonitorClient,
-    metadata: Metadata,
-    reply: Reply<T>,
-    call: impl AsyncFnOnce(&MonitorClient) -> Result<T, ShimError>,
-) {
-    client.set_metadata(metadata);
-    // A caller that gave up waiting has dropped its receiver; nothing to deliver then.
-    let _ = reply.send(call(client).await);
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::sync::oneshot;
 
 /// A span as received, with ids in lowercase hex and attributes as strings.
@@ -107,6 +108,10 @@ fn attributes(list: &[KeyValue]) -> BTreeMap<String, String> {
         .collect()
 }
 
+fn resource_attributes(resource: Option<&Resource>) -> BTreeMap<String, String> {
+    attributes(resource.map_or(&[][..], |r| &r.attributes))
+}
+
 #[tonic::async_trait]
 impl TraceService for Sink {
     async fn export(
@@ -115,12 +120,7 @@ impl TraceService for Sink {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut spans = lock(&self.0.spans);
         for resource_spans in &request.get_ref().resource_spans {
-            let resource = attributes(
-                resource_spans
-                    .resource
-                    .as_ref()
-                    .map_or(&[][..], |r| &r.attributes),
-            );
+            let resource = resource_attributes(resource_spans.resource.as_ref());
             for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
                 spans.push(Span {
                     trace_id: hex(&span.trace_id),
@@ -155,12 +155,7 @@ impl LogsService for Sink {
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
         let mut logs = lock(&self.0.logs);
         for resource_logs in &request.get_ref().resource_logs {
-            let resource = attributes(
-                resource_logs
-                    .resource
-                    .as_ref()
-                    .map_or(&[][..], |r| &r.attributes),
-            );
+            let resource = resource_attributes(resource_logs.resource.as_ref());
             for record in resource_logs.scope_logs.iter().flat_map(|s| &s.log_records) {
                 logs.push(LogRecord {
                     trace_id: hex(&record.trace_id),

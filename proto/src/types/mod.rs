@@ -18,7 +18,7 @@ mod tests;
 pub use container::{CreateContainer, LogDriver, LogFormat};
 pub use exec::{ExecSync, ExecSyncResult};
 pub use namespaces::{CreateNamespaces, Namespace};
-pub use streaming::{Attach, ServeAttach, ServeExec, WindowSize};
+pub use streaming::{Attach, ServeAttach, ServeExec, ServePortForward, WindowSize};
 
 /// Why a request could not be encoded.
 #[derive(Debug, thiserror::Error)]

@@ -166,3 +166,37 @@ impl ServeAttach {
         r.set_stderr(self.stderr);
     }
 }
+
+/// `servePortForwardContainer`: a one-shot streaming URL forwarding ports in a network
+/// namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServePortForward {
+    /// The network namespace to connect in.
+    pub net_ns_path: PathBuf,
+}
+
+impl ServePortForward {
+    /// Decodes a request.
+    ///
+    /// # Errors
+    /// Malformed messages and non-UTF-8 text.
+    pub fn read(
+        r: conmon::serve_port_forward_container_request::Reader<'_>,
+    ) -> capnp::Result<Self> {
+        Ok(Self {
+            net_ns_path: PathBuf::from(r.get_net_ns_path()?.to_string()?),
+        })
+    }
+
+    /// Encodes the request into `r`.
+    ///
+    /// # Errors
+    /// A namespace path that is not UTF-8.
+    pub fn write(
+        &self,
+        mut r: conmon::serve_port_forward_container_request::Builder<'_>,
+    ) -> Result<(), EncodeError> {
+        r.set_net_ns_path(path_text(&self.net_ns_path)?);
+        Ok(())
+    }
+}

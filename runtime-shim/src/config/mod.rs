@@ -24,6 +24,35 @@ pub enum RuntimeType {
     Pod,
 }
 
+/// A configuration value spelled as one of a fixed set of names.
+trait Named: Copy + 'static {
+    /// Every accepted spelling and its value.
+    const NAMES: &'static [(&'static str, Self)];
+
+    /// The value spelled `name`, or an error listing the accepted spellings.
+    fn from_name(name: &str) -> Result<Self, String> {
+        let found = Self::NAMES.iter().find(|(known, _)| *known == name);
+        found.map(|(_, value)| *value).ok_or_else(|| {
+            let names: Vec<&str> = Self::NAMES
+                .iter()
+                .map(|(known, _)| *known)
+                .filter(|known| !known.is_empty())
+                .collect();
+            format!("'{name}' is not one of {}", names.join(", "))
+        })
+    }
+}
+
+impl Named for RuntimeType {
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("oci", Self::Oci), ("pod", Self::Pod), ("", Self::Oci)];
+}
+
+impl Named for CgroupManager {
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("systemd", Self::Systemd), ("cgroupfs", Self::Cgroupfs)];
+}
+
 /// One `[crio.runtime.runtimes.NAME]` table; the default is an empty table.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RuntimeHandler {
@@ -56,13 +85,15 @@ pub enum MonitorLogDriver {
     Systemd,
 }
 
-impl MonitorLogDriver {
-    const NAMES: [(&str, Self); 3] = [
+impl Named for MonitorLogDriver {
+    const NAMES: &'static [(&'static str, Self)] = &[
         ("none", Self::None),
         ("stdout", Self::Stdout),
         ("systemd", Self::Systemd),
     ];
+}
 
+impl MonitorLogDriver {
     /// The value of the monitor's `--log-driver`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -71,18 +102,6 @@ impl MonitorLogDriver {
             Self::Systemd => "systemd",
         }
     }
-
-    fn parse(name: &str) -> Option<Self> {
-        by_name(&Self::NAMES, name)
-    }
-}
-
-/// The value named `name` in a table of configuration names.
-fn by_name<T: Copy>(table: &[(&str, T)], name: &str) -> Option<T> {
-    table
-        .iter()
-        .find(|(known, _)| *known == name)
-        .map(|(_, value)| *value)
 }
 
 /// `[crio.runtime] log_level`: CRI-O's levels.
@@ -104,8 +123,8 @@ pub enum CrioLogLevel {
     Panic,
 }
 
-impl CrioLogLevel {
-    const NAMES: [(&str, Self); 7] = [
+impl Named for CrioLogLevel {
+    const NAMES: &'static [(&'static str, Self)] = &[
         ("trace", Self::Trace),
         ("debug", Self::Debug),
         ("info", Self::Info),
@@ -114,11 +133,9 @@ impl CrioLogLevel {
         ("fatal", Self::Fatal),
         ("panic", Self::Panic),
     ];
+}
 
-    fn parse(name: &str) -> Option<Self> {
-        by_name(&Self::NAMES, name)
-    }
-
+impl CrioLogLevel {
     /// The level a monitor logs at: CRI-O's `fatal` and `panic` have no counterpart, and a
     /// monitor never aborts on a log line, so they silence it.
     pub fn monitor_level(self) -> LogLevel {

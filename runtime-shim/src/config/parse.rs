@@ -3,10 +3,9 @@
 
 use std::path::Path;
 
-use conmon_proto::types::CgroupManager;
 use toml::{Table, Value};
 
-use super::{Config, ConfigError, CrioLogLevel, MonitorLogDriver, RuntimeHandler, RuntimeType};
+use super::{Config, ConfigError, MonitorLogDriver, Named, RuntimeHandler};
 
 impl Config {
     /// Applies one file's contents on top of the current state.
@@ -58,18 +57,7 @@ impl Config {
             let dotted = format!("crio.runtime.{key}");
             match key.as_str() {
                 "default_runtime" => self.default_runtime = file.string(&dotted, value)?,
-                "cgroup_manager" => {
-                    self.cgroup_manager = match file.string(&dotted, value)?.as_str() {
-                        "systemd" => CgroupManager::Systemd,
-                        "cgroupfs" => CgroupManager::Cgroupfs,
-                        other => {
-                            return Err(file.invalid(
-                                &dotted,
-                                format!("'{other}' is not systemd or cgroupfs"),
-                            ));
-                        }
-                    };
-                }
+                "cgroup_manager" => self.cgroup_manager = file.named(&dotted, value)?,
                 "log_size_max" => {
                     let size = file.integer(&dotted, value)?;
                     if size != -1 && size < 8192 {
@@ -86,17 +74,7 @@ impl Config {
                 "container_attach_socket_dir" => {
                     self.container_attach_socket_dir = file.string(&dotted, value)?.into();
                 }
-                "log_level" => {
-                    let level = file.string(&dotted, value)?;
-                    self.log_level = CrioLogLevel::parse(&level).ok_or_else(|| {
-                        let names: Vec<&str> =
-                            CrioLogLevel::NAMES.iter().map(|(name, _)| *name).collect();
-                        file.invalid(
-                            &dotted,
-                            format!("'{level}' is not one of {}", names.join(", ")),
-                        )
-                    })?;
-                }
+                "log_level" => self.log_level = file.named(&dotted, value)?,
                 "runtimes" => {
                     for (name, handler) in file.table(&dotted, value)? {
                         let dotted = format!("crio.runtime.runtimes.{name}");
@@ -148,18 +126,7 @@ fn apply_handler(
     for (key, value) in table {
         let dotted = format!("{prefix}.{key}");
         match key.as_str() {
-            "runtime_type" => {
-                handler.runtime_type = match file.string(&dotted, value)?.as_str() {
-                    "" | "oci" => RuntimeType::Oci,
-                    "pod" => RuntimeType::Pod,
-                    other => {
-                        return Err(file.invalid(
-                            &dotted,
-                            format!("'{other}' is not supported (use \"oci\" or \"pod\")"),
-                        ));
-                    }
-                };
-            }
+            "runtime_type" => handler.runtime_type = file.named(&dotted, value)?,
             "runtime_path" => handler.runtime_path = file.string(&dotted, value)?.into(),
             "runtime_root" => handler.runtime_root = file.string(&dotted, value)?.into(),
             "monitor_path" => handler.monitor_path = file.string(&dotted, value)?.into(),
@@ -182,11 +149,8 @@ fn apply_handler(
                     .collect::<Result<_, _>>()?;
                 handler.monitor_log_driver = match handler.monitor_env_value("LOG_DRIVER") {
                     None => MonitorLogDriver::None,
-                    Some(name) => MonitorLogDriver::parse(name).ok_or_else(|| {
-                        file.invalid(
-                            &dotted,
-                            format!("LOG_DRIVER={name} is not none, stdout or systemd"),
-                        )
+                    Some(name) => MonitorLogDriver::from_name(name).map_err(|message| {
+                        file.invalid(&dotted, format!("LOG_DRIVER: {message}"))
                     })?,
                 };
             }
@@ -236,6 +200,10 @@ impl FileContext<'_> {
                 format!("expected a string, found {}", value.type_str()),
             )
         })
+    }
+
+    fn named<T: Named>(&self, key: &str, value: &Value) -> Result<T, ConfigError> {
+        T::from_name(&self.string(key, value)?).map_err(|message| self.invalid(key, message))
     }
 
     fn boolean(&self, key: &str, value: &Value) -> Result<bool, ConfigError> {

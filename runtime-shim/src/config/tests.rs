@@ -106,7 +106,7 @@ fn invalid_values_name_the_key_and_the_file() {
         err.contains("crio.runtime.runtimes.vm.runtime_type") && err.contains("10-x.conf"),
         "{err}"
     );
-    assert!(err.contains("'vm' is not supported"), "{err}");
+    assert!(err.contains("'vm' is not one of oci, pod"), "{err}");
 
     let err = load(
         &[("crio.conf", "[crio.tracing]\nenable_tracing = \"yes\"\n")],
@@ -146,7 +146,7 @@ fn invalid_values_name_the_key_and_the_file() {
     let typed_keys = [
         (
             "[crio.runtime]\ncgroup_manager = \"cgroupv3\"\n",
-            "'cgroupv3' is not systemd or cgroupfs",
+            "'cgroupv3' is not one of systemd, cgroupfs",
         ),
         (
             "[crio.runtime]\nlog_level = \"loud\"\n",
@@ -154,7 +154,7 @@ fn invalid_values_name_the_key_and_the_file() {
         ),
         (
             "[crio.runtime.runtimes.p]\nmonitor_env = [\"LOG_DRIVER=carrier-pigeon\"]\n",
-            "LOG_DRIVER=carrier-pigeon is not none, stdout or systemd",
+            "LOG_DRIVER: 'carrier-pigeon' is not one of none, stdout, systemd",
         ),
     ];
     for (text, expected) in typed_keys {

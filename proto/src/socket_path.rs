@@ -1,27 +1,30 @@
-//! Unix socket addresses of any length, and the RPC socket bound with them.
+//! Unix socket addresses of any length.
 //!
 //! `sun_path` holds at most 107 bytes, and engines use deep runtime directories. Every socket
-//! conmond binds goes through [`SocketPath`]: `/proc/self/fd/<dirfd>/<name>` after opening the
-//! parent directory keeps the address short while the socket lands at the real path.
+//! the monitor binds and every socket a client connects to goes through [`SocketPath`]:
+//! `/proc/self/fd/<dirfd>/<name>` after opening the parent directory keeps the address short
+//! while the socket lands at the real path.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 /// A short address for a socket at a path of any length; valid while this value lives (it
 /// holds the directory open).
 #[derive(Debug)]
-pub(crate) struct SocketPath {
+pub struct SocketPath {
     _dir: File,
     short: PathBuf,
 }
 
 impl SocketPath {
     /// The address of the socket at `path`, to bind or connect to.
-    pub(crate) fn new(path: &Path) -> io::Result<Self> {
+    ///
+    /// # Errors
+    /// A path without a file name, or a parent directory that cannot be opened.
+    pub fn new(path: &Path) -> io::Result<Self> {
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -39,7 +42,10 @@ impl SocketPath {
     }
 
     /// The address of a socket about to be bound at `path`: a stale socket there is removed.
-    pub(crate) fn replacing(path: &Path) -> io::Result<Self> {
+    ///
+    /// # Errors
+    /// As [`SocketPath::new`], or a stale file that cannot be removed.
+    pub fn replacing(path: &Path) -> io::Result<Self> {
         let address = Self::new(path)?;
         match std::fs::remove_file(path) {
             Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
@@ -48,20 +54,15 @@ impl SocketPath {
     }
 
     /// The short path, for `bind` or `connect`.
-    pub(crate) fn get(&self) -> &Path {
+    pub fn get(&self) -> &Path {
         &self.short
     }
-}
-
-/// Binds a Unix stream socket at `path` (of any length), replacing a stale one.
-pub fn bind(path: &Path) -> io::Result<UnixListener> {
-    UnixListener::bind(SocketPath::replacing(path)?.get())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::net::UnixStream;
+    use std::os::unix::net::{UnixListener, UnixStream};
 
     #[test]
     fn binds_where_the_path_exceeds_sun_path() -> io::Result<()> {
@@ -70,6 +71,7 @@ mod tests {
         std::fs::create_dir_all(&deep)?;
         let path = deep.join("conmon.sock");
         assert!(path.as_os_str().len() > 108);
+        let bind = |path| UnixListener::bind(SocketPath::replacing(path)?.get());
         let listener = bind(&path)?;
         // Rebinding replaces the (now stale-looking) socket file.
         drop(listener);
