@@ -33,6 +33,7 @@ mod stream;
 pub mod streaming;
 mod sys;
 mod terminal;
+mod validate;
 pub mod version;
 
 /// conmond's telemetry identity: the spans and events of this crate are exported.

@@ -15,7 +15,7 @@ use conmon_proto::conmon;
 use conmon_proto::map;
 use conmon_proto::types::{
     Attach, CgroupManager, CreateContainer, CreateNamespaces, ExecSync, ExecSyncResult, LogDriver,
-    LogFormat, Namespace, ServeAttach, ServeExec, VersionInfo, WindowSize,
+    LogFormat, Namespace, ServeAttach, ServeExec, ServePortForward, VersionInfo, WindowSize,
 };
 
 const TRACEPARENT: (&str, &str) = (
@@ -34,116 +34,140 @@ fn main() -> Result<(), Box<dyn Error>> {
     responses(&dir)
 }
 
+/// Encodes `$write` into a `$request` with the trace context and saves it as `$name`.
+macro_rules! save_request {
+    ($dir:expr, $name:literal, $request:ident, |$r:ident| $write:expr) => {{
+        let mut message = Builder::new_default();
+        let mut root = message.init_root::<conmon::$request::Builder<'_>>();
+        {
+            let $r = root.reborrow();
+            $write;
+        }
+        map::write(root.init_metadata(1), [TRACEPARENT]);
+        save($dir, $name, &message)?;
+    }};
+}
+
 fn requests(dir: &Path) -> Result<(), Box<dyn Error>> {
-    let mut m = Builder::new_default();
-    let mut r = m.init_root::<conmon::create_container_request::Builder<'_>>();
-    CreateContainer {
-        id: "c1".into(),
-        bundle: "/run/bundle".into(),
-        // Neighbouring flags differ, so a swap of two fields shows in the decoded text.
-        terminal: true,
-        stdin: false,
-        exit_paths: vec!["/run/exit1".into(), "/run/exit2".into()],
-        oom_exit_paths: vec!["/run/oom".into()],
-        log_drivers: vec![
-            driver(LogFormat::Cri, "/logs/c1.log", 1024),
-            driver(LogFormat::Json, "/logs/c1.json", 0),
-            driver(LogFormat::Journald, "", 0),
-        ],
-        cleanup_cmd: vec!["rm".into(), "-f".into()],
-        global_args: vec!["--debug".into()],
-        command_args: vec!["--no-pivot".into()],
-        env: BTreeMap::from([("A".into(), "1".into()), ("B".into(), "two".into())]),
-        cgroup_manager: CgroupManager::Cgroupfs,
-        additional_fds: vec![3, 4],
-        leak_fds: vec![5],
-    }
-    .write(r.reborrow())?;
-    map::write(r.init_metadata(1), [TRACEPARENT]);
-    save(dir, "CreateContainerRequest", &m)?;
+    save_request!(
+        dir,
+        "CreateContainerRequest",
+        create_container_request,
+        |r| CreateContainer {
+            id: "c1".into(),
+            bundle: "/run/bundle".into(),
+            // Neighbouring flags differ, so a swap of two fields shows in the decoded text.
+            terminal: true,
+            stdin: false,
+            exit_paths: vec!["/run/exit1".into(), "/run/exit2".into()],
+            oom_exit_paths: vec!["/run/oom".into()],
+            log_drivers: vec![
+                driver(LogFormat::Cri, "/logs/c1.log", 1024),
+                driver(LogFormat::Json, "/logs/c1.json", 0),
+                driver(LogFormat::Journald, "", 0),
+            ],
+            cleanup_cmd: vec!["rm".into(), "-f".into()],
+            global_args: vec!["--debug".into()],
+            command_args: vec!["--no-pivot".into()],
+            env: BTreeMap::from([("A".into(), "1".into()), ("B".into(), "two".into())]),
+            cgroup_manager: CgroupManager::Cgroupfs,
+            additional_fds: vec![3, 4],
+            leak_fds: vec![5],
+        }
+        .write(r)?
+    );
 
-    let mut m = Builder::new_default();
-    let mut r = m.init_root::<conmon::exec_sync_container_request::Builder<'_>>();
-    ExecSync {
-        id: "c1".into(),
-        command: vec!["sh".into(), "-c".into(), "echo hi".into()],
-        timeout: Some(Duration::from_millis(1500)),
-        terminal: true,
-        env: BTreeMap::from([("E".into(), "x".into())]),
-        cgroup_manager: CgroupManager::Cgroupfs,
-    }
-    .write(r.reborrow());
-    map::write(r.init_metadata(1), [TRACEPARENT]);
-    save(dir, "ExecSyncContainerRequest", &m)?;
+    save_request!(
+        dir,
+        "ExecSyncContainerRequest",
+        exec_sync_container_request,
+        |r| ExecSync {
+            id: "c1".into(),
+            command: vec!["sh".into(), "-c".into(), "echo hi".into()],
+            timeout: Some(Duration::from_millis(1500)),
+            terminal: true,
+            env: BTreeMap::from([("E".into(), "x".into())]),
+            cgroup_manager: CgroupManager::Cgroupfs,
+        }
+        .write(r)
+    );
 
-    let mut m = Builder::new_default();
-    let mut r = m.init_root::<conmon::attach_request::Builder<'_>>();
-    Attach {
+    save_request!(dir, "AttachRequest", attach_request, |r| Attach {
         id: "c1".into(),
         socket_path: "/run/attach".into(),
         exec_session_id: "e1".into(),
         stop_after_stdin_eof: true,
     }
-    .write(r.reborrow())?;
-    map::write(r.init_metadata(1), [TRACEPARENT]);
-    save(dir, "AttachRequest", &m)?;
+    .write(r)?);
 
-    let mut m = Builder::new_default();
-    let mut r = m.init_root::<conmon::set_window_size_request::Builder<'_>>();
-    WindowSize {
-        id: "c1".into(),
-        width: 132,
-        height: 43,
-    }
-    .write(r.reborrow());
-    map::write(r.init_metadata(1), [TRACEPARENT]);
-    save(dir, "SetWindowSizeRequest", &m)?;
+    save_request!(dir, "SetWindowSizeRequest", set_window_size_request, |r| {
+        WindowSize {
+            id: "c1".into(),
+            width: 132,
+            height: 43,
+        }
+        .write(r)
+    });
 
-    let mut m = Builder::new_default();
-    let mut r = m.init_root::<conmon::create_namespaces_request::Builder<'_>>();
-    CreateNamespaces {
-        namespaces: vec![
-            Namespace::Ipc,
-            Namespace::Net,
-            Namespace::Pid,
-            Namespace::User,
-            Namespace::Uts,
-        ],
-        uid_mappings: vec!["0 100000 65536".into()],
-        gid_mappings: vec!["0 200000 65536".into()],
-        base_path: "/var/run".into(),
-        pod_id: "pod1".into(),
-    }
-    .write(r.reborrow())?;
-    map::write(r.init_metadata(1), [TRACEPARENT]);
-    save(dir, "CreateNamespacesRequest", &m)?;
+    save_request!(
+        dir,
+        "CreateNamespacesRequest",
+        create_namespaces_request,
+        |r| CreateNamespaces {
+            namespaces: vec![
+                Namespace::Ipc,
+                Namespace::Net,
+                Namespace::Pid,
+                Namespace::User,
+                Namespace::Uts,
+            ],
+            uid_mappings: vec!["0 100000 65536".into()],
+            gid_mappings: vec!["0 200000 65536".into()],
+            base_path: "/var/run".into(),
+            pod_id: "pod1".into(),
+        }
+        .write(r)?
+    );
 
-    let mut m = Builder::new_default();
-    let mut r = m.init_root::<conmon::serve_exec_container_request::Builder<'_>>();
-    ServeExec {
-        id: "c1".into(),
-        command: vec!["sh".into()],
-        tty: true,
-        stdin: false,
-        stdout: true,
-        stderr: false,
-        cgroup_manager: CgroupManager::Cgroupfs,
-    }
-    .write(r.reborrow());
-    map::write(r.init_metadata(1), [TRACEPARENT]);
-    save(dir, "ServeExecContainerRequest", &m)?;
+    save_request!(
+        dir,
+        "ServeExecContainerRequest",
+        serve_exec_container_request,
+        |r| ServeExec {
+            id: "c1".into(),
+            command: vec!["sh".into()],
+            tty: true,
+            stdin: false,
+            stdout: true,
+            stderr: false,
+            cgroup_manager: CgroupManager::Cgroupfs,
+        }
+        .write(r)
+    );
 
-    let mut m = Builder::new_default();
-    let mut r = m.init_root::<conmon::serve_attach_container_request::Builder<'_>>();
-    ServeAttach {
-        id: "c1".into(),
-        stdin: true,
-        stdout: false,
-        stderr: true,
-    }
-    .write(r.reborrow());
-    map::write(r.init_metadata(1), [TRACEPARENT]);
-    save(dir, "ServeAttachContainerRequest", &m)
+    save_request!(
+        dir,
+        "ServeAttachContainerRequest",
+        serve_attach_container_request,
+        |r| ServeAttach {
+            id: "c1".into(),
+            stdin: true,
+            stdout: false,
+            stderr: true,
+        }
+        .write(r)
+    );
+
+    save_request!(
+        dir,
+        "ServePortForwardContainerRequest",
+        serve_port_forward_container_request,
+        |r| ServePortForward {
+            net_ns_path: "/proc/1/ns/net".into(),
+        }
+        .write(r)?
+    );
+    Ok(())
 }
 
 /// The responses conmond itself encodes with this crate.

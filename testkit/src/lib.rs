@@ -130,6 +130,16 @@ pub fn run_local<F: Future>(future: F) -> F::Output {
     tokio::task::LocalSet::new().block_on(&runtime, future)
 }
 
+/// Starts a monitor and runs `test` with a client of it on a `LocalSet`; the pod is torn down
+/// afterwards whatever the outcome.
+pub fn with_pod(test: impl AsyncFnOnce(&Pod, &MonitorClient) -> Result<()>) -> Result<()> {
+    let pod = Pod::start()?;
+    run_local(async {
+        let client = pod.client().await?;
+        test(&pod, &client).await
+    })
+}
+
 /// Polls `check` every 10 ms until it returns `Some`, failing after `timeout`.
 pub async fn wait_for<T>(
     what: &str,

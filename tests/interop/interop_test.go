@@ -181,6 +181,49 @@ func (e *env) start(t *testing.T, id string) {
 	}
 }
 
+// createRunning creates container id running script with a CRI log at logPath, starts it and
+// waits until runc reports it running; it returns the container's PID.
+func (e *env) createRunning(ctx context.Context, t *testing.T, cl *client.ConmonClient, id, logPath, script string) int {
+	t.Helper()
+	bundle := e.bundle(t, id, "sh", "-c", script)
+	e.containers = append(e.containers, id)
+	resp, err := cl.CreateContainer(ctx, &client.CreateContainerConfig{
+		ID:         id,
+		BundlePath: bundle,
+		ExitPaths:  []string{filepath.Join(e.tmp, id+".exit")},
+		LogDrivers: []client.ContainerLogDriver{{
+			Type: client.LogDriverTypeContainerRuntimeInterface,
+			Path: logPath,
+		}},
+	})
+	if err != nil {
+		t.Fatalf("CreateContainer %s: %v", id, err)
+	}
+	if resp.PID == 0 {
+		t.Fatalf("CreateContainer %s: container PID 0", id)
+	}
+	e.start(t, id)
+	waitFor(t, pollTimeout, "container running", func() (bool, string) {
+		s := e.runcStatus(id)
+		return s == "running", s
+	})
+	return int(resp.PID)
+}
+
+// checkServerPID asks cl's server for its version and fails unless it is the process want.
+func checkServerPID(t *testing.T, cl *client.ConmonClient, want int) {
+	t.Helper()
+	ctx, cancel := rpcCtx()
+	defer cancel()
+	v, err := cl.Version(ctx, &client.VersionConfig{})
+	if err != nil {
+		t.Fatalf("Version: %v", err)
+	}
+	if int(v.ProcessID) != want {
+		t.Fatalf("Version: PID %d, want %d", v.ProcessID, want)
+	}
+}
+
 func (e *env) config() *client.ConmonServerConfig {
 	cfg := client.NewConmonServerConfig(e.runc, e.runtimeRoot, e.runDir)
 	cfg.ConmonServerPath = e.conmond
@@ -311,15 +354,7 @@ func TestConmond(t *testing.T) {
 		if got := int(cl2.PID()); got != serverPID {
 			t.Fatalf("second client.New started or found PID %d, want the running server %d", got, serverPID)
 		}
-		ctx, cancel := rpcCtx()
-		defer cancel()
-		v, err := cl2.Version(ctx, &client.VersionConfig{})
-		if err != nil {
-			t.Fatalf("Version through second client: %v", err)
-		}
-		if int(v.ProcessID) != serverPID {
-			t.Fatalf("Version through second client: PID %d, want %d", v.ProcessID, serverPID)
-		}
+		checkServerPID(t, cl2, serverPID)
 	})
 
 	check("Version", func(t *testing.T) {
@@ -389,28 +424,9 @@ func TestConmond(t *testing.T) {
 	longLog := filepath.Join(e.tmp, longID+".log")
 	var longPID int
 	step("CreateLongRunningContainer", func(t *testing.T) {
-		bundle := e.bundle(t, longID, "sh", "-c", "echo first; exec sleep 1000")
 		ctx, cancel := rpcCtx()
 		defer cancel()
-		e.containers = append(e.containers, longID)
-		resp, err := cl.CreateContainer(ctx, &client.CreateContainerConfig{
-			ID:         longID,
-			BundlePath: bundle,
-			ExitPaths:  []string{filepath.Join(e.tmp, longID+".exit")},
-			LogDrivers: []client.ContainerLogDriver{{
-				Type: client.LogDriverTypeContainerRuntimeInterface,
-				Path: longLog,
-			}},
-		})
-		if err != nil {
-			t.Fatalf("CreateContainer: %v", err)
-		}
-		longPID = int(resp.PID)
-		e.start(t, longID)
-		waitFor(t, pollTimeout, "container running", func() (bool, string) {
-			s := e.runcStatus(longID)
-			return s == "running", s
-		})
+		longPID = e.createRunning(ctx, t, cl, longID, longLog, "echo first; exec sleep 1000")
 		waitFor(t, pollTimeout, "first CRI log line", func() (bool, string) {
 			return fileContains(longLog, "stdout F first")
 		})
@@ -633,15 +649,7 @@ func TestConmond(t *testing.T) {
 	// After the pending calls: the server must still answer (an unimplemented
 	// answer must not have broken it).
 	check("VersionAfterPendingCalls", func(t *testing.T) {
-		ctx, cancel := rpcCtx()
-		defer cancel()
-		v, err := cl.Version(ctx, &client.VersionConfig{})
-		if err != nil {
-			t.Fatalf("Version: %v", err)
-		}
-		if int(v.ProcessID) != serverPID {
-			t.Fatalf("Version: PID %d, want %d", v.ProcessID, serverPID)
-		}
+		checkServerPID(t, cl, serverPID)
 	})
 
 	// Shutdown is client-side: SIGINT to the server PID, then poll kill(pid, 0)

@@ -89,28 +89,7 @@ func TestJaegerTrace(t *testing.T) {
 			t.Fatalf("Version: %v", err)
 		}
 		id := fmt.Sprintf("jaeger-%d-long", os.Getpid())
-		bundle := e.bundle(t, id, "sh", "-c", "echo first; exec sleep 1000")
-		e.containers = append(e.containers, id)
-		resp, err := cl.CreateContainer(ctx, &client.CreateContainerConfig{
-			ID:         id,
-			BundlePath: bundle,
-			ExitPaths:  []string{filepath.Join(e.tmp, id+".exit")},
-			LogDrivers: []client.ContainerLogDriver{{
-				Type: client.LogDriverTypeContainerRuntimeInterface,
-				Path: filepath.Join(e.tmp, id+".log"),
-			}},
-		})
-		if err != nil {
-			t.Fatalf("CreateContainer: %v", err)
-		}
-		if resp.PID == 0 {
-			t.Fatalf("CreateContainer: container PID 0")
-		}
-		e.start(t, id)
-		waitFor(t, pollTimeout, "container running", func() (bool, string) {
-			s := e.runcStatus(id)
-			return s == "running", s
-		})
+		e.createRunning(ctx, t, cl, id, filepath.Join(e.tmp, id+".log"), "echo first; exec sleep 1000")
 		res, err := cl.ExecSyncContainer(ctx, &client.ExecSyncConfig{
 			ID:      id,
 			Command: []string{"echo", "hi"},

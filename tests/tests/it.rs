@@ -21,9 +21,7 @@ async fn run_to_exit(
 
 #[test]
 fn version_reports_the_daemon() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let info = client.version(false).await?;
         assert_eq!(info.process_id, pod.pid);
         assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
@@ -36,14 +34,12 @@ fn version_reports_the_daemon() -> Result<()> {
 
 #[test]
 fn exit_files_hold_the_exit_code() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         for (id, code) in [("zero", "0"), ("three", "3")] {
             let bundle = pod.bundle(id, &["sh", "-c", &format!("exit {code}")])?;
             let request = pod.create_request(id, bundle);
             assert_eq!(
-                run_to_exit(&pod, &client, request).await?,
+                run_to_exit(pod, client, request).await?,
                 code,
                 "container {id}"
             );
@@ -54,9 +50,7 @@ fn exit_files_hold_the_exit_code() -> Result<()> {
 
 #[test]
 fn signal_gives_128_plus_n_and_every_exit_path_is_written() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let mut request = pod.create_request("sig", pod.bundle("sig", &["sleep", "1000"])?);
         let second = pod.path("second/sig.exit");
         std::fs::create_dir_all(second.parent().unwrap())?;
@@ -72,14 +66,12 @@ fn signal_gives_128_plus_n_and_every_exit_path_is_written() -> Result<()> {
 
 #[test]
 fn cri_log_has_stdout_stderr_and_partial_lines() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let log = pod.path("cri.log");
         let script = "echo hello; echo oops >&2; printf partial";
         let mut request = pod.create_request("cri", pod.bundle("cri", &["sh", "-c", script])?);
         request.log_drivers = log_to(LogFormat::Cri, &log, 0);
-        assert_eq!(run_to_exit(&pod, &client, request).await?, "0");
+        assert_eq!(run_to_exit(pod, client, request).await?, "0");
         let text = std::fs::read_to_string(&log)?;
         let records: Vec<(&str, &str)> = text
             .lines()
@@ -101,14 +93,12 @@ fn cri_log_has_stdout_stderr_and_partial_lines() -> Result<()> {
 
 #[test]
 fn max_size_keeps_the_log_small_and_recent() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let log = pod.path("max.log");
         let script = "for i in $(seq 1 200); do echo line-$i; done";
         let mut request = pod.create_request("max", pod.bundle("max", &["sh", "-c", script])?);
         request.log_drivers = log_to(LogFormat::Cri, &log, 1000);
-        assert_eq!(run_to_exit(&pod, &client, request).await?, "0");
+        assert_eq!(run_to_exit(pod, client, request).await?, "0");
         let text = std::fs::read_to_string(&log)?;
         assert!(text.len() <= 1000, "log is {} bytes", text.len());
         assert!(text.ends_with("stdout F line-200\n"), "{text}");
@@ -119,9 +109,7 @@ fn max_size_keeps_the_log_small_and_recent() -> Result<()> {
 
 #[test]
 fn reopen_after_rotation_writes_a_new_file() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let log = pod.path("rot.log");
         let rotated = pod.path("rot.log.1");
         let gate = pod.path("bundles/rot/rootfs/tmp/go");
@@ -157,14 +145,12 @@ fn reopen_after_rotation_writes_a_new_file() -> Result<()> {
 
 #[test]
 fn json_log_has_one_object_per_line() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let log = pod.path("ctr.json");
         let script = "echo '  indented \"q\"'; echo err >&2";
         let mut request = pod.create_request("json", pod.bundle("json", &["sh", "-c", script])?);
         request.log_drivers = log_to(LogFormat::Json, &log, 0);
-        assert_eq!(run_to_exit(&pod, &client, request).await?, "0");
+        assert_eq!(run_to_exit(pod, client, request).await?, "0");
         let records: Vec<serde_json::Value> = std::fs::read_to_string(&log)?
             .lines()
             .map(serde_json::from_str)
@@ -187,9 +173,7 @@ async fn running(pod: &Pod, client: &MonitorClient, id: &str) -> Result<()> {
 
 #[test]
 fn exec_sync_returns_output_and_codes() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let log = pod.path("exec.log");
         let mut request = pod.create_request("ex", pod.bundle("ex", &["sleep", "1000"])?);
         request.log_drivers = log_to(LogFormat::Cri, &log, 0);
@@ -230,10 +214,8 @@ fn exec_sync_returns_output_and_codes() -> Result<()> {
 
 #[test]
 fn concurrent_exec_syncs_each_get_their_own_output() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
-        running(&pod, &client, "conc").await?;
+    with_pod(async |pod, client| {
+        running(pod, client, "conc").await?;
         let requests: Vec<ExecSync> = (0..10)
             .map(|i| {
                 exec_request(
@@ -254,10 +236,8 @@ fn concurrent_exec_syncs_each_get_their_own_output() -> Result<()> {
 
 #[test]
 fn one_mebibyte_of_exec_output_comes_back_whole() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
-        running(&pod, &client, "big").await?;
+    with_pod(async |pod, client| {
+        running(pod, client, "big").await?;
         let result = client
             .exec_sync(&exec_request(
                 "big",
@@ -283,14 +263,12 @@ fn one_mebibyte_of_exec_output_comes_back_whole() -> Result<()> {
 #[test]
 fn a_256_mib_burst_loses_no_log_byte() -> Result<()> {
     const SIZE: usize = 256 << 20;
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let log = pod.path("burst.log");
         let script = format!("yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {SIZE}");
         let mut request = pod.create_request("burst", pod.bundle("burst", &["sh", "-c", &script])?);
         request.log_drivers = log_to(LogFormat::Cri, &log, 0);
-        assert_eq!(run_to_exit(&pod, &client, request).await?, "0");
+        assert_eq!(run_to_exit(pod, client, request).await?, "0");
         let stream = cri_stream(&std::fs::read(&log)?, "stdout")?;
         assert_eq!(
             stream.len(),
@@ -308,9 +286,7 @@ fn a_256_mib_burst_loses_no_log_byte() -> Result<()> {
 
 #[test]
 fn missing_executable_reports_runc_error_text() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let request = pod.create_request("noexec", pod.bundle("noexec", &["/bin/does-not-exist"])?);
         let err = client
             .create_container(&request)
@@ -331,9 +307,7 @@ fn missing_executable_reports_runc_error_text() -> Result<()> {
 
 #[test]
 fn unknown_and_duplicate_containers_are_errors_that_say_so() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let err = client
             .exec_sync(&exec_request("ghost", &["true"]))
             .await
@@ -342,7 +316,7 @@ fn unknown_and_duplicate_containers_are_errors_that_say_so() -> Result<()> {
         assert!(err.contains("container 'ghost' not found"), "{err}");
         let err = client.reopen_log("ghost").await.unwrap_err().to_string();
         assert!(err.contains("container 'ghost' not found"), "{err}");
-        running(&pod, &client, "dup").await?;
+        running(pod, client, "dup").await?;
         let again = pod.create_request("dup", pod.bundle("dup2", &["true"])?);
         let err = client
             .create_container(&again)
@@ -373,9 +347,7 @@ fn long_runtime_dir_still_serves() -> Result<()> {
 
 #[test]
 fn sigterm_kills_created_containers_and_leaves_nothing() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let request = pod.create_request("term", pod.bundle("term", &["sleep", "1000"])?);
         let exit_path = request.exit_paths[0].clone();
         client.create_container(&request).await?;
@@ -399,9 +371,7 @@ fn sigterm_kills_created_containers_and_leaves_nothing() -> Result<()> {
 
 #[test]
 fn cleanup_command_runs_after_the_exit_file() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let mut request =
             pod.create_request("clean", pod.bundle("clean", &["sh", "-c", "exit 5"])?);
         let exit_path = request.exit_paths[0].display().to_string();
@@ -416,7 +386,7 @@ fn cleanup_command_runs_after_the_exit_file() -> Result<()> {
                 m = marker.display()
             ),
         ];
-        assert_eq!(run_to_exit(&pod, &client, request).await?, "5");
+        assert_eq!(run_to_exit(pod, client, request).await?, "5");
         assert_eq!(wait_for_file(&marker, WAIT).await?, "5");
         Ok(())
     })
@@ -424,9 +394,7 @@ fn cleanup_command_runs_after_the_exit_file() -> Result<()> {
 
 #[test]
 fn oom_killed_container_gets_its_oom_file() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let limit = 16 << 20;
         let bundle = pod.bundle_with(
             "oom",
@@ -439,14 +407,14 @@ fn oom_killed_container_gets_its_oom_file() -> Result<()> {
         let mut request = pod.create_request("oom", bundle);
         let oom_path = pod.path("oom.marker");
         request.oom_exit_paths = vec![oom_path.clone()];
-        assert_eq!(run_to_exit(&pod, &client, request).await?, "137");
+        assert_eq!(run_to_exit(pod, client, request).await?, "137");
         assert_eq!(std::fs::read(&oom_path)?, b"");
 
         let calm = pod.bundle("calm", &["true"])?;
         let mut request = pod.create_request("calm", calm);
         let calm_oom = pod.path("calm.marker");
         request.oom_exit_paths = vec![calm_oom.clone()];
-        assert_eq!(run_to_exit(&pod, &client, request).await?, "0");
+        assert_eq!(run_to_exit(pod, client, request).await?, "0");
         assert!(
             !calm_oom.exists(),
             "OOM file for a container that was not OOM-killed"
@@ -457,9 +425,7 @@ fn oom_killed_container_gets_its_oom_file() -> Result<()> {
 
 #[test]
 fn calls_of_later_features_are_clear_errors() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let mut request = client.capnp_client().start_fd_socket_request();
         request.get().init_request();
         let err = request
@@ -513,9 +479,7 @@ fn command_line_answers_version_queries_and_rejects_bad_flags() -> Result<()> {
 
 #[test]
 fn terminal_containers_log_tty_output_and_resize() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let log = pod.path("tty.log");
         let gate = pod.path("bundles/tty/rootfs/tmp/go");
         let script = "echo on-a-tty; while [ ! -e /tmp/go ]; do sleep 0.05; done; stty size";
@@ -544,7 +508,7 @@ fn terminal_containers_log_tty_output_and_resize() -> Result<()> {
         assert!(!text.contains("stderr"), "{text}");
 
         // A container without a terminal cannot be resized.
-        running(&pod, &client, "pipes").await?;
+        running(pod, client, "pipes").await?;
         let err = client
             .set_window_size(&WindowSize {
                 id: "pipes".into(),
@@ -561,9 +525,7 @@ fn terminal_containers_log_tty_output_and_resize() -> Result<()> {
 
 #[test]
 fn attach_streams_output_takes_input_and_ends_on_stdin_eof() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let script = "while read line; do echo out:$line; echo err:$line >&2; done";
         let mut request = pod.create_request("att", pod.bundle("att", &["sh", "-c", script])?);
         request.stdin = true;
@@ -617,9 +579,7 @@ fn attach_streams_output_takes_input_and_ends_on_stdin_eof() -> Result<()> {
 
 #[test]
 fn attach_to_a_terminal_echoes_input_and_forwards_it() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let bundle = pod.bundle_with("ttyatt", &["sh"], |config| {
             config["process"]["terminal"] = true.into();
         })?;
@@ -656,11 +616,9 @@ fn attach_to_a_terminal_echoes_input_and_forwards_it() -> Result<()> {
 
 #[test]
 fn exec_sync_on_a_terminal_returns_one_crlf_stream() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let id = unique_id("ttyexec");
-        running(&pod, &client, &id).await?;
+        running(pod, client, &id).await?;
         let mut request = exec_request(&id, &["sh", "-c", "tty; echo out; echo err >&2; exit 2"]);
         request.terminal = true;
         let result = client.exec_sync(&request).await?;

@@ -40,11 +40,9 @@ fn exec(id: &str, command: &[&str]) -> ServeExec {
 
 #[test]
 fn exec_streams_pipes_takes_stdin_until_half_close_and_reports_the_exit() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let id = unique_id("sx");
-        start(&pod, &client, &id, &["sleep", "1000"], false).await?;
+        start(pod, client, &id, &["sleep", "1000"], false).await?;
 
         let mut request = exec(&id, &["sh", "-c", "cat; echo to-stderr >&2; exit 3"]);
         request.stdin = true;
@@ -90,11 +88,9 @@ fn exec_streams_pipes_takes_stdin_until_half_close_and_reports_the_exit() -> Res
 
 #[test]
 fn exec_on_a_tty_echoes_and_sees_resizes() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let id = unique_id("stty");
-        start(&pod, &client, &id, &["sleep", "1000"], false).await?;
+        start(pod, client, &id, &["sleep", "1000"], false).await?;
         let mut request = exec(&id, &["sh"]);
         request.tty = true;
         request.stdin = true;
@@ -117,9 +113,7 @@ fn exec_on_a_tty_echoes_and_sees_resizes() -> Result<()> {
 
 #[test]
 fn attach_streams_reach_every_client_and_end_with_the_container() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let id = unique_id("sat");
         let script =
             "while read l; do [ \"$l\" = quit ] && exit 0; echo out:$l; echo err:$l >&2; done";
@@ -178,9 +172,7 @@ fn attach_streams_reach_every_client_and_end_with_the_container() -> Result<()> 
 
 #[test]
 fn port_forward_reaches_a_server_inside_the_pod_network_namespace() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let id = unique_id("spf");
         let bundle = pod.bundle(&id, &["httpd", "-f", "-p", "8080", "-h", "/www"])?;
         std::fs::create_dir_all(bundle.join("rootfs/www"))?;
@@ -316,11 +308,9 @@ fn bad_urls_and_requests_get_clear_errors() -> Result<()> {
 
 #[test]
 fn an_exec_session_can_be_attached_to_by_its_id() -> Result<()> {
-    let pod = Pod::start()?;
-    run_local(async {
-        let client = pod.client().await?;
+    with_pod(async |pod, client| {
         let id = unique_id("sxa");
-        start(&pod, &client, &id, &["sleep", "1000"], false).await?;
+        start(pod, client, &id, &["sleep", "1000"], false).await?;
         let mut request = exec(
             &id,
             &["sh", "-c", "read x; echo got:$x; read y; echo got:$y"],

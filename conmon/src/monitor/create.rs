@@ -21,6 +21,7 @@ use crate::runtime::pidfile;
 use crate::stdio::{self, PipeReader};
 use crate::stream::Stream;
 use crate::terminal::{self, ConsoleSocket};
+use crate::validate;
 use conmon_proto::types::CreateContainer;
 use conmon_telemetry::propagation;
 
@@ -30,9 +31,7 @@ impl Monitor {
         self: &Rc<Self>,
         request: CreateContainer,
     ) -> Result<u32, MonitorError> {
-        if request.id.is_empty() {
-            return Err(MonitorError::InvalidRequest("container id is empty".into()));
-        }
+        validate::container_id(&request.id)?;
         if !request.additional_fds.is_empty() || !request.leak_fds.is_empty() {
             return Err(MonitorError::NotImplemented("file descriptor passing"));
         }

@@ -16,6 +16,7 @@ use crate::io_hub::ProcessIo;
 use crate::runtime::invocation::{Call, Pipes, runtime_error};
 use crate::stdio;
 use crate::terminal::{self, ConsoleSocket};
+use crate::validate;
 
 impl Monitor {
     /// Runs `request.command` in the container and returns its exit code and output.
@@ -23,9 +24,7 @@ impl Monitor {
         self: &Rc<Self>,
         request: ExecSync,
     ) -> Result<ExecSyncResult, MonitorError> {
-        if request.command.is_empty() {
-            return Err(MonitorError::InvalidRequest("exec command is empty".into()));
-        }
+        validate::command(&request.command)?;
         self.running_container(&request.id)?;
         let deadline = request.timeout.map(|timeout| Instant::now() + timeout);
         if request.terminal {

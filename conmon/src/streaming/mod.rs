@@ -26,6 +26,7 @@ use self::registry::{Registry, Session};
 use self::server::Server;
 use crate::error::MonitorError;
 use crate::monitor::Monitor;
+use crate::validate;
 pub use conmon_proto::types::{ServeAttach, ServeExec};
 
 /// The streaming server and its sessions.
@@ -45,9 +46,7 @@ impl Streaming {
 
     /// A URL that runs `request.command` in the container when opened.
     pub fn serve_exec(&self, request: ServeExec) -> Result<String, MonitorError> {
-        if request.command.is_empty() {
-            return Err(MonitorError::InvalidRequest("exec command is empty".into()));
-        }
+        validate::command(&request.command)?;
         self.monitor.running_container(&request.id)?;
         self.register(Session::Exec(request))
     }

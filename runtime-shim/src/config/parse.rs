@@ -7,6 +7,9 @@ use toml::{Table, Value};
 
 use super::{Config, ConfigError, MonitorLogDriver, Named, RuntimeHandler};
 
+/// What applying a table gives: nothing, or the first invalid value.
+type Applied = Result<(), ConfigError>;
+
 impl Config {
     /// Applies one file's contents on top of the current state.
     pub(super) fn apply_toml(
@@ -14,15 +17,14 @@ impl Config {
         text: &str,
         path: &Path,
         warnings: &mut Vec<String>,
-    ) -> Result<(), ConfigError> {
+    ) -> Applied {
         let table: Table = text
             .parse()
             .map_err(|err: toml::de::Error| ConfigError::Parse {
                 path: path.to_owned(),
                 message: err.message().to_owned(),
             })?;
-        let file = FileContext { path, warnings };
-        let mut file = file;
+        let mut file = FileContext { path, warnings };
         for (key, value) in &table {
             match (key.as_str(), value) {
                 ("crio", Value::Table(crio)) => self.apply_crio(crio, &mut file)?,
@@ -32,10 +34,9 @@ impl Config {
         Ok(())
     }
 
-    fn apply_crio(&mut self, crio: &Table, file: &mut FileContext<'_>) -> Result<(), ConfigError> {
-        for (key, value) in crio {
-            let dotted = format!("crio.{key}");
-            match key.as_str() {
+    fn apply_crio(&mut self, crio: &Table, file: &mut FileContext<'_>) -> Applied {
+        for (key, dotted, value) in keys("crio", crio) {
+            match key {
                 "runtime" => self.apply_runtime(file.table(&dotted, value)?, file)?,
                 "tracing" => self.apply_tracing(file.table(&dotted, value)?, file)?,
                 // Sections CRI-O has and this shim does not use.
@@ -48,14 +49,9 @@ impl Config {
         Ok(())
     }
 
-    fn apply_runtime(
-        &mut self,
-        runtime: &Table,
-        file: &mut FileContext<'_>,
-    ) -> Result<(), ConfigError> {
-        for (key, value) in runtime {
-            let dotted = format!("crio.runtime.{key}");
-            match key.as_str() {
+    fn apply_runtime(&mut self, runtime: &Table, file: &mut FileContext<'_>) -> Applied {
+        for (key, dotted, value) in keys("crio.runtime", runtime) {
+            match key {
                 "default_runtime" => self.default_runtime = file.string(&dotted, value)?,
                 "cgroup_manager" => self.cgroup_manager = file.named(&dotted, value)?,
                 "log_size_max" => {
@@ -76,10 +72,9 @@ impl Config {
                 }
                 "log_level" => self.log_level = file.named(&dotted, value)?,
                 "runtimes" => {
-                    for (name, handler) in file.table(&dotted, value)? {
-                        let dotted = format!("crio.runtime.runtimes.{name}");
+                    for (name, dotted, handler) in keys(&dotted, file.table(&dotted, value)?) {
                         let handler_table = file.table(&dotted, handler)?;
-                        let entry = self.runtimes.entry(name.clone()).or_default();
+                        let entry = self.runtimes.entry(name.to_owned()).or_default();
                         apply_handler(entry, handler_table, &dotted, file)?;
                     }
                 }
@@ -89,14 +84,9 @@ impl Config {
         Ok(())
     }
 
-    fn apply_tracing(
-        &mut self,
-        tracing: &Table,
-        file: &mut FileContext<'_>,
-    ) -> Result<(), ConfigError> {
-        for (key, value) in tracing {
-            let dotted = format!("crio.tracing.{key}");
-            match key.as_str() {
+    fn apply_tracing(&mut self, tracing: &Table, file: &mut FileContext<'_>) -> Applied {
+        for (key, dotted, value) in keys("crio.tracing", tracing) {
+            match key {
                 "enable_tracing" => self.tracing.enable_tracing = file.boolean(&dotted, value)?,
                 "tracing_endpoint" => {
                     self.tracing.tracing_endpoint = file.string(&dotted, value)?
@@ -122,10 +112,9 @@ fn apply_handler(
     table: &Table,
     prefix: &str,
     file: &mut FileContext<'_>,
-) -> Result<(), ConfigError> {
-    for (key, value) in table {
-        let dotted = format!("{prefix}.{key}");
-        match key.as_str() {
+) -> Applied {
+    for (key, dotted, value) in keys(prefix, table) {
+        match key {
             "runtime_type" => handler.runtime_type = file.named(&dotted, value)?,
             "runtime_path" => handler.runtime_path = file.string(&dotted, value)?.into(),
             "runtime_root" => handler.runtime_root = file.string(&dotted, value)?.into(),
@@ -158,6 +147,13 @@ fn apply_handler(
         }
     }
     Ok(())
+}
+
+/// Each key of `table` with its dotted name under `prefix`, and its value.
+fn keys<'t>(prefix: &str, table: &'t Table) -> impl Iterator<Item = (&'t str, String, &'t Value)> {
+    table
+        .iter()
+        .map(move |(key, value)| (key.as_str(), format!("{prefix}.{key}"), value))
 }
 
 /// The file being applied, for error messages and warnings.
