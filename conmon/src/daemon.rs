@@ -32,8 +32,8 @@ pub const PIDFILE_NAME: &str = "pidfile";
 /// Why the daemon could not start or serve.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    /// Closing inherited descriptors failed.
-    #[error("close inherited file descriptors")]
+    /// Shedding inherited descriptors failed.
+    #[error("close inherited file descriptors (re-executing /proc/self/exe)")]
     CloseFds(#[source] std::io::Error),
     /// The RPC socket could not be bound.
     #[error("bind socket '{}'", path.display())]
@@ -58,16 +58,10 @@ pub enum DaemonError {
 /// Starts the daemon and serves until SIGTERM or SIGINT. In the forking mode only the daemon
 /// returns from here; the parent exits once the pidfile is written.
 ///
-/// This is the first thing conmond's `main` does: the process has one thread and owns no
-/// descriptor above stderr, which the fork and the closing of inherited descriptors rely on.
+/// This is the first thing conmond's `main` does: inherited descriptors are shed before
+/// anything is opened, and the process still has one thread when it forks.
 pub fn start(settings: Settings) -> Result<(), DaemonError> {
-    #[allow(
-        unsafe_code,
-        reason = "close_inherited_fds' precondition holds here only"
-    )]
-    // SAFETY: nothing has been opened yet (see above), so no object owns a descriptor above 2.
-    let closed = unsafe { sys::close_inherited_fds() };
-    closed.map_err(DaemonError::CloseFds)?;
+    sys::shed_inherited_fds().map_err(DaemonError::CloseFds)?;
     sys::set_umask(0o022);
     // Best effort: the OOM killer should take containers, not their monitor.
     let oom_adjusted = std::fs::write("/proc/self/oom_score_adj", "-1000");

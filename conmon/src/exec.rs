@@ -165,8 +165,9 @@ impl Capped {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
+    use std::cell::{Cell, RefCell};
     use std::pin::pin;
+    use std::rc::Rc;
 
     use tokio::io::{AsyncWriteExt as _, DuplexStream};
 
@@ -183,40 +184,47 @@ mod tests {
         assert_eq!(capped.discarded, 2);
     }
 
-    /// Runs the state machine over a fake command, played by `script`: its exit status comes
-    /// from `exited`, its output from `reader`; a kill sends SIGKILL's status on `on_kill`.
-    /// Returns the reply, when the run ended, and when the command was killed (if it was).
+    /// The fake command's exit: sent once, by its script or by a kill.
+    type Exit = Rc<RefCell<Option<oneshot::Sender<ExitStatus>>>>;
+
+    fn send_exit(exit: &Exit, status: ExitStatus) {
+        if let Some(sender) = exit.borrow_mut().take() {
+            let _ = sender.send(status);
+        }
+    }
+
+    /// Runs the state machine over a fake command played by `script`, which is given the
+    /// command's exit and its output pipe; a kill makes it exit with SIGKILL's status. Returns
+    /// the reply, when the run ended, and when the command was killed (if it was).
     async fn drive(
-        exited: oneshot::Receiver<ExitStatus>,
-        mut reader: DuplexStream,
         timeout: Duration,
-        on_kill: Option<oneshot::Sender<ExitStatus>>,
-        script: impl Future<Output = ()>,
+        script: impl AsyncFnOnce(Exit, DuplexStream),
     ) -> (ExecSyncResult, Duration, Option<Duration>) {
+        let (exit, exited) = oneshot::channel();
+        let exit: Exit = Rc::new(RefCell::new(Some(exit)));
+        let (output, mut reader) = tokio::io::duplex(1024);
         let start = Instant::now();
         let killed_at = Cell::new(None);
         let mut out = Capped::default();
         let ((result, timed_out), ended) = {
             let process = async { exited.await.map_err(|_| MonitorError::ShuttingDown) };
-            let output = async {
+            let output_read = async {
                 let read = stdio::read_until_eof(&mut reader, |chunk| out.push(chunk)).await;
                 assert!(read.is_ok(), "in-memory pipes do not fail");
             };
             let kill = || {
                 killed_at.set(Some(start.elapsed()));
-                if let Some(on_kill) = on_kill {
-                    let _ = on_kill.send(ExitStatus::Signaled(libc::SIGKILL));
-                }
+                send_exit(&exit, ExitStatus::Signaled(libc::SIGKILL));
                 true
             };
             let deadline = Some(start + timeout);
-            let (process, output) = (pin!(process), pin!(output));
+            let (process, output_read) = (pin!(process), pin!(output_read));
             let done = async {
-                let outcome = run_until_done(process, output, deadline, kill).await;
+                let outcome = run_until_done(process, output_read, deadline, kill).await;
                 (outcome, start.elapsed())
             };
             // The script may outlive the state machine (a process left behind).
-            let (outcome, ()) = tokio::join!(done, script);
+            let (outcome, ()) = tokio::join!(done, script(exit.clone(), output));
             outcome
         };
         let reply = sync_result(result, timed_out, out.bytes, Vec::new());
@@ -234,15 +242,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn command_outliving_its_timeout_is_killed_at_the_deadline() {
-        let (exit, exited) = oneshot::channel();
-        let (mut output, reader) = tokio::io::duplex(1024);
+        let timeout = Duration::from_secs(5);
         // Never exits on its own, and keeps its output open.
-        let script = async move {
+        let (reply, ended, killed_at) = drive(timeout, async |_exit, mut output| {
             output.write_all(b"working\n").await.unwrap();
             tokio::time::sleep(Duration::from_secs(3600)).await;
-        };
-        let timeout = Duration::from_secs(5);
-        let (reply, ended, killed_at) = drive(exited, reader, timeout, Some(exit), script).await;
+        })
+        .await;
         assert_eq!((ended, killed_at), (timeout, Some(timeout)));
         assert_eq!(
             outcome(&reply),
@@ -252,17 +258,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn output_held_open_after_exit_is_drained_for_the_grace_only() {
-        let (exit, exited) = oneshot::channel();
-        let (mut output, reader) = tokio::io::duplex(1024);
-        let script = async move {
+        let (reply, ended, killed_at) = drive(Duration::from_secs(60), async |exit, mut output| {
             tokio::time::sleep(Duration::from_secs(1)).await;
             output.write_all(b"last words\n").await.unwrap();
-            let _ = exit.send(ExitStatus::Exited(0));
+            send_exit(&exit, ExitStatus::Exited(0));
             // A process left behind holds the output open.
             tokio::time::sleep(Duration::from_secs(3600)).await;
-        };
-        let timeout = Duration::from_secs(60);
-        let (reply, ended, killed_at) = drive(exited, reader, timeout, None, script).await;
+        })
+        .await;
         let grace_over = Duration::from_secs(1) + DRAIN_AFTER_EXIT;
         assert_eq!((ended, killed_at), (grace_over, None));
         assert_eq!(outcome(&reply), (false, 0, &b"last words\n"[..]));
@@ -270,16 +273,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn command_finishing_before_the_deadline_is_not_killed() {
-        let (exit, exited) = oneshot::channel();
-        let (mut output, reader) = tokio::io::duplex(1024);
-        let script = async move {
+        let (reply, ended, killed_at) = drive(Duration::from_secs(5), async |exit, mut output| {
             output.write_all(b"done\n").await.unwrap();
             tokio::time::sleep(Duration::from_secs(1)).await;
             drop(output);
-            let _ = exit.send(ExitStatus::Exited(7));
-        };
-        let timeout = Duration::from_secs(5);
-        let (reply, ended, killed_at) = drive(exited, reader, timeout, None, script).await;
+            send_exit(&exit, ExitStatus::Exited(7));
+        })
+        .await;
         assert_eq!((ended, killed_at), (Duration::from_secs(1), None));
         assert_eq!(outcome(&reply), (false, 7, &b"done\n"[..]));
     }

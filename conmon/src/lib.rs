@@ -10,9 +10,9 @@
 //! everything on one thread: [`rpc`] decodes requests into plain types and calls [`monitor`] or
 //! [`streaming`]. The monitor drives the [`runtime`], pumps output into [`logs`] and into each
 //! process's I/O hub (whose subscribers are attach-socket clients and streaming sessions), and
-//! learns of exits from the [`reaper`]; [`exec`] holds exec-sync's deadline state machine. Telemetry (log lines, spans and correlated logs over OTLP) comes from
-//! `conmon-telemetry`. All `unsafe` code is in `sys`; `daemon` only calls its two start-up
-//! functions whose preconditions (one thread, no descriptors of ours) hold at start-up alone.
+//! learns of exits from the [`reaper`]; [`exec`] holds exec-sync's deadline state machine.
+//! Telemetry (log lines, spans and correlated logs over OTLP) comes from `conmon-telemetry`.
+//! All `unsafe` code is in `sys`, behind safe functions.
 #![deny(unsafe_code)]
 
 mod atomic_file;

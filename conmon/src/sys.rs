@@ -1,8 +1,7 @@
 //! The only module with `unsafe` code: thin, documented wrappers over the Linux system calls
 //! that std does not expose. Each unsafe block argues why it is sound; the wrappers are safe to
-//! call except [`fork`] (use [`fork_single_threaded`], which checks its precondition) and
-//! [`close_inherited_fds`], whose start-up precondition only its caller can know (see their
-//! `# Safety` sections).
+//! call except [`fork`] (use [`fork_single_threaded`], which checks its precondition; see its
+//! `# Safety` section).
 #![allow(
     unsafe_code,
     reason = "this module is the crate's inventory of unsafe code"
@@ -26,7 +25,7 @@ pub(crate) enum ForkResult {
 /// The process must have a single thread (call it before any runtime or other thread is
 /// started): the child inherits only the calling thread, so a lock another thread holds (in
 /// the allocator, say) would stay locked in the child forever.
-pub(crate) unsafe fn fork() -> io::Result<ForkResult> {
+unsafe fn fork() -> io::Result<ForkResult> {
     // SAFETY: the caller guarantees the process is single-threaded, so the child starts with a
     // consistent heap and no locks held by vanished threads.
     let pid = unsafe { libc::fork() };
@@ -69,20 +68,52 @@ pub(crate) fn set_child_subreaper() -> io::Result<()> {
     Ok(())
 }
 
-/// Closes every descriptor above stderr. Inherited descriptors (an engine's sockets or lock files)
-/// would otherwise stay open for the monitor's whole life and leak into containers.
-///
-/// # Safety
-/// No live object of this process may own a descriptor above 2: it would be left with a closed
-/// (and later reused) number. Call it first thing at start-up, before anything is opened.
-pub(crate) unsafe fn close_inherited_fds() -> io::Result<()> {
-    // SAFETY: close_range only closes descriptors; the caller guarantees no Rust object owns
-    // one above 2, so none is left with a dangling fd.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3, u32::MAX, 0) };
+/// Leaves no descriptor inherited from the parent open above stderr. An engine's sockets,
+/// pipes or lock files would otherwise stay open for the monitor's whole life (a parent
+/// waiting for EOF on a pipe would never see it). When there are any, they are all marked
+/// close-on-exec and this program is executed again (same PID, arguments and environment),
+/// so the kernel closes them and no object of ours is left owning a closed number. Returns
+/// only when there was nothing to close.
+pub(crate) fn shed_inherited_fds() -> io::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    if !has_fds_above_stderr()? {
+        return Ok(());
+    }
+    // SAFETY: with CLOSE_RANGE_CLOEXEC, close_range closes nothing; it only sets FD_CLOEXEC.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     if rc == -1 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    let mut args = std::env::args_os();
+    let mut again = std::process::Command::new("/proc/self/exe");
+    if let Some(name) = args.next() {
+        again.arg0(name);
+    }
+    Err(again.args(args).exec())
+}
+
+/// Whether the process has a descriptor above stderr besides the one listing them.
+fn has_fds_above_stderr() -> io::Result<bool> {
+    let mut above_stderr = 0;
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let name = entry?.file_name();
+        if name
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|fd| fd > 2)
+        {
+            above_stderr += 1;
+        }
+    }
+    // The directory being read is open too.
+    Ok(above_stderr > 1)
 }
 
 /// Creates a pipe whose both ends are close-on-exec; returns `(read, write)`.

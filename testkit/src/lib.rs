@@ -4,6 +4,7 @@
 //! daemon, all torn down on drop (containers deleted, daemon killed), so a failing test leaks
 //! nothing. Tests need root, runc and a static busybox; without them they fail loudly.
 
+use std::ffi::OsStr;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -195,6 +196,16 @@ impl Pod {
     /// Starts conmond with its runtime directory at `runtime_dir` (relative to a fresh temp dir)
     /// and `extra` flags.
     pub fn start_with(runtime_dir: Option<&str>, extra: &[&str]) -> Result<Self> {
+        Self::start_via(&[], runtime_dir, extra)
+    }
+
+    /// Like [`Pod::start_with`], but conmond's command line is appended to `launcher` (a
+    /// program and its arguments) and run by it, as an engine's wrapper would.
+    pub fn start_via(
+        launcher: &[&OsStr],
+        runtime_dir: Option<&str>,
+        extra: &[&str],
+    ) -> Result<Self> {
         require_privileged();
         let dir = tempfile::Builder::new().prefix("conmond-it").tempdir()?;
         let runtime_dir = dir.path().join(runtime_dir.unwrap_or("run"));
@@ -212,7 +223,15 @@ impl Pod {
             .filter(|(flag, _)| !extra.contains(flag))
             .flat_map(|(flag, value)| [*flag, *value])
             .collect();
-        let status = Command::new(conmond_binary())
+        let mut command = match launcher {
+            [program, args @ ..] => {
+                let mut command = Command::new(program);
+                command.args(args).arg(conmond_binary());
+                command
+            }
+            [] => Command::new(conmond_binary()),
+        };
+        let status = command
             .args(&defaults)
             .arg("--runtime-dir")
             .arg(&runtime_dir)

@@ -637,3 +637,30 @@ fn exec_sync_on_a_terminal_returns_one_crlf_stream() -> Result<()> {
         Ok(())
     })
 }
+
+#[test]
+fn descriptors_inherited_from_the_engine_are_not_kept() -> Result<()> {
+    require_privileged();
+    let dir = tempfile::tempdir()?;
+    let fifo = dir.path().join("engine.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
+    assert!(made.success(), "mkfifo: {made}");
+    // The shell opens the FIFO as fd 7 (not close-on-exec) and executes conmond with it.
+    let script = r#"exec 7<>"$0"; exec "$@""#;
+    let launcher = [
+        "sh".as_ref(),
+        "-c".as_ref(),
+        script.as_ref(),
+        fifo.as_os_str(),
+    ];
+    let pod = Pod::start_via(&launcher, None, &[])?;
+    let held: Vec<std::path::PathBuf> = std::fs::read_dir(format!("/proc/{}/fd", pod.pid))?
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .collect();
+    assert!(!held.contains(&fifo), "conmond holds {held:?}");
+    run_local(async {
+        let client = pod.client().await?;
+        assert_eq!(client.version(false).await?.process_id, pod.pid);
+        Ok(())
+    })
+}

@@ -99,27 +99,28 @@ impl LogSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
     use std::time::{Duration, UNIX_EPOCH};
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::new(secs, 5_000)
     }
 
-    fn cri_set(dir: &Path, max_size: u64) -> (LogSet, PathBuf) {
-        let path = dir.join("ctr.log");
+    /// A CRI log set writing `ctr.log` in a new directory.
+    fn cri_set(max_size: u64) -> (tempfile::TempDir, LogSet, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctr.log");
         let config = LogDriver {
             format: LogFormat::Cri,
             path: path.clone(),
             max_size,
         };
-        (LogSet::open("ctr", &[config]).unwrap(), path)
+        (dir, LogSet::open("ctr", &[config]).unwrap(), path)
     }
 
     #[test]
     fn cri_lines_are_tagged_full_or_partial() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut logs, path) = cri_set(dir.path(), 0);
+        let (_dir, mut logs, path) = cri_set(0);
         logs.write(Stream::Stdout, b"hello\npart", at(0)).unwrap();
         logs.write(Stream::Stderr, b"ial\n\nend", at(1)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -136,33 +137,33 @@ mod tests {
     #[test]
     fn cri_file_is_owner_only() {
         use std::os::unix::fs::PermissionsExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let (_logs, path) = cri_set(dir.path(), 0);
+        let (_dir, _logs, path) = cri_set(0);
         let mode = std::fs::metadata(path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]
     fn max_size_starts_the_file_over_and_keeps_the_newest_lines() {
-        let dir = tempfile::tempdir().unwrap();
         // Each record is 39 bytes: 27 timestamp + " stdout F " + "x\n".
-        let (mut logs, path) = cri_set(dir.path(), 100);
+        let (_dir, mut logs, path) = cri_set(100);
         logs.write(Stream::Stdout, b"a\nb\nc\nd\ne\n", at(0))
             .unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let contents: Vec<&str> = text.lines().map(|l| &l[l.len() - 1..]).collect();
-        assert_eq!(contents, ["e"]);
-        assert!(text.len() as u64 <= 100);
+        // The content of each record: its last character.
+        let contents = || {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.len() as u64 <= 100, "{text}");
+            text.lines()
+                .map(|l| l[l.len() - 1..].to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(contents(), ["e"]);
         logs.write(Stream::Stdout, b"f\n", at(0)).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let contents: Vec<&str> = text.lines().map(|l| &l[l.len() - 1..]).collect();
-        assert_eq!(contents, ["e", "f"]);
+        assert_eq!(contents(), ["e", "f"]);
     }
 
     #[test]
     fn record_larger_than_max_size_is_still_written_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut logs, path) = cri_set(dir.path(), 10);
+        let (_dir, mut logs, path) = cri_set(10);
         logs.write(Stream::Stdout, b"0123456789abcdef\n", at(0))
             .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -171,8 +172,7 @@ mod tests {
 
     #[test]
     fn reopen_after_rename_starts_a_new_file_and_keeps_the_old_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut logs, path) = cri_set(dir.path(), 0);
+        let (dir, mut logs, path) = cri_set(0);
         logs.write(Stream::Stdout, b"old\n", at(0)).unwrap();
         let rotated = dir.path().join("ctr.log.1");
         std::fs::rename(&path, &rotated).unwrap();
@@ -189,8 +189,7 @@ mod tests {
 
     #[test]
     fn reopen_without_rename_loses_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut logs, path) = cri_set(dir.path(), 0);
+        let (_dir, mut logs, path) = cri_set(0);
         logs.write(Stream::Stdout, b"one\n", at(0)).unwrap();
         logs.reopen().unwrap();
         logs.write(Stream::Stdout, b"two\n", at(0)).unwrap();

@@ -210,15 +210,25 @@ mod tests {
         )
     }
 
-    #[test]
-    fn exec_upgrade_prefers_v5_and_accepts_like_rfc_6455() {
-        let head = request(
-            "GET",
-            "/exec/abc?command=sh",
-            "Sec-WebSocket-Protocol: v4.channel.k8s.io, v5.channel.k8s.io\r\n",
-        );
+    /// Parses a GET of `target` sending each of `protocols` as a `Sec-WebSocket-Protocol`
+    /// header; also checks that the whole head was consumed.
+    fn upgrade(target: &str, protocols: &[&str]) -> Upgrade {
+        let headers: String = protocols
+            .iter()
+            .map(|value| format!("Sec-WebSocket-Protocol: {value}\r\n"))
+            .collect();
+        let head = request("GET", target, &headers);
         let (upgrade, length) = parse(head.as_bytes()).unwrap().unwrap();
         assert_eq!(length, head.len());
+        upgrade
+    }
+
+    #[test]
+    fn exec_upgrade_prefers_v5_and_accepts_like_rfc_6455() {
+        let upgrade = upgrade(
+            "/exec/abc?command=sh",
+            &["v4.channel.k8s.io, v5.channel.k8s.io"],
+        );
         assert_eq!(upgrade.kind, Kind::Exec);
         assert_eq!(upgrade.token, "abc");
         assert_eq!(upgrade.query, "command=sh");
@@ -231,12 +241,10 @@ mod tests {
 
     #[test]
     fn port_forward_prefers_v4_and_repeated_protocol_headers_count() {
-        let head = request(
-            "GET",
+        let upgrade = upgrade(
             "/port-forward/t?ports=80",
-            "Sec-WebSocket-Protocol: v5.channel.k8s.io\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n",
+            &["v5.channel.k8s.io", "v4.channel.k8s.io"],
         );
-        let (upgrade, _) = parse(head.as_bytes()).unwrap().unwrap();
         assert_eq!(upgrade.kind, Kind::PortForward);
         assert_eq!(upgrade.protocol, Protocol::V4);
     }

@@ -173,6 +173,13 @@ mod tests {
         })
     }
 
+    /// A registry holding one exec session, and the session's URL path.
+    fn with_exec_session() -> (Rc<Registry>, String) {
+        let registry = Registry::new(TTL);
+        let path = registry.insert(exec_session()).unwrap();
+        (registry, path)
+    }
+
     fn token(path: &str) -> &str {
         path.rsplit('/').next().unwrap_or_default()
     }
@@ -181,8 +188,7 @@ mod tests {
     async fn unopened_session_is_dropped_at_its_ttl() {
         LocalSet::new()
             .run_until(async {
-                let registry = Registry::new(TTL);
-                let path = registry.insert(exec_session()).unwrap();
+                let (registry, path) = with_exec_session();
                 assert!(path.starts_with("/exec/"));
                 tokio::time::sleep(TTL - Duration::from_millis(1)).await;
                 assert_eq!(registry.len(), 1);
@@ -200,8 +206,7 @@ mod tests {
     async fn a_url_works_once_and_for_its_own_kind_only() {
         let local = LocalSet::new();
         let _entered = local.enter();
-        let registry = Registry::new(TTL);
-        let path = registry.insert(exec_session()).unwrap();
+        let (registry, path) = with_exec_session();
         let wrong_kind = registry.take(Kind::Attach, token(&path)).unwrap_err();
         assert!(wrong_kind.message.starts_with("no attach session"));
         let pending = registry.take(Kind::Exec, token(&path)).unwrap();
@@ -216,8 +221,7 @@ mod tests {
         let local = LocalSet::new();
         // The expiry task is spawned but never run: the URL is opened before it would be.
         let _entered = local.enter();
-        let registry = Registry::new(TTL);
-        let path = registry.insert(exec_session()).unwrap();
+        let (registry, path) = with_exec_session();
         tokio::time::advance(TTL).await;
         let err = registry.take(Kind::Exec, token(&path)).unwrap_err();
         assert_eq!(err.status, 404);

@@ -5,6 +5,40 @@ use std::time::Duration;
 
 use super::*;
 
+/// What a `write` returns: nothing, or whether the request could be encoded.
+trait Written {
+    fn expect_written(self);
+}
+
+impl Written for () {
+    fn expect_written(self) {}
+}
+
+impl Written for Result<(), EncodeError> {
+    fn expect_written(self) {
+        self.expect("the request encodes");
+    }
+}
+
+/// Writes `$value` as a `$request` message and reads it back with `$read`, also giving the
+/// message reader to `$check`.
+macro_rules! round_trip {
+    ($value:expr, $request:ident, $read:path) => {
+        round_trip!($value, $request, $read, |_reader| ())
+    };
+    ($value:expr, $request:ident, $read:path, |$reader:ident| $check:expr) => {{
+        let mut message = capnp::message::Builder::new_default();
+        $value
+            .write(message.init_root::<conmon::$request::Builder<'_>>())
+            .expect_written();
+        let $reader = message
+            .get_root_as_reader::<conmon::$request::Reader<'_>>()
+            .unwrap();
+        $check;
+        $read($reader).unwrap()
+    }};
+}
+
 #[test]
 fn create_request_round_trips() {
     let request = CreateContainer {
@@ -27,13 +61,8 @@ fn create_request_round_trips() {
         leak_fds: vec![3],
         ..CreateContainer::default()
     };
-    let mut message = capnp::message::Builder::new_default();
-    let builder = message.init_root::<conmon::create_container_request::Builder<'_>>();
-    request.write(builder).unwrap();
-    let reader = message
-        .get_root_as_reader::<conmon::create_container_request::Reader<'_>>()
-        .unwrap();
-    assert_eq!(CreateContainer::read(reader).unwrap(), request);
+    let decoded = round_trip!(request, create_container_request, CreateContainer::read);
+    assert_eq!(decoded, request);
 }
 
 #[test]
@@ -44,13 +73,12 @@ fn unset_cgroup_manager_reads_as_systemd_and_timeout_rounds_up() {
         timeout: Some(Duration::from_millis(1500)),
         ..ExecSync::default()
     };
-    let mut message = capnp::message::Builder::new_default();
-    exec.write(message.init_root::<conmon::exec_sync_container_request::Builder<'_>>());
-    let reader = message
-        .get_root_as_reader::<conmon::exec_sync_container_request::Reader<'_>>()
-        .unwrap();
-    assert_eq!(reader.get_timeout_sec(), 2);
-    let decoded = ExecSync::read(reader).unwrap();
+    let decoded = round_trip!(
+        exec,
+        exec_sync_container_request,
+        ExecSync::read,
+        |reader| { assert_eq!(reader.get_timeout_sec(), 2) }
+    );
     assert_eq!(decoded.cgroup_manager, CgroupManager::Systemd);
     assert_eq!(decoded.timeout, Some(Duration::from_secs(2)));
 }
@@ -91,12 +119,8 @@ fn serve_requests_round_trip() {
         stderr: false,
         cgroup_manager: CgroupManager::Cgroupfs,
     };
-    let mut message = capnp::message::Builder::new_default();
-    exec.write(message.init_root::<conmon::serve_exec_container_request::Builder<'_>>());
-    let reader = message
-        .get_root_as_reader::<conmon::serve_exec_container_request::Reader<'_>>()
-        .unwrap();
-    assert_eq!(ServeExec::read(reader).unwrap(), exec);
+    let decoded = round_trip!(exec, serve_exec_container_request, ServeExec::read);
+    assert_eq!(decoded, exec);
 
     let attach = ServeAttach {
         id: "c1".into(),
@@ -104,10 +128,16 @@ fn serve_requests_round_trip() {
         stdout: false,
         stderr: true,
     };
-    let mut message = capnp::message::Builder::new_default();
-    attach.write(message.init_root::<conmon::serve_attach_container_request::Builder<'_>>());
-    let reader = message
-        .get_root_as_reader::<conmon::serve_attach_container_request::Reader<'_>>()
-        .unwrap();
-    assert_eq!(ServeAttach::read(reader).unwrap(), attach);
+    let decoded = round_trip!(attach, serve_attach_container_request, ServeAttach::read);
+    assert_eq!(decoded, attach);
+
+    let forward = ServePortForward {
+        net_ns_path: "/proc/1/ns/net".into(),
+    };
+    let decoded = round_trip!(
+        forward,
+        serve_port_forward_container_request,
+        ServePortForward::read
+    );
+    assert_eq!(decoded, forward);
 }

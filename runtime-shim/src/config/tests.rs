@@ -91,77 +91,62 @@ fn overrides_win_over_files() {
     assert_eq!(config.tracing.tracing_sampling_rate_per_million, 5);
 }
 
+/// The error loading `text` as file `name` gives.
+fn load_error(name: &str, text: &str) -> String {
+    load(&[(name, text)], &Overrides::default())
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn invalid_values_name_the_key_and_the_file() {
-    let err = load(
-        &[(
+    let cases: [(&str, &str, &[&str]); 8] = [
+        (
             "10-x.conf",
             "[crio.runtime.runtimes.vm]\nruntime_type = \"vm\"\n",
-        )],
-        &Overrides::default(),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("crio.runtime.runtimes.vm.runtime_type") && err.contains("10-x.conf"),
-        "{err}"
-    );
-    assert!(err.contains("'vm' is not one of oci, pod"), "{err}");
-
-    let err = load(
-        &[("crio.conf", "[crio.tracing]\nenable_tracing = \"yes\"\n")],
-        &Overrides::default(),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("crio.tracing.enable_tracing") && err.contains("expected true or false"),
-        "{err}"
-    );
-
-    let err = load(
-        &[(
+            &[
+                "crio.runtime.runtimes.vm.runtime_type",
+                "10-x.conf",
+                "'vm' is not one of oci, pod",
+            ],
+        ),
+        (
+            "crio.conf",
+            "[crio.tracing]\nenable_tracing = \"yes\"\n",
+            &["crio.tracing.enable_tracing", "expected true or false"],
+        ),
+        (
             "crio.conf",
             "[crio.tracing]\ntracing_sampling_rate_per_million = -1\n",
-        )],
-        &Overrides::default(),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("tracing_sampling_rate_per_million"), "{err}");
-
-    let err = load(&[("crio.conf", "[crio.runtime\n")], &Overrides::default())
-        .unwrap_err()
-        .to_string();
-    assert!(err.starts_with("parse config file"), "{err}");
-
-    let err = load(
-        &[("crio.conf", "[crio.runtime]\ndefault_runtime = \"ghost\"\n")],
-        &Overrides::default(),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("ghost"), "{err}");
-
-    let typed_keys = [
+            &["tracing_sampling_rate_per_million"],
+        ),
+        ("crio.conf", "[crio.runtime\n", &["parse config file"]),
         (
+            "crio.conf",
+            "[crio.runtime]\ndefault_runtime = \"ghost\"\n",
+            &["ghost"],
+        ),
+        (
+            "crio.conf",
             "[crio.runtime]\ncgroup_manager = \"cgroupv3\"\n",
-            "'cgroupv3' is not one of systemd, cgroupfs",
+            &["'cgroupv3' is not one of systemd, cgroupfs"],
         ),
         (
+            "crio.conf",
             "[crio.runtime]\nlog_level = \"loud\"\n",
-            "'loud' is not one of trace",
+            &["'loud' is not one of trace"],
         ),
         (
+            "crio.conf",
             "[crio.runtime.runtimes.p]\nmonitor_env = [\"LOG_DRIVER=carrier-pigeon\"]\n",
-            "LOG_DRIVER: 'carrier-pigeon' is not one of none, stdout, systemd",
+            &["LOG_DRIVER: 'carrier-pigeon' is not one of none, stdout, systemd"],
         ),
     ];
-    for (text, expected) in typed_keys {
-        let err = load(&[("crio.conf", text)], &Overrides::default())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(expected), "{err}");
+    for (name, text, expected) in cases {
+        let err = load_error(name, text);
+        for part in expected {
+            assert!(err.contains(part), "{text}: {err}");
+        }
     }
 }
 
