@@ -22,8 +22,7 @@ async fn start(
 ) -> Result<u32> {
     let mut request = pod.create_request(id, pod.bundle(id, args)?);
     request.stdin = stdin;
-    let pid = client.create_container(&request).await?;
-    pod.runc(&["start", id])?;
+    let pid = pod.start_container(client, &request).await?;
     Ok(pid)
 }
 
@@ -118,19 +117,13 @@ fn attach_streams_reach_every_client_and_end_with_the_container() -> Result<()> 
         let script =
             "while read l; do [ \"$l\" = quit ] && exit 0; echo out:$l; echo err:$l >&2; done";
         let command = format!("echo early; {script}");
-        let mut request = pod.create_request(&id, pod.bundle(&id, &["sh", "-c", &command])?);
+        let mut request = pod.script_request(&id, &command)?;
         request.stdin = true;
         let log = pod.path("sat.log");
         request.log_drivers = log_to(LogFormat::Cri, &log, 0);
-        client.create_container(&request).await?;
-        pod.runc(&["start", &id])?;
+        pod.start_container(client, &request).await?;
         // Output from before the attach, which it must not replay.
-        wait_for("early output logged", WAIT, || {
-            std::fs::read_to_string(&log)
-                .ok()
-                .filter(|log| log.contains("early"))
-        })
-        .await?;
+        wait_for_text(&log, "early", WAIT).await?;
         let attach = ServeAttach {
             id: id.clone(),
             stdin: true,
@@ -177,10 +170,9 @@ fn port_forward_reaches_a_server_inside_the_pod_network_namespace() -> Result<()
         let bundle = pod.bundle(&id, &["httpd", "-f", "-p", "8080", "-h", "/www"])?;
         std::fs::create_dir_all(bundle.join("rootfs/www"))?;
         std::fs::write(bundle.join("rootfs/www/index.html"), "hello from the pod\n")?;
-        let pid = client
-            .create_container(&pod.create_request(&id, bundle))
+        let pid = pod
+            .start_container(client, &pod.create_request(&id, bundle))
             .await?;
-        pod.runc(&["start", &id])?;
         let probe = exec_request(&id, &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/"]);
         let deadline = std::time::Instant::now() + WAIT;
         while client.exec_sync(&probe).await?.exit_code != 0 {
@@ -233,20 +225,20 @@ fn bad_urls_and_requests_get_clear_errors() -> Result<()> {
         let id = unique_id("sbad");
         start(&pod, &client, &id, &["sleep", "1000"], false).await?;
 
-        let err = client
-            .serve_exec(&exec("no-such-container", &["true"]))
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = error_text(
+            client
+                .serve_exec(&exec("no-such-container", &["true"]))
+                .await,
+        );
         assert!(
             err.contains("container 'no-such-container' not found"),
             "{err}"
         );
-        let err = client
-            .serve_port_forward("/nonexistent/netns".as_ref())
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = error_text(
+            client
+                .serve_port_forward("/nonexistent/netns".as_ref())
+                .await,
+        );
         assert!(
             err.contains("open network namespace '/nonexistent/netns'"),
             "{err}"
@@ -334,7 +326,7 @@ fn an_exec_session_can_be_attached_to_by_its_id() -> Result<()> {
             exec_session_id: "no-such-session".into(),
             ..Attach::default()
         };
-        let err = client.attach(&attach).await.unwrap_err().to_string();
+        let err = error_text(client.attach(&attach).await);
         assert!(
             err.contains("has no exec session 'no-such-session'"),
             "{err}"

@@ -75,8 +75,7 @@ fn caller_trace_continues_through_rpc_and_runtime_spans_with_logs() -> Result<()
         client.set_metadata(metadata(&trace, true));
 
         let request = pod.create_request("traced", pod.bundle("traced", &["sleep", "1000"])?);
-        client.create_container(&request).await?;
-        pod.runc(&["start", "traced"])?;
+        pod.start_container(&client, &request).await?;
         let output = client
             .exec_sync(&exec_request("traced", &["echo", "hi"]))
             .await?;
@@ -171,8 +170,7 @@ fn unsampled_parent_exports_nothing() -> Result<()> {
         let (unsampled, marker) = (trace_id(2), trace_id(3));
         client.set_metadata(metadata(&unsampled, false));
         let request = pod.create_request("quiet", pod.bundle("quiet", &["sleep", "1000"])?);
-        client.create_container(&request).await?;
-        pod.runc(&["start", "quiet"])?;
+        pod.start_container(&client, &request).await?;
         client.exec_sync(&exec_request("quiet", &["true"])).await?;
         // Export is in order: once a later sampled request arrived, the earlier one would have.
         client.set_metadata(metadata(&marker, true));
@@ -210,8 +208,7 @@ fn spans_of_a_collector_outage_arrive_when_it_returns() -> Result<()> {
         let trace = trace_id(4);
         client.set_metadata(metadata(&trace, true));
         let request = pod.create_request("outage", pod.bundle("outage", &["sleep", "1000"])?);
-        client.create_container(&request).await?;
-        pod.runc(&["start", "outage"])?;
+        pod.start_container(&client, &request).await?;
         const EXECS: usize = 20;
         for i in 0..EXECS {
             let output = client
@@ -276,8 +273,7 @@ fn streaming_sessions_and_attach_stay_in_the_callers_trace() -> Result<()> {
         let id = unique_id("tstream");
         let mut request = pod.create_request(&id, pod.bundle(&id, &["sleep", "1000"])?);
         request.stdin = true;
-        let pid = client.create_container(&request).await?;
-        pod.runc(&["start", &id])?;
+        let pid = pod.start_container(&client, &request).await?;
         let protocols = "v5.channel.k8s.io";
 
         let exec = ServeExec {
