@@ -1,6 +1,8 @@
 //! Files written atomically (exit and OOM markers, the pidfile): engines watch for these files
 //! to appear, so a reader must never see a half-written one. Each is written to a temporary file
-//! in the same directory, synced and renamed into place.
+//! in the same directory, synced and renamed into place. The temporary file has an
+//! unpredictable name and is created exclusively, so nothing planted there (a symlink to a
+//! victim, say) is ever written through.
 
 use std::fs::OpenOptions;
 use std::io::{self, Write as _};
@@ -14,15 +16,15 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     let mut temp_name = std::ffi::OsString::from(".");
     temp_name.push(name);
-    temp_name.push(format!(".{}.tmp", std::process::id()));
+    temp_name.push(format!(".{}.tmp", conmon_telemetry::ids::random_hex(8)?));
     let temp = path.with_file_name(temp_name);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o644)
+        .open(&temp)?;
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&temp)?;
         file.write_all(contents)?;
         file.sync_all()?;
         std::fs::rename(&temp, path)

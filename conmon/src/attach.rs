@@ -15,12 +15,16 @@ use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tracing::Instrument as _;
 
+use crate::gate::Gate;
 use crate::io_hub::{Output, ProcessIo, Stdin};
 use crate::stream::Stream;
 use crate::sys;
 use conmon_proto::framing;
 use conmon_proto::socket_path::SocketPath;
 use conmon_telemetry::propagation;
+
+/// Clients of one attach socket at most.
+const MAX_CLIENTS: usize = 16;
 
 /// Serves `io` on a SOCK_SEQPACKET socket at `path` until its output ends; the socket is then
 /// removed. `name` says whose stdio it is, in logs. Each client is served in a span that
@@ -35,36 +39,31 @@ pub(crate) fn serve_socket(
     let listener = bind_socket(path)?;
     let path = path.to_owned();
     tokio::task::spawn_local(async move {
+        let gate = Gate::new("attach", MAX_CLIENTS);
         loop {
-            tokio::select! {
-                guard = listener.readable() => {
-                    let Ok(mut guard) = guard else { break };
-                    match accept(listener.get_ref()) {
-                        Ok(connection) => {
-                            let io = io.clone();
-                            let span = tracing::info_span!(parent: None, "attach client", otel.kind = "server", attach.target = %name);
-                            propagation::set_parent_context(&span, &origin);
-                            tokio::task::spawn_local(async move {
-                                tracing::info!("attach client connected");
-                                let served = match sys::async_fd(connection) {
-                                    Ok(connection) => serve_client(&io, connection, stop_after_stdin_eof).await,
-                                    Err(err) => Err(err),
-                                };
-                                match served {
-                                    Ok(()) => tracing::info!("attach client ended"),
-                                    Err(err) => tracing::info!(error = %err, "attach client ended"),
-                                }
-                            }.instrument(span));
-                        }
-                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
-                        Err(err) => {
-                            tracing::warn!(attach = %name, error = %err, "accept attach client");
-                            break;
-                        }
-                    }
-                }
+            let accepted = tokio::select! {
+                accepted = accept(&listener) => accepted,
                 () = io.ended() => break,
-            }
+            };
+            let Some((connection, permit)) = gate.admit(accepted).await else {
+                continue;
+            };
+            let io = io.clone();
+            let span = tracing::info_span!(parent: None, "attach client", otel.kind = "server", attach.target = %name);
+            propagation::set_parent_context(&span, &origin);
+            let client = async move {
+                tracing::info!("attach client connected");
+                let served = match sys::async_fd(connection) {
+                    Ok(connection) => serve_client(&io, connection, stop_after_stdin_eof).await,
+                    Err(err) => Err(err),
+                };
+                match served {
+                    Ok(()) => tracing::info!("attach client ended"),
+                    Err(err) => tracing::info!(error = %err, "attach client ended"),
+                }
+                drop(permit);
+            };
+            tokio::task::spawn_local(client.instrument(span));
         }
         let _ = std::fs::remove_file(&path);
     });
@@ -86,11 +85,20 @@ fn bind_socket(path: &Path) -> io::Result<AsyncFd<File>> {
     sys::async_fd(listener.into())
 }
 
-/// Accepts one client of the attach socket, non-blocking like the listener.
-fn accept(listener: &File) -> io::Result<OwnedFd> {
-    let (connection, _) = SockRef::from(listener).accept()?;
-    connection.set_nonblocking(true)?;
-    Ok(connection.into())
+/// Waits for the next client of the attach socket and accepts it, non-blocking like the
+/// listener.
+async fn accept(listener: &AsyncFd<File>) -> io::Result<OwnedFd> {
+    loop {
+        let mut ready = listener.readable().await?;
+        match SockRef::from(listener.get_ref()).accept() {
+            Ok((connection, _)) => {
+                connection.set_nonblocking(true)?;
+                return Ok(connection.into());
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// Serves one attach client until the output ends or the client leaves.

@@ -115,8 +115,8 @@ pub struct Config {
     pub tracing_max_buffered: u32,
 
     /// How long a streaming URL (exec, attach, port-forward) may wait to be opened, in
-    /// milliseconds.
-    #[arg(long, env = "CONMON_STREAMING_URL_TTL_MS", value_name = "MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// milliseconds (at most one day).
+    #[arg(long, env = "CONMON_STREAMING_URL_TTL_MS", value_name = "MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     pub streaming_url_ttl_ms: u64,
 
     /// Accepted for conmon-rs v0.x clients and ignored: the cgroup manager comes with each request.

@@ -15,6 +15,7 @@ use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Settings;
+use crate::gate::Gate;
 use crate::monitor::Monitor;
 use crate::reaper::{self, Reaper};
 use crate::rpc::RpcServer;
@@ -55,6 +56,9 @@ pub enum DaemonError {
     Runtime(#[source] std::io::Error),
 }
 
+/// Open RPC connections at most (conmon-rs's Go client opens one per call).
+const MAX_RPC_CONNECTIONS: usize = 256;
+
 /// Starts the daemon and serves until SIGTERM or SIGINT. In the forking mode only the daemon
 /// returns from here; the parent exits once the pidfile is written.
 ///
@@ -88,6 +92,8 @@ pub fn start(settings: Settings) -> Result<(), DaemonError> {
     if let Err(err) = oom_adjusted {
         tracing::warn!(error = %err, "cannot adjust OOM score");
     }
+    // A panic fails its request only (see `rpc::traced`); where it happened goes to the log.
+    std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -164,19 +170,20 @@ async fn serve(
         capnp_rpc::new_client(RpcServer::new(monitor.clone(), streaming.clone()));
     tracing::info!(socket = %socket_path.display(), pid = std::process::id(), "conmond serving");
 
+    let gate = Gate::new("rpc", MAX_RPC_CONNECTIONS);
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+            accepted = listener.accept() => {
+                if let Some(((stream, _), permit)) = gate.admit(accepted).await {
                     let rpc = transport::serve(stream, &client);
                     tokio::task::spawn_local(async move {
                         if let Err(err) = rpc.await {
                             tracing::debug!(error = %err, "rpc connection ended");
                         }
+                        drop(permit);
                     });
                 }
-                Err(err) => tracing::warn!(error = %err, "accept rpc connection"),
-            },
+            }
             _ = sigusr1.recv() => log_state(&monitor, &streaming),
             _ = sigterm.recv() => { tracing::info!("received SIGTERM"); break; }
             _ = sigint.recv() => { tracing::info!("received SIGINT"); break; }

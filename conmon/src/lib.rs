@@ -17,10 +17,12 @@
 
 mod atomic_file;
 mod attach;
+mod caller_path;
 pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod exec;
+mod gate;
 mod io_hub;
 pub mod logs;
 pub mod monitor;

@@ -3,6 +3,7 @@
 //! other module sees capnp types.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 
 use capnp::capability::Rc as CapRc;
@@ -10,6 +11,7 @@ use conmon_proto::conmon;
 use conmon_proto::types::{
     Attach, CreateContainer, ExecSync, ServeAttach, ServeExec, ServePortForward, WindowSize,
 };
+use futures::FutureExt as _;
 use tracing::Instrument as _;
 
 use crate::error::{MonitorError, error_chain};
@@ -101,19 +103,39 @@ fn rpc_span(method: &'static str, request: &impl TracedRequest) -> capnp::Result
 }
 
 /// Runs an RPC body in its span; a failure is logged there (marking the span as failed) and
-/// turned into the wire error.
+/// turned into the wire error. A panic in the body fails this request only: the monitor holds
+/// every container of the pod, and its state is plain data behind `RefCell`s (a borrow is
+/// released while unwinding), so answering with an internal error and carrying on serves the
+/// pod better than aborting. The panic hook has logged where it happened.
 async fn traced<T>(
     span: tracing::Span,
     body: impl Future<Output = Result<T, MonitorError>>,
 ) -> Result<T, capnp::Error> {
     async {
-        body.await.map_err(|err| {
-            tracing::error!(error = %error_chain(&err), "request failed");
-            to_capnp(err)
-        })
+        match AssertUnwindSafe(body).catch_unwind().await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
+                tracing::error!(error = %error_chain(&err), "request failed");
+                Err(to_capnp(err))
+            }
+            Err(panic) => {
+                let message = panic_message(panic.as_ref());
+                tracing::error!(panic = message, "request handler panicked");
+                Err(capnp::Error::failed(format!("internal error: {message}")))
+            }
+        }
     }
     .instrument(span)
     .await
+}
+
+/// The text a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(message), _) => message,
+        (_, Some(message)) => message,
+        _ => "panic without a message",
+    }
 }
 
 fn not_implemented(method: &'static str, request: &impl TracedRequest) -> capnp::Error {

@@ -116,6 +116,16 @@ fn has_fds_above_stderr() -> io::Result<bool> {
     Ok(above_stderr > 1)
 }
 
+/// Returns the allocator's free memory at the top of the heap and in free pages to the system,
+/// after a container's buffers were released (glibc keeps it otherwise).
+pub(crate) fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Creates a pipe whose both ends are close-on-exec; returns `(read, write)`.
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [-1; 2];

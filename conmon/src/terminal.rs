@@ -3,9 +3,8 @@
 
 use std::io;
 use std::os::fd::{AsFd as _, OwnedFd};
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::net::UnixListener;
 use tokio::net::unix::pipe;
@@ -21,19 +20,45 @@ pub(crate) struct ConsoleSocket {
     path: PathBuf,
 }
 
+/// Longest console socket path: runc connects by path, which must fit `sun_path`.
+const MAX_SOCKET_PATH: usize = 107;
+/// Length of a console socket's name: 16 random hex digits and `.sock`.
+const SOCKET_NAME_LEN: usize = 21;
+
+/// The monitor's private directory for console sockets (mode 0700): `term/` in the runtime
+/// directory when socket paths there fit `sun_path`, else a fresh directory with an
+/// unpredictable name in the temporary directory. Nobody else can create, replace or connect
+/// to a socket in it.
+pub(crate) fn console_dir(runtime_dir: &Path) -> io::Result<PathBuf> {
+    let preferred = runtime_dir.join("term");
+    if preferred.as_os_str().len() + 1 + SOCKET_NAME_LEN <= MAX_SOCKET_PATH {
+        match std::fs::create_dir(&preferred) {
+            Err(err) if err.kind() != io::ErrorKind::AlreadyExists => return Err(err),
+            _ => {}
+        }
+        // The runtime directory is the engine's and ours; still, never trust a link there.
+        if !std::fs::symlink_metadata(&preferred)?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("'{}' is not a directory", preferred.display()),
+            ));
+        }
+        std::fs::set_permissions(&preferred, std::fs::Permissions::from_mode(0o700))?;
+        return Ok(preferred);
+    }
+    let name = format!("conmond-{}", conmon_telemetry::ids::random_hex(8)?);
+    let private = std::env::temp_dir().join(name);
+    // Created exclusively: a directory someone planted there makes this fail, not ours.
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    Ok(private)
+}
+
 impl ConsoleSocket {
-    /// Listens on a fresh socket in the temporary directory (its path must fit `sun_path`,
-    /// since runc connects by path). Only the owner may connect.
-    pub(crate) fn bind() -> io::Result<Self> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "conmond-term-{}-{}.sock",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = std::env::temp_dir().join(name);
+    /// Listens on a fresh socket with an unpredictable name in `dir` (see [`console_dir`]).
+    pub(crate) fn bind(dir: &Path) -> io::Result<Self> {
+        let name = format!("{}.sock", conmon_telemetry::ids::random_hex(8)?);
+        let path = dir.join(name);
         let listener = UnixListener::bind(SocketPath::new(&path)?.get())?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
         Ok(Self { listener, path })
     }
 
@@ -57,7 +82,7 @@ impl ConsoleSocket {
 
 impl Drop for ConsoleSocket {
     fn drop(&mut self) {
-        // Best effort: a leftover socket in the temporary directory is harmless.
+        // Best effort: a leftover socket in the monitor's own directory is harmless.
         let _ = std::fs::remove_file(&self.path);
     }
 }

@@ -153,6 +153,24 @@ impl Pod {
         }
     }
 
+    /// What each descriptor conmond holds open refers to (`/proc/<pid>/fd` links).
+    pub fn fd_targets(&self) -> Result<Vec<PathBuf>> {
+        let entries = std::fs::read_dir(format!("/proc/{}/fd", self.pid))?;
+        Ok(entries
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .collect())
+    }
+
+    /// Anonymous memory of conmond in KiB (`RssAnon` of `/proc/<pid>/status`).
+    pub fn anonymous_rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("RssAnon:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no RssAnon in /proc/<pid>/status")
+    }
+
     /// A create request for container `id` running the shell script `script`.
     pub fn script_request(&self, id: &str, script: &str) -> Result<CreateContainer> {
         Ok(self.create_request(id, self.bundle(id, &["sh", "-c", script])?))
@@ -220,6 +238,42 @@ impl Pod {
             .collect())
     }
 
+    /// What conmond has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("conmond.log")).unwrap_or_default()
+    }
+
+    /// CPU time conmond has used, in clock ticks (user plus system).
+    pub fn cpu_ticks(&self) -> Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
+        // Fields after the command name (which may hold spaces): state is field 3, utime 14.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .context("malformed /proc/<pid>/stat")?
+            .1
+            .split_whitespace()
+            .collect();
+        let tick = |n: usize| -> Result<u64> {
+            Ok(fields
+                .get(n - 3)
+                .context("short /proc/<pid>/stat")?
+                .parse()?)
+        };
+        Ok(tick(14)? + tick(15)?)
+    }
+
+    /// Sets conmond's soft limit on open descriptors.
+    pub fn set_fd_limit(&self, limit: usize) -> Result<()> {
+        let status = Command::new("prlimit")
+            .arg(format!("--pid={}", self.pid))
+            .arg(format!("--nofile={limit}:"))
+            .status()?;
+        if !status.success() {
+            bail!("prlimit --nofile={limit}: {status}");
+        }
+        Ok(())
+    }
+
     /// Whether the daemon process still exists (and is not a zombie).
     pub fn daemon_alive(&self) -> bool {
         runtime_shim::monitor::process_running(self.pid)
@@ -232,7 +286,7 @@ impl Drop for Pod {
         reason = "libtest shows captured output of failing tests only"
     )]
     fn drop(&mut self) {
-        let log = std::fs::read_to_string(self.dir.path().join("conmond.log")).unwrap_or_default();
+        let log = self.log_text();
         println!("--- conmond log ---\n{log}");
         teardown(self.dir.path(), &self.runc_root);
     }

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use super::error::LogError;
 use super::render;
+use crate::caller_path;
 use crate::stream::Stream;
 
 /// The record format of a log file.
@@ -36,7 +37,8 @@ impl LogFile {
             source,
         };
         // Append mode and truncation do not combine in one open: truncate right after.
-        let file = open_options(format).open(path).map_err(open_error)?;
+        let file =
+            caller_path::open_regular(&mut open_options(format), path).map_err(open_error)?;
         file.set_len(0).map_err(open_error)?;
         Ok(Self {
             format,
@@ -52,8 +54,7 @@ impl LogFile {
             path: self.path.clone(),
             source,
         };
-        let file = open_options(self.format)
-            .open(&self.path)
+        let file = caller_path::open_regular(&mut open_options(self.format), &self.path)
             .map_err(open_error)?;
         let size = file.metadata().map_err(open_error)?.len();
         self.file = file;

@@ -20,6 +20,7 @@ use crate::runtime::invocation::{Call, Pipes};
 use crate::runtime::pidfile;
 use crate::stdio::{self, PipeReader};
 use crate::stream::Stream;
+use crate::sys;
 use crate::terminal::{self, ConsoleSocket};
 use crate::validate;
 use conmon_proto::types::CreateContainer;
@@ -42,9 +43,8 @@ impl Monitor {
         let (mut pipes, stdio) = Pipes::new(request.stdin)?;
         let console = request
             .terminal
-            .then(ConsoleSocket::bind)
-            .transpose()
-            .map_err(MonitorError::Console)?;
+            .then(|| self.console_socket())
+            .transpose()?;
         let pidfile = request.bundle.join("pidfile");
         let args = self.runtime.create_args(&CreateArgs {
             id: &request.id,
@@ -122,8 +122,13 @@ impl Monitor {
             cleanup_cmd: request.cleanup_cmd,
             exited_tx,
         };
-        let reaper = self.reaper.clone();
-        tokio::task::spawn_local(supervise::supervise(reaper, container, supervision));
+        let monitor = self.clone();
+        tokio::task::spawn_local(async move {
+            supervise::supervise(monitor.reaper.clone(), container.clone(), supervision).await;
+            monitor.registry.retire(&container);
+            drop(container);
+            sys::release_free_memory();
+        });
         Ok(pid)
     }
 }

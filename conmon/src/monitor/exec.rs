@@ -26,7 +26,10 @@ impl Monitor {
     ) -> Result<ExecSyncResult, MonitorError> {
         validate::command(&request.command)?;
         self.running_container(&request.id)?;
-        let deadline = request.timeout.map(|timeout| Instant::now() + timeout);
+        // A deadline too far to represent is no deadline (2^63 s is not a real limit).
+        let deadline = request
+            .timeout
+            .and_then(|timeout| Instant::now().checked_add(timeout));
         if request.terminal {
             return self.exec_sync_terminal(&request, deadline).await;
         }
@@ -151,11 +154,7 @@ impl Monitor {
     ) -> Result<StartedExec, MonitorError> {
         // The runtime's own errors arrive on these pipes even when the command gets a terminal.
         let (mut pipes, stdio) = Pipes::new(start.stdin && !start.terminal)?;
-        let console = start
-            .terminal
-            .then(ConsoleSocket::bind)
-            .transpose()
-            .map_err(MonitorError::Console)?;
+        let console = start.terminal.then(|| self.console_socket()).transpose()?;
         let stdin = pipes.take_stdin()?;
         let pidfile = self.exec_pidfile();
         let args = self.runtime.exec_args(

@@ -9,7 +9,7 @@ mod exec;
 mod registry;
 mod supervise;
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -24,6 +24,7 @@ use crate::runtime::invocation::Call;
 use crate::runtime::pidfile::ExecPidfile;
 use crate::runtime::{Runtime, RuntimeStdio};
 use crate::sys;
+use crate::terminal::{self, ConsoleSocket};
 pub use conmon_proto::types::{Attach, CreateContainer};
 use conmon_telemetry::propagation;
 
@@ -38,6 +39,8 @@ pub struct Monitor {
     reaper: Rc<Reaper>,
     registry: Registry,
     next_exec: Cell<u64>,
+    /// Where console sockets are bound, once the first terminal was asked for.
+    console_dir: OnceCell<PathBuf>,
 }
 
 impl Monitor {
@@ -49,10 +52,24 @@ impl Monitor {
             reaper,
             registry: Registry::default(),
             next_exec: Cell::new(0),
+            console_dir: OnceCell::new(),
         }
     }
 
-    /// The live or exited container registered under `id`.
+    /// A console socket for a runtime call that creates a terminal.
+    fn console_socket(&self) -> Result<ConsoleSocket, MonitorError> {
+        let dir = match self.console_dir.get() {
+            Some(dir) => dir,
+            None => {
+                let dir =
+                    terminal::console_dir(&self.runtime_dir).map_err(MonitorError::Console)?;
+                self.console_dir.get_or_init(|| dir)
+            }
+        };
+        ConsoleSocket::bind(dir).map_err(MonitorError::Console)
+    }
+
+    /// The container registered under `id`, unless it was retired after its exit.
     pub(crate) fn container(&self, id: &str) -> Result<Rc<Container>, MonitorError> {
         self.registry.get(id)
     }
@@ -146,8 +163,14 @@ impl Monitor {
                 tracing::warn!(container_id = %container.id, "container not reaped in time");
             }
         }
-        for container in &containers {
-            self.delete_container(&container.id).await;
+        // Exited containers too: the runtime keeps their state until it is deleted.
+        let ids = containers.iter().map(|c| c.id.clone());
+        for id in ids.chain(self.registry.retired()) {
+            self.delete_container(&id).await;
+        }
+        if let Some(dir) = self.console_dir.get() {
+            // Best effort: it is empty once no runtime call is in flight.
+            let _ = std::fs::remove_dir(dir);
         }
     }
 

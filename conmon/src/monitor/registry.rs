@@ -1,8 +1,11 @@
 //! The registry of containers: an ID is reserved while `runtime create` runs, then holds the
-//! created container, running or exited, with the exec sessions that can be attached to.
+//! created container with the exec sessions that can be attached to, until its exit has been
+//! recorded. The container is then retired: its logs, pipes, terminal and sessions are released
+//! and only its exit code is kept, for the errors of later requests about it, for at most
+//! [`EXITED_KEPT`] exited containers (the oldest are forgotten first).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use tokio::sync::watch;
@@ -11,10 +14,15 @@ use crate::error::MonitorError;
 use crate::io_hub::ProcessIo;
 use crate::logs::LogSet;
 
+/// How many exited containers are remembered (by ID and exit code, a few dozen bytes each).
+pub(super) const EXITED_KEPT: usize = 1024;
+
 /// The containers of one monitor, by ID.
 #[derive(Debug, Default)]
 pub(super) struct Registry {
     containers: RefCell<HashMap<String, Slot>>,
+    /// IDs of retired containers, oldest first.
+    retired: RefCell<VecDeque<String>>,
 }
 
 #[derive(Debug)]
@@ -22,6 +30,8 @@ enum Slot {
     /// `runtime create` is in progress for this ID.
     Creating,
     Created(Rc<Container>),
+    /// The container exited with this code and was retired.
+    Exited(i32),
 }
 
 /// A container created by this monitor.
@@ -78,6 +88,12 @@ impl Container {
     }
 }
 
+impl Slot {
+    fn holds(&self, container: &Rc<Container>) -> bool {
+        matches!(self, Self::Created(held) if Rc::ptr_eq(held, container))
+    }
+}
+
 /// An ID reserved for a container being created; released unless [`Reservation::fill`]ed.
 #[derive(Debug)]
 pub(super) struct Reservation<'a> {
@@ -115,8 +131,10 @@ impl Registry {
                 return Err(MonitorError::ContainerExists(id.to_owned()));
             }
             // An exited container's ID may be reused; the runtime decides whether that works.
-            _ => containers.insert(id.to_owned(), Slot::Creating),
-        };
+            Some(Slot::Exited(_)) => self.retired.borrow_mut().retain(|retired| retired != id),
+            _ => {}
+        }
+        containers.insert(id.to_owned(), Slot::Creating);
         Ok(Reservation {
             registry: self,
             id,
@@ -124,22 +142,54 @@ impl Registry {
         })
     }
 
-    /// The live or exited container registered under `id`.
+    /// The container registered under `id`; a retired one is an error with its exit code.
     pub(super) fn get(&self, id: &str) -> Result<Rc<Container>, MonitorError> {
         match self.containers.borrow().get(id) {
             Some(Slot::Created(container)) => Ok(container.clone()),
+            Some(&Slot::Exited(exit_code)) => Err(MonitorError::ContainerExited {
+                id: id.to_owned(),
+                exit_code,
+            }),
             Some(Slot::Creating) | None => Err(MonitorError::UnknownContainer(id.to_owned())),
         }
     }
 
-    /// Every created container, running or exited.
+    /// Replaces `container`, whose exit has been recorded, by its exit code: the registry no
+    /// longer holds its resources. Beyond [`EXITED_KEPT`] retired containers, the oldest is
+    /// forgotten.
+    pub(super) fn retire(&self, container: &Rc<Container>) {
+        let Some(exit_code) = container.exit_code() else {
+            return;
+        };
+        let mut containers = self.containers.borrow_mut();
+        match containers.get_mut(&container.id) {
+            Some(slot @ Slot::Created(_)) if slot.holds(container) => {
+                *slot = Slot::Exited(exit_code);
+            }
+            _ => return,
+        }
+        let mut retired = self.retired.borrow_mut();
+        retired.push_back(container.id.clone());
+        while retired.len() > EXITED_KEPT {
+            if let Some(oldest) = retired.pop_front() {
+                containers.remove(&oldest);
+            }
+        }
+    }
+
+    /// IDs of retired containers, oldest first.
+    pub(super) fn retired(&self) -> Vec<String> {
+        self.retired.borrow().iter().cloned().collect()
+    }
+
+    /// Every created container not yet retired.
     pub(super) fn created(&self) -> Vec<Rc<Container>> {
         self.containers
             .borrow()
             .values()
             .filter_map(|slot| match slot {
                 Slot::Created(container) => Some(container.clone()),
-                Slot::Creating => None,
+                Slot::Creating | Slot::Exited(_) => None,
             })
             .collect()
     }
@@ -195,6 +245,49 @@ mod tests {
         exited_tx.send_replace(Some(0));
         assert_eq!(registry.counts(), (0, 0));
         assert!(registry.reserve("c").is_ok());
+    }
+
+    #[test]
+    fn a_retired_container_is_released_and_remembered_by_its_exit_code() {
+        let registry = Registry::default();
+        let (exited_tx, exited) = watch::channel(None);
+        let created = container("c", exited);
+        registry.reserve("c").unwrap().fill(created.clone());
+        // Not exited yet: nothing to retire.
+        registry.retire(&created);
+        assert!(registry.get("c").is_ok());
+        exited_tx.send_replace(Some(3));
+        registry.retire(&created);
+        assert_eq!(Rc::strong_count(&created), 1, "the registry still holds it");
+        assert!(matches!(
+            registry.get("c"),
+            Err(MonitorError::ContainerExited { exit_code: 3, .. })
+        ));
+        assert_eq!(registry.retired(), ["c"]);
+        // The ID can be used again, and is then no longer counted as retired.
+        drop(registry.reserve("c").unwrap());
+        assert!(registry.retired().is_empty());
+    }
+
+    #[test]
+    fn only_the_newest_retired_containers_are_remembered() {
+        let registry = Registry::default();
+        for n in 0..=EXITED_KEPT {
+            let id = format!("c{n}");
+            let (_exited_tx, exited) = watch::channel(Some(0));
+            let created = container(&id, exited);
+            registry.reserve(&id).unwrap().fill(created.clone());
+            registry.retire(&created);
+        }
+        assert!(matches!(
+            registry.get("c0"),
+            Err(MonitorError::UnknownContainer(_))
+        ));
+        assert!(matches!(
+            registry.get("c1"),
+            Err(MonitorError::ContainerExited { .. })
+        ));
+        assert_eq!(registry.retired().len(), EXITED_KEPT);
     }
 
     #[test]

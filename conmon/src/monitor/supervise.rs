@@ -1,6 +1,6 @@
-//! Supervision of a created container: on its exit, drain its output, then write OOM and exit
-//! files (last, so an engine that sees one can read the complete log) and run the cleanup
-//! command.
+//! Supervision of a created container: on its exit, drain its output (for a grace period), then
+//! write OOM and exit files (last, so an engine that sees one can read the complete log) and
+//! run the cleanup command. The monitor then retires the container.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -66,12 +66,20 @@ pub(super) async fn supervise(
         tracing::info!(container_id = %id, pid = container.pid, exit_code = code, "container exited");
 
         // Exit files come last, so an engine that sees one can read the complete log.
+        let pumps: Vec<_> = supervision
+            .pumps
+            .iter()
+            .map(JoinHandle::abort_handle)
+            .collect();
         let drain = futures::future::join_all(supervision.pumps);
         if tokio::time::timeout(OUTPUT_DRAIN_GRACE, drain)
             .await
             .is_err()
         {
+            // A process that escaped the container holds the output open: stop reading it, so
+            // the pipes and log files are released (its writes then fail with EPIPE).
             tracing::warn!(container_id = %id, "output still open after exit; writing exit files anyway");
+            pumps.iter().for_each(tokio::task::AbortHandle::abort);
         }
         container.io.finish();
         let oom_killed = supervision

@@ -17,13 +17,13 @@ mod protocol;
 mod registry;
 mod server;
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
 use self::registry::{Registry, Session};
 use self::server::Server;
+use crate::caller_path;
 use crate::error::MonitorError;
 use crate::monitor::Monitor;
 use crate::validate;
@@ -64,9 +64,11 @@ impl Streaming {
                 "network namespace path is empty".into(),
             ));
         }
-        let namespace = File::open(&path).map_err(|source| MonitorError::NetworkNamespace {
-            path: path.clone(),
-            source,
+        let namespace = caller_path::open_regular_following(&path).map_err(|source| {
+            MonitorError::NetworkNamespace {
+                path: path.clone(),
+                source,
+            }
         })?;
         self.register(Session::PortForward { namespace, path })
     }

@@ -18,11 +18,14 @@ use super::http::{self, Kind, Rejection, Upgrade};
 use super::registry::{Registry, Session};
 use super::{attach, exec, port_forward, protocol};
 use crate::error::MonitorError;
+use crate::gate::Gate;
 use crate::monitor::Monitor;
 use conmon_telemetry::propagation;
 
 /// How long a client may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open connections at most, sessions included (any local user can connect to the port).
+const MAX_CONNECTIONS: usize = 128;
 
 /// The server, once listening, and the sessions it serves.
 #[derive(Debug)]
@@ -69,16 +72,14 @@ impl Server {
     }
 
     async fn accept(self: Rc<Self>, listener: TcpListener) {
+        let gate = Gate::new("streaming", MAX_CONNECTIONS);
         loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    tokio::task::spawn_local(self.clone().connection(stream));
-                }
-                Err(err) => {
-                    // Out of descriptors, typically: let some close instead of spinning.
-                    tracing::warn!(error = %err, "accept streaming connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+            if let Some(((stream, _), permit)) = gate.admit(listener.accept().await).await {
+                let connection = self.clone().connection(stream);
+                tokio::task::spawn_local(async move {
+                    connection.await;
+                    drop(permit);
+                });
             }
         }
     }

@@ -58,9 +58,9 @@ impl ExecSync {
     /// Encodes the request into `r`; a timeout is rounded up to whole seconds.
     pub fn write(&self, mut r: conmon::exec_sync_container_request::Builder<'_>) {
         r.set_id(&self.id);
-        let timeout_sec = self
-            .timeout
-            .map_or(0, |t| t.as_secs() + u64::from(t.subsec_nanos() > 0));
+        let timeout_sec = self.timeout.map_or(0, |t| {
+            t.as_secs().saturating_add(u64::from(t.subsec_nanos() > 0))
+        });
         r.set_timeout_sec(timeout_sec);
         write_strings(
             |n| r.reborrow().init_command(n),

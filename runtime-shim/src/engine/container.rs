@@ -35,7 +35,7 @@ impl Engine {
             return Err(EngineError::ContainerExists(id.to_owned()));
         }
         let monitor = self.pod_run(pod).await?;
-        let dir = self.container_dir(pod, id);
+        let dir = self.container_dir(pod, id)?;
         std::fs::create_dir_all(&dir).map_err(ShimError::io("create", &dir))?;
         let created = async {
             let exits = self.root.join("exits");
@@ -43,7 +43,7 @@ impl Engine {
             let bundle = self.bundle(&dir, bundle, stdio)?;
             match &monitor {
                 Some(monitor) => {
-                    let spec = self.create_spec(pod, id, &bundle, stdio);
+                    let spec = self.create_spec(pod, id, &bundle, stdio)?;
                     Ok(monitor.handle.create_container(spec).await?)
                 }
                 None => self.create_under_conmon(id, &bundle, &dir).await,
@@ -92,24 +92,33 @@ impl Engine {
         )?)
     }
 
-    fn create_spec(&self, pod: &str, id: &str, bundle: &Path, stdio: Stdio) -> CreateContainer {
+    fn create_spec(
+        &self,
+        pod: &str,
+        id: &str,
+        bundle: &Path,
+        stdio: Stdio,
+    ) -> Result<CreateContainer, EngineError> {
         // CRI-O's -1 (unlimited) is the protocol's 0.
         let max_size = u64::try_from(self.config.log_size_max).unwrap_or(0);
-        CreateContainer {
+        Ok(CreateContainer {
             id: id.to_owned(),
             bundle: bundle.to_owned(),
-            exit_paths: vec![self.exit_file(id), self.container_dir(pod, id).join("exit")],
+            exit_paths: vec![
+                self.exit_file(id)?,
+                self.container_dir(pod, id)?.join("exit"),
+            ],
             oom_exit_paths: vec![bundle.join("oom")],
             log_drivers: vec![LogDriver {
                 format: LogFormat::Cri,
-                path: self.log_path(pod, id),
+                path: self.log_path(pod, id)?,
                 max_size,
             }],
             cgroup_manager: self.config.cgroup_manager,
             stdin: stdio.interactive,
             terminal: stdio.tty,
             ..CreateContainer::default()
-        }
+        })
     }
 
     /// `runtime_type = "oci"`: the container gets its own conmon (`monitor_path`).
@@ -187,7 +196,7 @@ impl Engine {
     pub async fn attach(&self, id: &str, stdin_once: bool) -> Result<AttachSocket, EngineError> {
         let pod = self.pod_of(id)?;
         let monitor = self.pod_monitor(&pod, "attach").await?;
-        let socket_path = self.run_dir(&pod).join(id).join("attach");
+        let socket_path = self.run_dir(&pod)?.join(id).join("attach");
         let spec = Attach {
             id: id.to_owned(),
             socket_path: socket_path.clone(),
@@ -205,7 +214,7 @@ impl Engine {
     /// # Errors
     /// No exit file within a grace period, or one that holds no exit code.
     pub async fn exit_code_after_output(&self, id: &str) -> Result<i32, EngineError> {
-        runtime::wait_for_exit_file(&self.exit_file(id), EXIT_FILE_DELAY)
+        runtime::wait_for_exit_file(&self.exit_file(id)?, EXIT_FILE_DELAY)
             .await?
             .ok_or_else(|| EngineError::NoExitFile(id.to_owned()))
     }
@@ -215,7 +224,7 @@ impl Engine {
     /// # Errors
     /// An unknown container or an unreadable log.
     pub fn log(&self, id: &str) -> Result<Vec<u8>, EngineError> {
-        let path = self.log_path(&self.pod_of(id)?, id);
+        let path = self.log_path(&self.pod_of(id)?, id)?;
         Ok(std::fs::read(&path).map_err(ShimError::io("read", &path))?)
     }
 
@@ -227,7 +236,7 @@ impl Engine {
     pub async fn stop(&self, id: &str, grace: Duration) -> Result<i32, EngineError> {
         self.pod_of(id)?;
         let runtime = self.oci_runtime();
-        let exit_file = self.exit_file(id);
+        let exit_file = self.exit_file(id)?;
         let code = if runtime.state(id).await? == Some(ContainerStatus::Created) {
             // Never started: nothing to signal gracefully.
             runtime.kill(id, "KILL").await?;
@@ -249,9 +258,9 @@ impl Engine {
         // The monitor writes the exit files after the kill; removing the directory under it
         // would race the last of them (pod handlers write one into the container directory).
         let last_exit_file = if self.pod_handler() {
-            self.container_dir(&pod, id).join("exit")
+            self.container_dir(&pod, id)?.join("exit")
         } else {
-            self.exit_file(id)
+            self.exit_file(id)?
         };
         if runtime::wait_for_exit_file(&last_exit_file, EXIT_FILE_DELAY)
             .await?
@@ -262,14 +271,14 @@ impl Engine {
                 "no exit file after delete; removing anyway"
             );
         }
-        let exit_file = self.exit_file(id);
+        let exit_file = self.exit_file(id)?;
         match std::fs::remove_file(&exit_file) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
                 return Err(ShimError::io("remove", &exit_file)(err).into());
             }
             _ => {}
         }
-        let dir = self.container_dir(&pod, id);
+        let dir = self.container_dir(&pod, id)?;
         std::fs::remove_dir_all(&dir).map_err(ShimError::io("remove", &dir))?;
         tracing::info!(container_id = id, "container removed");
         Ok(())
@@ -290,7 +299,7 @@ impl Engine {
             for id in self.pod_containers(&pod)? {
                 containers.push(ContainerInfo {
                     status: runtime.state(&id).await?,
-                    exit_code: runtime::read_exit_file(&self.exit_file(&id))?,
+                    exit_code: runtime::read_exit_file(&self.exit_file(&id)?)?,
                     pod: pod.clone(),
                     id,
                 });

@@ -99,27 +99,42 @@ impl Engine {
         }
     }
 
-    fn pod_dir(&self, pod: &str) -> PathBuf {
-        self.root.join("pods").join(pod)
+    // Every path built from a name checks the name, whichever command asked: a name like
+    // `../x` must never reach outside the root.
+
+    fn pod_dir(&self, pod: &str) -> Result<PathBuf, EngineError> {
+        validate_name("pod", pod)?;
+        Ok(self.root.join("pods").join(pod))
     }
 
     /// The pod monitor's runtime directory (its socket, pidfile and attach sockets).
-    pub fn run_dir(&self, pod: &str) -> PathBuf {
-        self.pod_dir(pod).join("run")
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidName`] for a name that is not a plain file name.
+    pub fn run_dir(&self, pod: &str) -> Result<PathBuf, EngineError> {
+        Ok(self.pod_dir(pod)?.join("run"))
     }
 
-    fn container_dir(&self, pod: &str, id: &str) -> PathBuf {
-        self.pod_dir(pod).join("containers").join(id)
+    fn container_dir(&self, pod: &str, id: &str) -> Result<PathBuf, EngineError> {
+        validate_name("container", id)?;
+        Ok(self.pod_dir(pod)?.join("containers").join(id))
     }
 
     /// The CRI log of container `id` in `pod`.
-    pub fn log_path(&self, pod: &str, id: &str) -> PathBuf {
-        self.container_dir(pod, id).join("ctr.log")
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidName`] for a name that is not a plain file name.
+    pub fn log_path(&self, pod: &str, id: &str) -> Result<PathBuf, EngineError> {
+        Ok(self.container_dir(pod, id)?.join("ctr.log"))
     }
 
     /// The exit file of container `id`.
-    pub fn exit_file(&self, id: &str) -> PathBuf {
-        self.root.join("exits").join(id)
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidName`] for a name that is not a plain file name.
+    pub fn exit_file(&self, id: &str) -> Result<PathBuf, EngineError> {
+        validate_name("container", id)?;
+        Ok(self.root.join("exits").join(id))
     }
 
     /// The pod container `id` belongs to.
@@ -129,7 +144,7 @@ impl Engine {
     pub fn pod_of(&self, id: &str) -> Result<String, EngineError> {
         validate_name("container", id)?;
         for pod in list_dir(&self.root.join("pods"))? {
-            if self.container_dir(&pod, id).exists() {
+            if self.container_dir(&pod, id)?.exists() {
                 return Ok(pod);
             }
         }

@@ -19,12 +19,12 @@ impl Engine {
     pub async fn pod_run(&self, pod: &str) -> Result<Option<PodMonitor>, EngineError> {
         validate_name("pod", pod)?;
         if !self.pod_handler() {
-            let dir = self.pod_dir(pod);
+            let dir = self.pod_dir(pod)?;
             std::fs::create_dir_all(&dir).map_err(ShimError::io("create", &dir))?;
             return Ok(None);
         }
         let spec = MonitorSpec::for_handler(&self.handler_name, &self.handler, &self.config);
-        let monitor = monitor::ensure_monitor(&spec, &self.run_dir(pod)).await?;
+        let monitor = monitor::ensure_monitor(&spec, &self.run_dir(pod)?).await?;
         if monitor.spawned {
             tracing::info!(pod, pid = monitor.pid, "pod monitor started");
         } else {
@@ -46,8 +46,7 @@ impl Engine {
 
     /// The pod's containers.
     pub(super) fn pod_containers(&self, pod: &str) -> Result<Vec<String>, EngineError> {
-        validate_name("pod", pod)?;
-        Ok(list_dir(&self.pod_dir(pod).join("containers"))?)
+        Ok(list_dir(&self.pod_dir(pod)?.join("containers"))?)
     }
 
     /// Stops every container of the pod.
@@ -70,8 +69,8 @@ impl Engine {
             self.remove(&id).await?;
         }
         // Only now: a monitor kills whatever it still supervises when signalled.
-        monitor::shutdown_monitor(&self.run_dir(pod)).await?;
-        let dir = self.pod_dir(pod);
+        monitor::shutdown_monitor(&self.run_dir(pod)?).await?;
+        let dir = self.pod_dir(pod)?;
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(ShimError::io("remove", &dir))?;
         }
@@ -86,7 +85,7 @@ impl Engine {
     pub async fn pod_list(&self) -> Result<Vec<PodInfo>, EngineError> {
         let mut pods = Vec::new();
         for name in list_dir(&self.root.join("pods"))? {
-            let monitor_pid = monitor::probe(&self.run_dir(&name))
+            let monitor_pid = monitor::probe(&self.run_dir(&name)?)
                 .await
                 .map(|(_, pid)| pid);
             let containers = self.pod_containers(&name)?.len();

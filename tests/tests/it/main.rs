@@ -253,9 +253,7 @@ fn descriptors_inherited_from_the_engine_are_not_kept() -> Result<()> {
         fifo.as_os_str(),
     ];
     let pod = Pod::start_via(&launcher, None, &[])?;
-    let held: Vec<std::path::PathBuf> = std::fs::read_dir(format!("/proc/{}/fd", pod.pid))?
-        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
-        .collect();
+    let held = pod.fd_targets()?;
     assert!(!held.contains(&fifo), "conmond holds {held:?}");
     run_local(async {
         let client = pod.client().await?;

@@ -1,0 +1,293 @@
+//! Hardening: inputs and faults that once crashed, blocked or leaked the monitor. Each test
+//! checks that the monitor answers correctly and keeps serving afterwards.
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use anyhow::Result;
+use testkit::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The monitor still answers, as the same process.
+async fn still_serving(pod: &Pod, client: &MonitorClient) -> Result<()> {
+    assert!(pod.daemon_alive(), "conmond died");
+    assert_eq!(client.version(false).await?.process_id, pod.pid);
+    Ok(())
+}
+
+#[test]
+fn an_exec_timeout_too_large_for_a_deadline_means_no_deadline() -> Result<()> {
+    with_pod(async |pod, client| {
+        let request = pod.create_request("t", pod.bundle("t", &["sleep", "1000"])?);
+        pod.start_container(client, &request).await?;
+        let mut exec = exec_request("t", &["echo", "in time"]);
+        exec.timeout = Some(Duration::from_secs(u64::MAX));
+        let reply = client.exec_sync(&exec).await?;
+        assert_eq!((reply.exit_code, reply.timed_out), (0, false));
+        assert_eq!(reply.stdout, b"in time\n");
+        still_serving(pod, client).await
+    })
+}
+
+#[test]
+fn exited_containers_release_their_descriptors() -> Result<()> {
+    with_pod(async |pod, client| {
+        let run = async |id: &str| -> Result<()> {
+            let mut request = pod.script_request(id, "echo out; echo err >&2")?;
+            request.stdin = true;
+            request.log_drivers = log_to(LogFormat::Cri, &pod.path(&format!("{id}.log")), 0);
+            pod.start_container(client, &request).await?;
+            assert_eq!(wait_for_file(&request.exit_paths[0], WAIT).await?, "0");
+            Ok(())
+        };
+        // After one container, whatever the monitor opens once is open.
+        run("first").await?;
+        let baseline = pod.fd_targets()?.len();
+        for n in 0..30 {
+            run(&format!("c{n}")).await?;
+        }
+        // Retiring follows the exit file closely, but not in the same instant.
+        wait_for("descriptors back at the baseline", WAIT, || {
+            let fds = pod.fd_targets().ok()?;
+            (fds.len() <= baseline + 2).then_some(())
+        })
+        .await?;
+        // What a later request learns about an exited container.
+        let err = error_text(client.exec_sync(&exec_request("c7", &["true"])).await);
+        assert!(
+            err.contains("container 'c7' is not running (exited with code 0)"),
+            "{err}"
+        );
+        let err = error_text(client.reopen_log("c7").await);
+        assert!(err.contains("exited with code 0"), "{err}");
+        still_serving(pod, client).await
+    })
+}
+
+#[test]
+fn running_out_of_descriptors_backs_off_instead_of_spinning() -> Result<()> {
+    with_pod(async |pod, client| {
+        // A round trip first: the monitor accepts a connection only when it gets to it.
+        still_serving(pod, client).await?;
+        let baseline = pod.fd_targets()?.len();
+        let limit = baseline + 4;
+        pod.set_fd_limit(limit)?;
+        // Clients beyond the limit wait in the listen backlog while accepts fail with EMFILE.
+        let clients: Vec<UnixStream> = (0..20)
+            .map(|_| UnixStream::connect(pod.socket()))
+            .collect::<Result<_, _>>()?;
+        wait_for("conmond at its descriptor limit", WAIT, || {
+            (pod.fd_targets().ok()?.len() >= limit).then_some(())
+        })
+        .await?;
+        // A measurement window, not a synchronisation: a spinning accept loop burns it all.
+        let before = pod.cpu_ticks()?;
+        std::thread::sleep(Duration::from_secs(2));
+        let used = pod.cpu_ticks()? - before;
+        assert!(
+            used < 20,
+            "conmond used {used} ticks of CPU in 2 s at EMFILE"
+        );
+        let warnings = pod.log_text().matches("accept rpc connection").count();
+        assert!(warnings <= 2, "{warnings} accept warnings in 2 s");
+        drop(clients);
+        pod.set_fd_limit(1024)?;
+        still_serving(pod, client).await
+    })
+}
+
+#[test]
+fn a_connection_flood_is_capped_and_released() -> Result<()> {
+    with_pod(async |pod, client| {
+        // A round trip first: the monitor accepts a connection only when it gets to it.
+        still_serving(pod, client).await?;
+        let baseline = pod.fd_targets()?.len();
+        let mut clients: Vec<UnixStream> = (0..300)
+            .map(|_| UnixStream::connect(pod.socket()))
+            .collect::<Result<_, _>>()?;
+        // Connections past the cap are closed at once: their first read sees end of file.
+        let refused = clients.pop().expect("300 clients");
+        refused.set_read_timeout(Some(WAIT))?;
+        assert_eq!(
+            (&refused).read(&mut [0; 8])?,
+            0,
+            "the 300th connection was served"
+        );
+        let held = pod.fd_targets()?.len();
+        assert!(held <= baseline + 256, "conmond holds {held} descriptors");
+        drop(clients);
+        wait_for("flood released", WAIT, || {
+            (pod.fd_targets().ok()?.len() <= baseline).then_some(())
+        })
+        .await?;
+        still_serving(pod, client).await
+    })
+}
+
+#[test]
+fn an_oversized_request_frame_ends_its_connection_only() -> Result<()> {
+    with_pod(async |pod, client| {
+        let rss = pod.anonymous_rss_kib()?;
+        let mut stream = UnixStream::connect(pod.socket())?;
+        stream.set_read_timeout(Some(WAIT))?;
+        // A frame header announcing one segment of 2^24 words (128 MiB), then some of it.
+        let mut frame = vec![0, 0, 0, 0, 0, 0, 0, 1];
+        frame.extend_from_slice(&[0xAB; 64 * 1024]);
+        // The monitor may close the connection before all of it is written.
+        let _ = stream.write_all(&frame);
+        // The monitor may say why (an RPC abort message) before it closes the connection, or
+        // reset it for the bytes it left unread.
+        match stream.read_to_end(&mut Vec::new()) {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(err) => anyhow::bail!("the connection stays open: {err}"),
+        }
+        let grown = pod.anonymous_rss_kib()?.saturating_sub(rss);
+        assert!(grown < 8 * 1024, "conmond grew by {grown} KiB");
+        still_serving(pod, client).await
+    })
+}
+
+/// Makes a FIFO at `path`.
+fn mkfifo(path: &std::path::Path) -> Result<()> {
+    let made = std::process::Command::new("mkfifo").arg(path).status()?;
+    anyhow::ensure!(made.success(), "mkfifo {}: {made}", path.display());
+    Ok(())
+}
+
+#[test]
+fn fifo_paths_are_refused_without_blocking_the_monitor() -> Result<()> {
+    with_pod(async |pod, client| {
+        let fifo = pod.path("log.fifo");
+        mkfifo(&fifo)?;
+        let mut request = pod.script_request("fifo", "echo hi")?;
+        request.log_drivers = log_to(LogFormat::Cri, &fifo, 0);
+        let err = error_text(client.create_container(&request).await);
+        assert!(err.contains("log.fifo") && err.contains("FIFO"), "{err}");
+        let err = error_text(client.serve_port_forward(&fifo).await);
+        assert!(
+            err.contains("log.fifo") && err.contains("is a FIFO"),
+            "{err}"
+        );
+        assert!(pod.runc_containers()?.is_empty(), "a container was left");
+        still_serving(pod, client).await
+    })
+}
+
+#[test]
+fn symlinks_at_log_and_exit_paths_are_not_written_through() -> Result<()> {
+    with_pod(async |pod, client| {
+        let victim = pod.path("victim");
+        std::fs::write(&victim, "precious")?;
+        let link = pod.path("ctr.log");
+        std::os::unix::fs::symlink(&victim, &link)?;
+        let mut request = pod.script_request("link", "echo overwritten")?;
+        request.log_drivers = log_to(LogFormat::Cri, &link, 0);
+        let err = error_text(client.create_container(&request).await);
+        assert!(err.contains("symbolic link"), "{err}");
+
+        // An exit path that is a symlink is replaced, not written through.
+        let exit_link = pod.path("exit-link");
+        std::os::unix::fs::symlink(&victim, &exit_link)?;
+        let mut request = pod.script_request("exit", "exit 3")?;
+        request.exit_paths = vec![exit_link.clone()];
+        pod.start_container(client, &request).await?;
+        wait_for("the exit file in place of the link", WAIT, || {
+            (!exit_link.is_symlink()).then_some(())
+        })
+        .await?;
+        assert_eq!(std::fs::read_to_string(&exit_link)?, "3");
+        assert_eq!(std::fs::read_to_string(&victim)?, "precious");
+        still_serving(pod, client).await
+    })
+}
+
+#[test]
+fn an_attach_path_replaces_only_a_stale_socket() -> Result<()> {
+    with_pod(async |pod, client| {
+        let request = pod.create_request("att", pod.bundle("att", &["sleep", "1000"])?);
+        pod.start_container(client, &request).await?;
+        let file = pod.path("not-a-socket");
+        std::fs::write(&file, "keep")?;
+        let attach = Attach {
+            id: "att".into(),
+            socket_path: file.clone(),
+            ..Attach::default()
+        };
+        let err = error_text(client.attach(&attach).await);
+        assert!(
+            err.contains("not-a-socket") && err.contains("not a socket"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&file)?, "keep");
+        // A socket someone listens on is not taken over either.
+        let live = pod.path("live.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&live)?;
+        let attach = Attach {
+            socket_path: live,
+            ..attach
+        };
+        let err = error_text(client.attach(&attach).await);
+        assert!(err.contains("in use"), "{err}");
+        still_serving(pod, client).await
+    })
+}
+
+#[test]
+fn console_sockets_live_in_the_monitors_own_directory() -> Result<()> {
+    with_pod(async |pod, client| {
+        let bundle = pod.bundle_with("tty", &["sleep", "1000"], |config| {
+            config["process"]["terminal"] = true.into();
+        })?;
+        let mut request = pod.create_request("tty", bundle);
+        request.terminal = true;
+        pod.start_container(client, &request).await?;
+        let dir = pod.runtime_dir.join("term");
+        assert_eq!(std::fs::metadata(&dir)?.permissions().mode() & 0o777, 0o700);
+        let mut exec = exec_request("tty", &["tty"]);
+        exec.terminal = true;
+        let reply = client.exec_sync(&exec).await?;
+        assert_eq!(
+            reply.exit_code,
+            0,
+            "{:?}",
+            String::from_utf8_lossy(&reply.stdout)
+        );
+        // Nothing of the monitor's in the shared temporary directory.
+        let shared = std::fs::read_dir(std::env::temp_dir())?
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with("conmond-term"))
+            .count();
+        assert_eq!(shared, 0);
+        still_serving(pod, client).await
+    })
+}
+
+#[test]
+fn shim_names_never_reach_outside_the_root() -> Result<()> {
+    let cli = ShimEnv::new("")?;
+    let outside = cli.dir().join("outside");
+    std::fs::create_dir_all(&outside)?;
+    for args in [
+        ["pod", "rm", "../../outside"],
+        ["pod", "stop", "../outside"],
+        ["logs", "..", ""],
+    ] {
+        let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
+        let output = cli.run(&args)?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr.contains("invalid") || stderr.contains("name"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            outside.is_dir(),
+            "{args:?} removed a directory outside the root"
+        );
+    }
+    Ok(())
+}
