@@ -119,6 +119,12 @@ pub struct Config {
     #[arg(long, env = "CONMON_STREAMING_URL_TTL_MS", value_name = "MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     pub streaming_url_ttl_ms: u64,
 
+    /// How long one runtime call (create, delete, `exec -d`) may take, in seconds, before the
+    /// runtime and what it started are killed; a timed-out create is also deleted and its ID
+    /// released. CRI-O's default create timeout is 240 s.
+    #[arg(long, env = "CONMON_RUNTIME_TIMEOUT", value_name = "SECS", default_value_t = 240, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub runtime_timeout: u64,
+
     /// Accepted for conmon-rs v0.x clients and ignored: the cgroup manager comes with each request.
     #[arg(short = 'c', long, hide = true, value_name = "MANAGER")]
     pub cgroup_manager: Option<String>,
@@ -173,6 +179,8 @@ pub struct Settings {
     pub tracing: Option<ExportSettings>,
     /// How long a streaming URL stays valid.
     pub streaming_url_ttl: std::time::Duration,
+    /// Deadline of one runtime call.
+    pub runtime_timeout: std::time::Duration,
 }
 
 impl Config {
@@ -202,6 +210,7 @@ impl Config {
                 max_buffered: self.tracing_max_buffered as usize,
             }),
             streaming_url_ttl: std::time::Duration::from_millis(self.streaming_url_ttl_ms),
+            runtime_timeout: std::time::Duration::from_secs(self.runtime_timeout),
         })
     }
 }

@@ -160,10 +160,11 @@ async fn serve(
         .set_nonblocking(true)
         .map_err(DaemonError::Runtime)?;
     let listener = UnixListener::from_std(listener).map_err(DaemonError::Runtime)?;
-    let runtime = Runtime {
-        path: settings.runtime,
-        root: settings.runtime_root,
-    };
+    let runtime = Runtime::new(
+        settings.runtime,
+        settings.runtime_root,
+        settings.runtime_timeout,
+    );
     let monitor = Rc::new(Monitor::new(runtime, settings.runtime_dir, reaper));
     let streaming = Streaming::new(monitor.clone(), settings.streaming_url_ttl);
     let client: conmon::Client =

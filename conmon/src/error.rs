@@ -31,6 +31,12 @@ pub enum MonitorError {
         /// Its exit code.
         exit_code: i32,
     },
+    /// A runtime call took longer than the runtime timeout; it was killed.
+    #[error("runtime {action} did not finish within the runtime timeout; it was killed")]
+    RuntimeTimedOut {
+        /// The runtime subcommand.
+        action: &'static str,
+    },
     /// A request field is missing or malformed.
     #[error("invalid request: {0}")]
     InvalidRequest(String),

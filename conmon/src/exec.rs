@@ -74,8 +74,9 @@ pub(crate) fn sync_result(
     let hung = result.is_none();
     let exit_code = match result {
         Some(Ok(status)) if !timed_out => status.code(),
-        Some(Ok(_)) | None => EXIT_CODE_TIMED_OUT,
-        Some(Err(err)) => return Err(err),
+        Some(Err(err)) if !timed_out => return Err(err),
+        // Killed at the deadline (a runtime that hung, say), or never finished: the timeout.
+        _ => EXIT_CODE_TIMED_OUT,
     };
     Ok(ExecSyncResult {
         exit_code,
@@ -282,6 +283,17 @@ mod tests {
         .await;
         assert_eq!((ended, killed_at), (Duration::from_secs(1), None));
         assert_eq!(outcome(&reply), (false, 7, &b"done\n"[..]));
+    }
+
+    #[test]
+    fn a_runtime_failure_after_the_deadline_is_the_timeout() {
+        let killed = MonitorError::RuntimeFailed {
+            action: "exec",
+            status: ExitStatus::Signaled(libc::SIGKILL),
+            stderr: String::new(),
+        };
+        let reply = sync_result(Some(Err(killed)), true, Vec::new(), Vec::new()).unwrap();
+        assert_eq!(outcome(&reply), (true, EXIT_CODE_TIMED_OUT, &b""[..]));
     }
 
     #[tokio::test(start_paused = true)]

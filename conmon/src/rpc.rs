@@ -172,7 +172,13 @@ impl conmon::Server for RpcServer {
         let request = params.get()?.get_request()?;
         let span = rpc_span("createContainer", &request)?;
         let request = CreateContainer::read(request)?;
-        let pid = traced(span, self.monitor.create_container(request)).await?;
+        // The create runs to its end even if the client leaves or cancels: a container the
+        // runtime created is then supervised like any other, never left unknown.
+        let monitor = self.monitor.clone();
+        let create = async move { monitor.create_container(request).await };
+        let pid = tokio::task::spawn_local(traced(span, create))
+            .await
+            .map_err(|err| capnp::Error::failed(format!("create task: {err}")))??;
         results.get().init_response().set_container_pid(pid);
         Ok(())
     }

@@ -116,6 +116,22 @@ fn has_fds_above_stderr() -> io::Result<bool> {
     Ok(above_stderr > 1)
 }
 
+/// Sends `signal` to every process of process group `pgid` (a runtime and what it started);
+/// a group that no longer exists is not an error.
+pub(crate) fn kill_group(pgid: u32, signal: i32) -> io::Result<()> {
+    let pgid =
+        libc::pid_t::try_from(pgid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    // SAFETY: kill takes plain integers; a negative pid addresses one process group.
+    let rc = unsafe { libc::kill(-pgid, signal) };
+    if rc == -1 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ESRCH) {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
 /// Returns the allocator's free memory at the top of the heap and in free pages to the system,
 /// after a container's buffers were released (glibc keeps it otherwise).
 pub(crate) fn release_free_memory() {

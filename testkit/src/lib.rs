@@ -138,9 +138,18 @@ pub async fn wait_for<T>(
     timeout: Duration,
     mut check: impl FnMut() -> Option<T>,
 ) -> Result<T> {
+    wait_for_async(what, timeout, async || check()).await
+}
+
+/// Like [`wait_for`], with a check that awaits (an RPC, say).
+pub async fn wait_for_async<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(value) = check() {
+        if let Some(value) = check().await {
             return Ok(value);
         }
         if Instant::now() >= deadline {

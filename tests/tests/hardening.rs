@@ -291,3 +291,103 @@ fn shim_names_never_reach_outside_the_root() -> Result<()> {
     }
     Ok(())
 }
+
+/// A runtime wrapper in its own directory: runc, except that for `subcommand` it runs `shell`
+/// (with the arguments in `$@`).
+fn wrapped_runc(subcommand: &str, shell: &str) -> Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    let script = format!(
+        "#!/bin/sh\nfor a in \"$@\"; do if [ \"$a\" = {subcommand} ]; then {shell}; fi; done\nexec {RUNC} \"$@\"\n"
+    );
+    let path = dir.path().join("runc");
+    std::fs::write(&path, script)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
+}
+
+/// How long hung runtimes sleep: unique to each test, so their processes can be found.
+const HUNG_CREATE: &str = "4321.0123";
+const HUNG_EXEC: &str = "4321.0456";
+
+/// Starts a pod whose runtime is `runtime` (a wrapper) with a 2 s runtime timeout.
+fn pod_with_runtime(runtime: &tempfile::TempDir) -> Result<Pod> {
+    let runtime = runtime.path().join("runc");
+    let runtime = runtime.to_str().expect("a UTF-8 temporary path");
+    Pod::start_with(None, &["--runtime", runtime, "--runtime-timeout", "2"])
+}
+
+#[test]
+fn a_hung_create_is_killed_deleted_and_its_id_released() -> Result<()> {
+    let hang = format!("exec sleep {HUNG_CREATE}");
+    let after_create = format!("{RUNC} \"$@\"; exec sleep {HUNG_CREATE}");
+    for (case, shell) in [("hangs", hang), ("creates, then hangs", after_create)] {
+        let runtime = wrapped_runc("create", &shell)?;
+        let pod = pod_with_runtime(&runtime)?;
+        run_local(async {
+            let client = pod.client().await?;
+            let request = pod.create_request("hung", pod.bundle("hung", &["true"])?);
+            let err = error_text(client.create_container(&request).await);
+            assert!(
+                err.contains("runtime create did not finish"),
+                "{case}: {err}"
+            );
+            assert!(
+                pod.runc_containers()?.is_empty(),
+                "{case}: a container was left"
+            );
+            assert!(
+                processes_mentioning(HUNG_CREATE).is_empty(),
+                "{case}: the runtime lives on"
+            );
+            // The ID is free again: the same request fails the same way, not as a duplicate.
+            let again = error_text(client.create_container(&request).await);
+            assert!(again.contains("did not finish"), "{case}: {again}");
+            still_serving(&pod, &client).await
+        })?;
+    }
+    Ok(())
+}
+
+#[test]
+fn an_exec_deadline_kills_a_hung_runtime_exec() -> Result<()> {
+    let runtime = wrapped_runc("exec", &format!("exec sleep {HUNG_EXEC}"))?;
+    let pod = pod_with_runtime(&runtime)?;
+    run_local(async {
+        let client = pod.client().await?;
+        let request = pod.create_request("e", pod.bundle("e", &["sleep", "1000"])?);
+        pod.start_container(&client, &request).await?;
+        let mut exec = exec_request("e", &["true"]);
+        exec.timeout = Some(Duration::from_secs(1));
+        let reply = client.exec_sync(&exec).await?;
+        assert!(reply.timed_out, "{reply:?}");
+        assert!(
+            processes_mentioning(HUNG_EXEC).is_empty(),
+            "the runtime lives on"
+        );
+        still_serving(&pod, &client).await
+    })
+}
+
+#[test]
+fn a_create_whose_client_left_is_still_supervised() -> Result<()> {
+    // The runtime takes a second longer than the client waits.
+    let runtime = wrapped_runc("create", &format!("{RUNC} \"$@\"; sleep 1; exit"))?;
+    let pod = pod_with_runtime(&runtime)?;
+    run_local(async {
+        let client = pod.client().await?;
+        let request = pod.script_request("left", "echo bye")?;
+        let gave_up = tokio::time::timeout(Duration::from_millis(300), async {
+            client.create_container(&request).await
+        })
+        .await;
+        assert!(gave_up.is_err(), "the create did not outlast the client");
+        // The create completes in the monitor: it knows the container and supervises it.
+        wait_for_async("the abandoned create to finish", WAIT, async || {
+            client.reopen_log("left").await.ok()
+        })
+        .await?;
+        pod.runc(&["start", "left"])?;
+        assert_eq!(wait_for_file(&request.exit_paths[0], WAIT).await?, "0");
+        still_serving(&pod, &client).await
+    })
+}

@@ -62,10 +62,15 @@ impl Monitor {
             env: &request.env,
             stdio,
         };
-        let mut invocation = self
-            .runtime
-            .run(&self.reaper, call, console.as_ref())
-            .await?;
+        let run = self.runtime.run(&self.reaper, call, console.as_ref()).await;
+        let mut invocation = match run {
+            Err(err @ MonitorError::RuntimeTimedOut { .. }) => {
+                // The runtime may have created the container before it hung.
+                self.delete_container(&request.id).await;
+                return Err(err);
+            }
+            run => run?,
+        };
         // The container cannot run before `runtime start`: the pipes hold the runtime's output
         // only.
         invocation.output = pipes.runtime_output();

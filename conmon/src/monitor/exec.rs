@@ -15,6 +15,7 @@ use crate::exec::{kill_command, run_until_done, sync_result};
 use crate::io_hub::ProcessIo;
 use crate::runtime::invocation::{Call, Pipes, runtime_error};
 use crate::stdio;
+use crate::sys;
 use crate::terminal::{self, ConsoleSocket};
 use crate::validate;
 
@@ -52,11 +53,12 @@ impl Monitor {
         };
         let runtime = self.runtime.start(&self.reaper, call)?;
         let runtime_span = runtime.span.clone();
+        let runtime_pid = runtime.pid;
 
         // Set once the runtime reported the command's PID, so a deadline can kill it.
         let command_pid = Cell::new(None);
         let process = async {
-            let invocation = runtime.wait().await?;
+            let invocation = runtime.wait(None).await?;
             if !invocation.succeeded() {
                 // The error output is still being read: the error is completed below.
                 return Err(MonitorError::RuntimeFailed {
@@ -85,7 +87,10 @@ impl Monitor {
                 }
             };
             run_until_done(pin!(process), pin!(output), deadline, || {
-                kill_at_deadline(command_pid.get())
+                // A runtime that hangs before reporting the command is killed too.
+                kill_runtime(runtime_pid);
+                kill_at_deadline(command_pid.get());
+                true
             })
             .await
         };
@@ -94,7 +99,10 @@ impl Monitor {
                 tracing::warn!(container_id = %request.id, stream, discarded = capped.discarded, "exec output over the cap discarded");
             }
         }
-        if let Some(Err(MonitorError::RuntimeFailed { action, status, .. })) = result {
+        if let (false, Some(Err(MonitorError::RuntimeFailed { action, status, .. }))) =
+            (timed_out, &result)
+        {
+            let (action, status) = (*action, *status);
             let mut text = err.bytes;
             text.extend(out.bytes);
             return Err(runtime_error(&runtime_span, action, status, &text));
@@ -203,6 +211,13 @@ impl Monitor {
             },
         };
         Ok(started)
+    }
+}
+
+/// Kills a runtime still running at an exec deadline, with everything in its process group.
+fn kill_runtime(pgid: u32) {
+    if let Err(err) = sys::kill_group(pgid, libc::SIGKILL) {
+        tracing::warn!(pgid, error = %err, "kill exec runtime");
     }
 }
 

@@ -145,6 +145,8 @@ impl Monitor {
     /// Kills every running container, waits until their exit files are written, and deletes
     /// them from the runtime, so a stopped monitor leaves no container behind.
     pub async fn shutdown(&self) {
+        // Runtime calls in flight (a create, say) finish first, or are killed.
+        self.runtime.calls.finish(SHUTDOWN_WAIT).await;
         let containers = self.registry.created();
         for container in &containers {
             if container.exit_code().is_none() {

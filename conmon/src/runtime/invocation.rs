@@ -2,17 +2,21 @@
 //! goes to the runtime as `TRACEPARENT`), its exit comes from the reaper, and what it leaves
 //! behind (exit status, error output, a terminal master) comes back as one [`Invocation`].
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
+use std::rc::Rc;
 use std::time::Duration;
 
 use tokio::net::unix::pipe;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use super::{Runtime, RuntimeStdio};
 use crate::error::MonitorError;
+use crate::exec::KILL_WAIT;
 use crate::reaper::{ExitStatus, Reaper};
 use crate::stdio::{self, PipeReader};
 use crate::sys;
@@ -66,24 +70,96 @@ impl Invocation {
     }
 }
 
+/// The runtime processes running now, so shutdown can let them finish or kill them.
+#[derive(Debug, Default)]
+pub(crate) struct Calls {
+    pids: RefCell<BTreeSet<u32>>,
+    ended: Notify,
+}
+
+impl Calls {
+    fn begin(self: &Rc<Self>, pid: u32) -> CallGuard {
+        self.pids.borrow_mut().insert(pid);
+        CallGuard {
+            calls: self.clone(),
+            pid,
+        }
+    }
+
+    /// Waits up to `grace` for the runtime calls in flight to end, then kills the process
+    /// groups of those still running.
+    pub(crate) async fn finish(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        while !self.pids.borrow().is_empty() {
+            if tokio::time::timeout_at(deadline, self.ended.notified())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        for &pid in self.pids.borrow().iter() {
+            tracing::warn!(pid, "runtime still running at shutdown; killing it");
+            if let Err(err) = sys::kill_group(pid, libc::SIGKILL) {
+                tracing::warn!(pid, error = %err, "kill runtime");
+            }
+        }
+    }
+}
+
+/// A runtime process in [`Calls`] until it was waited for.
+#[derive(Debug)]
+struct CallGuard {
+    calls: Rc<Calls>,
+    pid: u32,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.calls.pids.borrow_mut().remove(&self.pid);
+        // One waiter at most (shutdown); a stored permit covers a wait that starts later.
+        self.calls.ended.notify_one();
+    }
+}
+
 /// A runtime that was started and has not been waited for.
 #[derive(Debug)]
 pub(crate) struct Running {
     action: &'static str,
+    /// Its PID, which is also its process group.
+    pub(crate) pid: u32,
     /// Its span, to report on.
     pub(crate) span: tracing::Span,
     exit: oneshot::Receiver<ExitStatus>,
+    _call: CallGuard,
 }
 
 impl Running {
-    /// Waits, in the runtime's span, until it exited, and records its exit code there.
-    pub(crate) async fn wait(self) -> Result<Invocation, MonitorError> {
-        let status = self
-            .exit
-            .instrument(self.span.clone())
-            .await
-            .map_err(|_| MonitorError::ShuttingDown)?;
-        Ok(finished(self.action, self.span, status))
+    /// Waits, in the runtime's span, until it exited, and records its exit code there. At
+    /// `deadline` its process group is killed and the call fails as timed out.
+    pub(crate) async fn wait(self, deadline: Option<Instant>) -> Result<Invocation, MonitorError> {
+        let span = self.span.clone();
+        let mut exit = self.exit.instrument(span.clone());
+        let exited = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, &mut exit).await.ok(),
+            None => Some((&mut exit).await),
+        };
+        let status = match exited {
+            Some(status) => status.map_err(|_| MonitorError::ShuttingDown)?,
+            None => {
+                let err = MonitorError::RuntimeTimedOut {
+                    action: self.action,
+                };
+                tracing::error!(parent: &span, pid = self.pid, error = %err, "killing the runtime");
+                if let Err(kill) = sys::kill_group(self.pid, libc::SIGKILL) {
+                    tracing::warn!(parent: &span, error = %kill, "kill runtime");
+                }
+                // Collected by the reaper; waiting for it keeps the order of events plain.
+                let _ = tokio::time::timeout(KILL_WAIT, exit).await;
+                return Err(err);
+            }
+        };
+        Ok(finished(self.action, span, status))
     }
 }
 
@@ -105,13 +181,16 @@ impl Runtime {
             })?;
         Ok(Running {
             action: call.action,
+            pid,
             span,
             exit: reaper.watch(pid),
+            _call: self.calls.begin(pid),
         })
     }
 
-    /// Runs `runtime <action>` to completion. Given a `console`, it also receives the terminal
-    /// master the runtime sends there, never waiting on it past the runtime's exit plus a grace.
+    /// Runs `runtime <action>` to completion, or kills it after the runtime timeout. Given a
+    /// `console`, it also receives the terminal master the runtime sends there, never waiting
+    /// on it past the runtime's exit plus a grace.
     pub(crate) async fn run(
         &self,
         reaper: &Reaper,
@@ -119,10 +198,11 @@ impl Runtime {
         console: Option<&ConsoleSocket>,
     ) -> Result<Invocation, MonitorError> {
         let running = self.start(reaper, call)?;
+        let deadline = Instant::now().checked_add(self.timeout);
         let Some(console) = console else {
-            return running.wait().await;
+            return running.wait(deadline).await;
         };
-        let mut exit = std::pin::pin!(running.wait());
+        let mut exit = std::pin::pin!(running.wait(deadline));
         let mut receive = std::pin::pin!(console.receive());
         let mut terminal = None;
         let mut invocation = loop {

@@ -10,6 +10,7 @@ pub(crate) mod pidfile;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -22,6 +23,23 @@ pub struct Runtime {
     pub path: PathBuf,
     /// The runtime's state directory (`--root`), if not its default.
     pub root: Option<PathBuf>,
+    /// How long one runtime call (create, delete, `exec -d`) may take before its process group
+    /// is killed.
+    pub timeout: std::time::Duration,
+    /// The runtime processes running now.
+    pub(crate) calls: std::rc::Rc<invocation::Calls>,
+}
+
+impl Runtime {
+    /// The runtime at `path` with its state under `root` (its default if `None`).
+    pub fn new(path: PathBuf, root: Option<PathBuf>, timeout: std::time::Duration) -> Self {
+        Self {
+            path,
+            root,
+            timeout,
+            calls: std::rc::Rc::default(),
+        }
+    }
 }
 
 /// What a `create` needs beyond the shared options.
@@ -112,7 +130,10 @@ impl Runtime {
         env: &BTreeMap<String, String>,
         stdio: RuntimeStdio,
     ) -> std::io::Result<u32> {
+        // Its own process group: at a deadline the runtime and what it started are killed
+        // together.
         let child = Command::new(&self.path)
+            .process_group(0)
             .args(args)
             .envs(env)
             .envs(conmon_telemetry::propagation::to_env())
@@ -166,6 +187,8 @@ mod tests {
 
     fn runc(root: Option<&str>) -> Runtime {
         Runtime {
+            timeout: std::time::Duration::from_secs(240),
+            calls: std::rc::Rc::default(),
             path: "/usr/sbin/runc".into(),
             root: root.map(PathBuf::from),
         }
