@@ -116,6 +116,23 @@ fn has_fds_above_stderr() -> io::Result<bool> {
     Ok(above_stderr > 1)
 }
 
+/// Whether the file system holding `path` is read-only, and the bytes available on it to an
+/// unprivileged writer.
+pub(crate) fn fs_space(path: &std::path::Path) -> io::Result<(bool, u64)> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    // SAFETY: statvfs is plain old data; zeroed is a valid value to be overwritten.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string and `stats` a valid statvfs, both live for the
+    // call.
+    if unsafe { libc::statvfs(path.as_ptr(), &raw mut stats) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    let read_only = stats.f_flag & libc::ST_RDONLY != 0;
+    Ok((read_only, stats.f_bavail.saturating_mul(stats.f_frsize)))
+}
+
 /// Sends `signal` to every process of process group `pgid` (a runtime and what it started);
 /// a group that no longer exists is not an error.
 pub(crate) fn kill_group(pgid: u32, signal: i32) -> io::Result<()> {

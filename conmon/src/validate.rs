@@ -1,7 +1,10 @@
 //! Checks on request fields, made before anything acts on them, so that a bad field is an
 //! error naming it rather than a failure somewhere later.
 
+use std::path::Path;
+
 use crate::error::MonitorError;
+use crate::sys;
 
 /// Longest container ID accepted; IDs become parts of file names (at most 255 bytes).
 const MAX_ID_LEN: usize = 200;
@@ -21,6 +24,27 @@ pub(crate) fn container_id(id: &str) -> Result<(), MonitorError> {
     Err(MonitorError::InvalidRequest(format!(
         "container id {id:.64?} {problem}"
     )))
+}
+
+/// A directory where exit files will be written: it exists, and its file system is writable
+/// and not full (an exit file that cannot be written later is an error no one sees).
+pub(crate) fn exit_file_dir(path: &Path) -> Result<(), MonitorError> {
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty());
+    let Some(dir) = dir else {
+        return Err(exit_path_error(path, "has no directory".into()));
+    };
+    let problem = match (std::fs::metadata(dir), sys::fs_space(dir)) {
+        (Err(err), _) | (_, Err(err)) => format!("is in a directory that cannot be used: {err}"),
+        (Ok(meta), _) if !meta.is_dir() => "is in something that is not a directory".into(),
+        (_, Ok((true, _))) => "is on a read-only file system".into(),
+        (_, Ok((false, 0))) => "is on a full file system".into(),
+        _ => return Ok(()),
+    };
+    Err(exit_path_error(path, problem))
+}
+
+fn exit_path_error(path: &Path, problem: String) -> MonitorError {
+    MonitorError::InvalidRequest(format!("exit file '{}' {problem}", path.display()))
 }
 
 /// A command to run: a non-empty program name, and no argument with a NUL byte (which no
@@ -58,6 +82,16 @@ mod tests {
         assert!(message(container_id("a/b")).contains("may hold only"));
         assert!(message(container_id("a\0b")).contains("may hold only"));
         assert!(message(container_id(&"f".repeat(201))).contains("longer than 200"));
+    }
+
+    #[test]
+    fn exit_file_directories_must_exist_and_be_writable() {
+        let dir = tempfile::tempdir().unwrap();
+        exit_file_dir(&dir.path().join("exit")).unwrap();
+        let err = message(exit_file_dir(&dir.path().join("missing/exit")));
+        assert!(err.contains("cannot be used"), "{err}");
+        let err = message(exit_file_dir(Path::new("/proc/1/exit")));
+        assert!(err.contains("read-only") || err.contains("full"), "{err}");
     }
 
     #[test]

@@ -391,3 +391,103 @@ fn a_create_whose_client_left_is_still_supervised() -> Result<()> {
         still_serving(&pod, &client).await
     })
 }
+
+/// A tmpfs of `size` mounted at `dir` for the life of the value.
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(dir: std::path::PathBuf, size: &str) -> Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()?;
+        anyhow::ensure!(mounted.success(), "mount tmpfs: {mounted}");
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_log_file_system_drops_whole_records_and_resumes() -> Result<()> {
+    with_pod(async |pod, client| {
+        let small = SmallFs::mount(pod.path("small"), "64k")?;
+        let filler = small.0.join("filler");
+        std::fs::write(&filler, vec![b'x'; 32 * 1024])?;
+        let log = small.0.join("ctr.log");
+        let reached = pod.path("bundles/full/rootfs/tmp/reached");
+        let gate = pod.path("bundles/full/rootfs/tmp/go");
+        // Far more output than fits, then a line once space came back.
+        let script = "i=0; while [ $i -lt 3000 ]; do echo line-$i-abcdefghijklmnopqrstuvwxyz; \
+                      i=$((i+1)); done; touch /tmp/reached; \
+                      while [ ! -e /tmp/go ]; do sleep 0.05; done; echo after-space-returned";
+        let mut request = pod.script_request("full", script)?;
+        request.log_drivers = log_to(LogFormat::Cri, &log, 0);
+        pod.start_container(client, &request).await?;
+        // The container is not blocked by the full file system.
+        wait_for("the container past its output", WAIT, || {
+            reached.exists().then_some(())
+        })
+        .await?;
+        std::fs::remove_file(&filler)?;
+        std::fs::write(&gate, "")?;
+        assert_eq!(wait_for_file(&request.exit_paths[0], WAIT).await?, "0");
+        let text = std::fs::read_to_string(&log)?;
+        assert!(
+            text.ends_with("stdout F after-space-returned\n"),
+            "the log did not resume"
+        );
+        for line in text.lines() {
+            let fields: Vec<&str> = line.splitn(4, ' ').collect();
+            let whole = fields.len() == 4
+                && fields[1] == "stdout"
+                && fields[2] == "F"
+                && (fields[3] == "after-space-returned"
+                    || fields[3]
+                        .strip_prefix("line-")
+                        .and_then(|rest| rest.strip_suffix("-abcdefghijklmnopqrstuvwxyz"))
+                        .is_some_and(|n| n.parse::<u32>().is_ok()));
+            assert!(whole, "a torn record: {line:?}");
+        }
+        let conmond = pod.log_text();
+        assert_eq!(
+            conmond.matches("until it works again").count(),
+            1,
+            "{conmond}"
+        );
+        assert!(
+            conmond.contains("resumed after dropping whole records"),
+            "{conmond}"
+        );
+        still_serving(pod, client).await
+    })
+}
+
+#[test]
+fn exit_files_on_an_unusable_file_system_fail_the_create() -> Result<()> {
+    with_pod(async |pod, client| {
+        let small = SmallFs::mount(pod.path("full"), "16k")?;
+        std::fs::write(small.0.join("filler"), vec![b'x'; 16 * 1024]).ok();
+        let mut request = pod.script_request("nospace", "true")?;
+        request.exit_paths = vec![small.0.join("nospace.exit")];
+        let err = error_text(client.create_container(&request).await);
+        assert!(
+            err.contains("nospace.exit") && err.contains("full file system"),
+            "{err}"
+        );
+        let mut request = pod.script_request("nodir", "true")?;
+        request.exit_paths = vec![pod.path("missing/nodir.exit")];
+        let err = error_text(client.create_container(&request).await);
+        assert!(
+            err.contains("nodir.exit") && err.contains("cannot be used"),
+            "{err}"
+        );
+        assert!(pod.runc_containers()?.is_empty());
+        still_serving(pod, client).await
+    })
+}

@@ -23,7 +23,28 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
+    /// Records could not be written (the file system is full, say) and were dropped whole.
+    #[error("write log file '{}': {bytes} bytes of whole records dropped", path.display())]
+    Dropped {
+        /// The log file.
+        path: PathBuf,
+        /// How many bytes were dropped.
+        bytes: usize,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The journald driver was requested but journald is not reachable.
     #[error("journald log driver: journald socket not reachable")]
     Journald(#[source] std::io::Error),
+}
+
+impl LogError {
+    /// How many bytes of rendered records a write dropped, if it says.
+    pub fn dropped_bytes(&self) -> Option<usize> {
+        match self {
+            Self::Dropped { bytes, .. } => Some(*bytes),
+            _ => None,
+        }
+    }
 }

@@ -77,12 +77,12 @@ impl LogFile {
         }
         if self.max_size == 0 {
             self.written = self.written.saturating_add(buf.len() as u64);
-            return self.append(buf);
+            return self.append(buf, &records);
         }
         // With a size limit, each record decides on its own whether the file starts over.
         let mut start = 0;
         let mut pending = 0;
-        for end in records {
+        for &end in &records {
             let len = (end - pending) as u64;
             if self.written > 0 && self.written.saturating_add(len) > self.max_size {
                 // Everything before this record is discarded by the truncation: skip writing it.
@@ -92,16 +92,68 @@ impl LogFile {
             self.written = self.written.saturating_add(len);
             pending = end;
         }
-        self.append(&buf[start..])
+        let ends: Vec<usize> = records
+            .iter()
+            .filter(|&&end| end > start)
+            .map(|end| end - start)
+            .collect();
+        self.append(&buf[start..], &ends)
     }
 
-    fn append(&mut self, bytes: &[u8]) -> Result<(), LogError> {
-        self.file
-            .write_all(bytes)
-            .map_err(|source| LogError::Write {
-                path: self.path.clone(),
-                source,
-            })
+    /// Appends `bytes`, the records ending at `ends`, whole or not at all: when the file
+    /// system fails a write (full, say), a record written in part is cut off again, so the
+    /// file always ends with a whole record and writing later resumes cleanly.
+    fn append(&mut self, bytes: &[u8], ends: &[usize]) -> Result<(), LogError> {
+        let mut done = 0;
+        while done < bytes.len() {
+            match self.file.write(&bytes[done..]) {
+                Ok(0) => {
+                    return Err(self.rollback(
+                        bytes,
+                        ends,
+                        done,
+                        std::io::ErrorKind::WriteZero.into(),
+                    ));
+                }
+                Ok(n) => done += n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(self.rollback(bytes, ends, done, err)),
+            }
+        }
+        Ok(())
+    }
+
+    /// After `done` bytes of `bytes` were written and then `source` failed the rest: cuts the
+    /// file back to the last whole record and counts what was dropped.
+    fn rollback(
+        &mut self,
+        bytes: &[u8],
+        ends: &[usize],
+        done: usize,
+        source: std::io::Error,
+    ) -> LogError {
+        let kept = ends
+            .iter()
+            .copied()
+            .take_while(|&end| end <= done)
+            .last()
+            .unwrap_or(0);
+        let dropped = bytes.len() - kept;
+        self.written = self.written.saturating_sub(dropped as u64);
+        if done > kept {
+            let cut = self
+                .file
+                .metadata()
+                .and_then(|meta| self.file.set_len(meta.len() - (done - kept) as u64));
+            if let Err(err) = cut {
+                tracing::warn!(path = %self.path.display(), error = %err, "cut off a partial log record");
+            }
+        }
+        LogError::Dropped {
+            path: self.path.clone(),
+            bytes: dropped,
+            source,
+        }
     }
 
     fn truncate(&mut self) -> Result<(), LogError> {

@@ -36,6 +36,9 @@ impl Monitor {
         if !request.additional_fds.is_empty() || !request.leak_fds.is_empty() {
             return Err(MonitorError::NotImplemented("file descriptor passing"));
         }
+        for path in request.exit_paths.iter().chain(&request.oom_exit_paths) {
+            validate::exit_file_dir(path)?;
+        }
         let reservation = self.registry.reserve(&request.id)?;
 
         let logs = tracing::info_span!("log setup", drivers = request.log_drivers.len())
@@ -149,20 +152,25 @@ fn pump(
 ) -> JoinHandle<()> {
     let (id, logs, io) = (id.to_owned(), logs.clone(), io.clone());
     tokio::task::spawn_local(async move {
-        let mut failing = false;
+        // Bytes dropped since writing started failing; reported when it starts and ends.
+        let mut dropped = 0;
         let result = stdio::read_until_eof(&mut reader, |chunk| {
             let now = SystemTime::now();
+            // The pipe is drained whatever happens to the log: the container never blocks.
             match logs.borrow_mut().write(stream, chunk, now) {
-                Ok(()) => failing = false,
-                // Keep draining so the container never blocks on a full pipe; report each
-                // outage once.
-                Err(err) if !failing => {
-                    failing = true;
-                    tracing::error!(container_id = %id, error = %error_chain(&err), "container log write failed");
+                Ok(()) if dropped > 0 => {
+                    tracing::warn!(container_id = %id, dropped, "container log writing resumed after dropping whole records");
+                    dropped = 0;
                 }
-                Err(_) => {}
+                Ok(()) => {}
+                Err(err) => {
+                    if dropped == 0 {
+                        tracing::error!(container_id = %id, error = %error_chain(&err), "container log write failed; dropping whole records until it works again");
+                    }
+                    dropped += err.dropped_bytes().unwrap_or(chunk.len());
+                }
             }
-            io.broadcast(stream, chunk);
+        io.broadcast(stream, chunk);
         })
         .await;
         if let Err(err) = result {

@@ -21,6 +21,9 @@ use conmon_telemetry::propagation;
 /// escaped the container can hold them) before exit files are written regardless.
 const OUTPUT_DRAIN_GRACE: Duration = Duration::from_secs(5);
 
+/// How long writing an exit file is retried (space may be freed on a full file system).
+const EXIT_FILE_RETRY: Duration = Duration::from_secs(60);
+
 /// What happens when a container exits.
 #[derive(Debug)]
 pub(super) struct Supervision {
@@ -86,13 +89,16 @@ pub(super) async fn supervise(
             .oom_watch
             .is_some_and(|watch| watch.oom_killed());
         tracing::Span::current().record("container.oom_killed", oom_killed);
-        let _files = tracing::info_span!("write exit files").entered();
+        let files = tracing::info_span!("write exit files");
         if oom_killed {
             tracing::info!(container_id = %id, "container was OOM-killed");
-            write_files(id, &supervision.oom_exit_paths, b"");
+            write_files(id, &supervision.oom_exit_paths, b"")
+                .instrument(files.clone())
+                .await;
         }
-        write_files(id, &supervision.exit_paths, code.to_string().as_bytes());
-        drop(_files);
+        write_files(id, &supervision.exit_paths, code.to_string().as_bytes())
+            .instrument(files)
+            .await;
         if !supervision.cleanup_cmd.is_empty() {
             run_cleanup(&reaper, id, &supervision.cleanup_cmd);
         }
@@ -101,11 +107,34 @@ pub(super) async fn supervise(
     supervision.exited_tx.send_replace(Some(code));
 }
 
-/// Writes `contents` atomically to every path; failures are logged with the path.
-fn write_files(id: &str, paths: &[PathBuf], contents: &[u8]) {
+/// Writes `contents` atomically to every path. A write that fails (a full file system, say)
+/// is retried with a growing pause for up to [`EXIT_FILE_RETRY`]; each path's first failure and
+/// its final outcome are logged.
+async fn write_files(id: &str, paths: &[PathBuf], contents: &[u8]) {
     for path in paths {
-        if let Err(err) = atomic_file::write_atomic(path, contents) {
-            tracing::error!(container_id = %id, path = %path.display(), error = %err, "write exit file");
+        let give_up = tokio::time::Instant::now() + EXIT_FILE_RETRY;
+        let mut pause = Duration::from_millis(100);
+        let mut failures = 0;
+        loop {
+            match atomic_file::write_atomic(path, contents) {
+                Ok(()) if failures > 0 => {
+                    tracing::warn!(container_id = %id, path = %path.display(), failures, "exit file written after retries");
+                    break;
+                }
+                Ok(()) => break,
+                Err(err) if tokio::time::Instant::now() + pause > give_up => {
+                    tracing::error!(container_id = %id, path = %path.display(), error = %err, "exit file could not be written; giving up");
+                    break;
+                }
+                Err(err) => {
+                    if failures == 0 {
+                        tracing::error!(container_id = %id, path = %path.display(), error = %err, "write exit file; retrying");
+                    }
+                    failures += 1;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
         }
     }
 }
