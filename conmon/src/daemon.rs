@@ -153,6 +153,8 @@ async fn serve(
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Runtime)?;
     let mut sigusr1 = signal(SignalKind::user_defined1()).map_err(DaemonError::Runtime)?;
+    // A monitor outlives the session that started it: a hang-up is no reason to stop.
+    let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Runtime)?;
     let reaper = Rc::new(Reaper::default());
     tokio::task::spawn_local(reaper::run(reaper.clone(), sigchld));
 
@@ -186,6 +188,7 @@ async fn serve(
                 }
             }
             _ = sigusr1.recv() => log_state(&monitor, &streaming),
+            _ = sighup.recv() => tracing::info!("received SIGHUP; ignored"),
             _ = sigterm.recv() => { tracing::info!("received SIGTERM"); break; }
             _ = sigint.recv() => { tracing::info!("received SIGINT"); break; }
         }

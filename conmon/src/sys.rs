@@ -133,6 +133,20 @@ pub(crate) fn fs_space(path: &std::path::Path) -> io::Result<(bool, u64)> {
     Ok((read_only, stats.f_bavail.saturating_mul(stats.f_frsize)))
 }
 
+/// Whether `file` is a network namespace (`NS_GET_NSTYPE`).
+pub(crate) fn is_network_namespace(file: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the descriptor's namespace.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), libc::NS_GET_NSTYPE) };
+    match kind {
+        -1 => match io::Error::last_os_error() {
+            // Not a namespace file at all.
+            err if err.raw_os_error() == Some(libc::ENOTTY) => Ok(false),
+            err => Err(err),
+        },
+        kind => Ok(kind == libc::CLONE_NEWNET),
+    }
+}
+
 /// Sends `signal` to every process of process group `pgid` (a runtime and what it started);
 /// a group that no longer exists is not an error.
 pub(crate) fn kill_group(pgid: u32, signal: i32) -> io::Result<()> {

@@ -26,9 +26,22 @@ pub(crate) fn container_id(id: &str) -> Result<(), MonitorError> {
     )))
 }
 
+/// A path the monitor creates or opens for a client: absolute, since the monitor's working
+/// directory is nobody's business (`what` names the field in the error).
+pub(crate) fn absolute(what: &str, path: &Path) -> Result<(), MonitorError> {
+    if path.is_absolute() {
+        return Ok(());
+    }
+    Err(MonitorError::InvalidRequest(format!(
+        "{what} '{}' is not an absolute path",
+        path.display()
+    )))
+}
+
 /// A directory where exit files will be written: it exists, and its file system is writable
 /// and not full (an exit file that cannot be written later is an error no one sees).
 pub(crate) fn exit_file_dir(path: &Path) -> Result<(), MonitorError> {
+    absolute("exit file", path)?;
     let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty());
     let Some(dir) = dir else {
         return Err(exit_path_error(path, "has no directory".into()));
@@ -92,6 +105,21 @@ mod tests {
         assert!(err.contains("cannot be used"), "{err}");
         let err = message(exit_file_dir(Path::new("/proc/1/exit")));
         assert!(err.contains("read-only") || err.contains("full"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_are_refused_with_the_field_name() {
+        absolute("log file", Path::new("/var/log/x")).unwrap();
+        let err = message(absolute("log file", Path::new("x.log")));
+        assert!(
+            err.contains("log file 'x.log' is not an absolute path"),
+            "{err}"
+        );
+        let err = message(exit_file_dir(Path::new("exit")));
+        assert!(
+            err.contains("exit file 'exit' is not an absolute path"),
+            "{err}"
+        );
     }
 
     #[test]

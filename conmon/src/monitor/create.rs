@@ -23,7 +23,7 @@ use crate::stream::Stream;
 use crate::sys;
 use crate::terminal::{self, ConsoleSocket};
 use crate::validate;
-use conmon_proto::types::CreateContainer;
+use conmon_proto::types::{CreateContainer, LogFormat};
 use conmon_telemetry::propagation;
 
 impl Monitor {
@@ -38,6 +38,11 @@ impl Monitor {
         }
         for path in request.exit_paths.iter().chain(&request.oom_exit_paths) {
             validate::exit_file_dir(path)?;
+        }
+        for driver in &request.log_drivers {
+            if driver.format != LogFormat::Journald {
+                validate::absolute("log file", &driver.path)?;
+            }
         }
         let reservation = self.registry.reserve(&request.id)?;
 

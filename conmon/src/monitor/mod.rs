@@ -25,6 +25,7 @@ use crate::runtime::pidfile::ExecPidfile;
 use crate::runtime::{Runtime, RuntimeStdio};
 use crate::sys;
 use crate::terminal::{self, ConsoleSocket};
+use crate::validate;
 pub use conmon_proto::types::{Attach, CreateContainer};
 use conmon_telemetry::propagation;
 
@@ -102,6 +103,7 @@ impl Monitor {
     /// `request.exec_session_id`) on a SOCK_SEQPACKET socket at `request.socket_path` until that
     /// process's output ends (the socket is then removed).
     pub fn attach(self: &Rc<Self>, request: &Attach) -> Result<(), MonitorError> {
+        validate::absolute("attach socket", &request.socket_path)?;
         let container = self.running_container(&request.id)?;
         let (io, name) = if request.exec_session_id.is_empty() {
             (container.io.clone(), request.id.clone())

@@ -17,6 +17,7 @@ mod protocol;
 mod registry;
 mod server;
 
+use std::os::fd::AsFd as _;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use self::server::Server;
 use crate::caller_path;
 use crate::error::MonitorError;
 use crate::monitor::Monitor;
+use crate::sys;
 use crate::validate;
 pub use conmon_proto::types::{ServeAttach, ServeExec};
 
@@ -64,12 +66,17 @@ impl Streaming {
                 "network namespace path is empty".into(),
             ));
         }
-        let namespace = caller_path::open_regular_following(&path).map_err(|source| {
-            MonitorError::NetworkNamespace {
-                path: path.clone(),
-                source,
-            }
-        })?;
+        let error = |source| MonitorError::NetworkNamespace {
+            path: path.clone(),
+            source,
+        };
+        let namespace = caller_path::open_regular_following(&path).map_err(error)?;
+        if !sys::is_network_namespace(namespace.as_fd()).map_err(error)? {
+            return Err(error(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "is not a network namespace",
+            )));
+        }
         self.register(Session::PortForward { namespace, path })
     }
 
