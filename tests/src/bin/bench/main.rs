@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod endurance;
+
 use anyhow::{Context as _, Result, bail};
 use testkit::otlp;
 use testkit::*;
@@ -36,6 +38,7 @@ fn main() -> Result<()> {
     ));
     run_local(async {
         idle_memory(&mut report).await?;
+        endurance::endurance(&mut report).await?;
         let pod = Pod::start_with(None, &CRIO_FLAGS)?;
         let client = pod.client().await?;
         exec_latency(&pod, &client, &mut report).await?;
