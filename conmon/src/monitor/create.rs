@@ -25,6 +25,7 @@ use crate::terminal::{self, ConsoleSocket};
 use crate::validate;
 use conmon_proto::types::{CreateContainer, LogFormat};
 use conmon_telemetry::propagation;
+use opentelemetry::trace::SpanContext;
 
 impl Monitor {
     /// Creates a container through the runtime and supervises it; returns its PID.
@@ -99,6 +100,7 @@ impl Monitor {
         let exit = self.reaper.watch(pid);
         let oom_watch = OomWatch::start(pid);
 
+        let create_span = propagation::span_context(&tracing::Span::current());
         let logs = Rc::new(RefCell::new(logs));
         let (pumps, io) = match invocation.terminal {
             // A terminal carries all output and input; the runtime's pipes have served.
@@ -106,7 +108,14 @@ impl Monitor {
                 let (reader, io) =
                     terminal::take_over(master, request.stdin).map_err(MonitorError::Console)?;
                 let io = Rc::new(io);
-                let pump = pump(&request.id, reader, Stream::Stdout, &logs, &io);
+                let pump = pump(
+                    &request.id,
+                    reader,
+                    Stream::Stdout,
+                    &logs,
+                    &io,
+                    &create_span,
+                );
                 (vec![pump], io)
             }
             None => {
@@ -115,7 +124,7 @@ impl Monitor {
                     (pipes.stdout, Stream::Stdout),
                     (pipes.stderr, Stream::Stderr),
                 ]
-                .map(|(reader, stream)| pump(&request.id, reader, stream, &logs, &io))
+                .map(|(reader, stream)| pump(&request.id, reader, stream, &logs, &io, &create_span))
                 .into();
                 (pumps, io)
             }
@@ -126,7 +135,7 @@ impl Monitor {
         tracing::info!(container_id = %request.id, pid, "container created");
 
         let supervision = Supervision {
-            create_span: propagation::span_context(&tracing::Span::current()),
+            create_span,
             exit,
             pumps,
             oom_watch,
@@ -154,8 +163,17 @@ fn pump(
     stream: Stream,
     logs: &Rc<RefCell<LogSet>>,
     io: &Rc<ProcessIo>,
+    create_span: &SpanContext,
 ) -> JoinHandle<()> {
     let (id, logs, io) = (id.to_owned(), logs.clone(), io.clone());
+    // An outage and its end are reported in spans of their own, linked to the create.
+    let (origin, container) = (create_span.clone(), id.clone());
+    let report = move |name: &'static str| {
+        propagation::linked_root(
+            &origin,
+            || tracing::info_span!(parent: None, "container log", otel.name = name, container.id = %container),
+        )
+    };
     tokio::task::spawn_local(async move {
         // Bytes dropped since writing started failing; reported when it starts and ends.
         let mut dropped = 0;
@@ -164,13 +182,17 @@ fn pump(
             // The pipe is drained whatever happens to the log: the container never blocks.
             match logs.borrow_mut().write(stream, chunk, now) {
                 Ok(()) if dropped > 0 => {
-                    tracing::warn!(container_id = %id, dropped, "container log writing resumed after dropping whole records");
+                    report("container log resumed").in_scope(|| {
+                        tracing::warn!(container_id = %id, dropped, "container log writing resumed after dropping whole records");
+                    });
                     dropped = 0;
                 }
                 Ok(()) => {}
                 Err(err) => {
                     if dropped == 0 {
-                        tracing::error!(container_id = %id, error = %error_chain(&err), "container log write failed; dropping whole records until it works again");
+                        report("container log failing").in_scope(|| {
+                            tracing::error!(container_id = %id, error = %error_chain(&err), "container log write failed; dropping whole records until it works again");
+                        });
                     }
                     dropped += err.dropped_bytes().unwrap_or(chunk.len());
                 }

@@ -27,6 +27,7 @@ impl Monitor {
     ) -> Result<ExecSyncResult, MonitorError> {
         validate::command(&request.command)?;
         self.running_container(&request.id)?;
+        let _running = super::ExecRunning::start(&self.execs);
         // A deadline too far to represent is no deadline (2^63 s is not a real limit).
         let deadline = request
             .timeout

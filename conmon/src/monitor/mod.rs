@@ -42,6 +42,29 @@ pub struct Monitor {
     next_exec: Cell<u64>,
     /// Where console sockets are bound, once the first terminal was asked for.
     console_dir: OnceCell<PathBuf>,
+    /// Exec-syncs running now; memory goes back to the system when the last one ends.
+    execs: Rc<Cell<usize>>,
+}
+
+/// One exec-sync running: when the last one ends, the buffers of a burst are returned to the
+/// system (the allocator keeps freed heap memory otherwise).
+#[derive(Debug)]
+struct ExecRunning(Rc<Cell<usize>>);
+
+impl ExecRunning {
+    fn start(execs: &Rc<Cell<usize>>) -> Self {
+        execs.set(execs.get() + 1);
+        Self(execs.clone())
+    }
+}
+
+impl Drop for ExecRunning {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+        if self.0.get() == 0 {
+            sys::release_free_memory();
+        }
+    }
 }
 
 impl Monitor {
@@ -54,6 +77,7 @@ impl Monitor {
             registry: Registry::default(),
             next_exec: Cell::new(0),
             console_dir: OnceCell::new(),
+            execs: Rc::default(),
         }
     }
 
