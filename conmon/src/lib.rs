@@ -22,6 +22,8 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod exec;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod gate;
 mod io_hub;
 pub mod logs;

@@ -1,0 +1,153 @@
+//! Entry points for the fuzz targets in `fuzz/` (compiled only under `cargo fuzz`, which builds
+//! with `--cfg fuzzing`).
+//!
+//! The parsers fuzzed here sit in private modules (`logs::render`, `logs::timestamp`,
+//! `streaming::http`, `streaming::protocol`), which no path from the crate root reaches, and
+//! their visibility stays as it is. So their source files are compiled a second time, unchanged,
+//! as children of this module (`#[path]`): the code fuzzed is the same text the monitor runs.
+//! The `super::` items they import (`error`, `timestamp`, `protocol`) are provided here under
+//! the same names. The functions below are thin wrappers with plain types.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    reason = "the mirrored modules are only partly used by the fuzz targets"
+)]
+
+use std::time::SystemTime;
+
+pub use crate::stream::Stream;
+
+#[path = "logs/render.rs"]
+mod render;
+#[path = "logs/timestamp.rs"]
+mod timestamp;
+/// What `logs/render.rs` imports as `super::error`.
+mod error {
+    pub(crate) use crate::logs::LogError;
+}
+#[path = "streaming/http.rs"]
+mod http;
+#[path = "streaming/protocol.rs"]
+mod protocol;
+
+/// A chunk rendered as CRI records: the bytes, and the end offset of each record.
+pub fn cri(stream: Stream, chunk: &[u8], time: SystemTime) -> (Vec<u8>, Vec<usize>) {
+    let (mut buf, mut records) = (Vec::new(), Vec::new());
+    render::cri(&mut buf, &mut records, stream, chunk, time);
+    (buf, records)
+}
+
+/// A chunk rendered as JSON-lines records: the bytes, and the end offset of each record.
+pub fn json(stream: Stream, chunk: &[u8], time: SystemTime) -> (Vec<u8>, Vec<usize>) {
+    let (mut buf, mut records) = (Vec::new(), Vec::new());
+    render::json(&mut buf, &mut records, stream, chunk, time);
+    (buf, records)
+}
+
+/// `time` as the CRI log timestamp (RFC 3339 with nanoseconds, UTC).
+pub fn rfc3339_nano(time: SystemTime) -> Vec<u8> {
+    let mut out = Vec::new();
+    timestamp::write_rfc3339_nano(&mut out, time);
+    out
+}
+
+/// The stream's name in log records.
+pub fn stream_name(stream: Stream) -> &'static str {
+    stream.name()
+}
+
+/// Most bytes the streaming server reads for a request head.
+pub const MAX_HEAD: usize = http::MAX_HEAD;
+
+/// What the streaming server makes of the bytes of a request head.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Head {
+    /// Not complete yet: the server reads more.
+    Incomplete,
+    /// A valid websocket upgrade.
+    Upgrade {
+        /// `exec`, `attach` or `port-forward`.
+        kind: &'static str,
+        token: String,
+        query: String,
+        /// The negotiated subprotocol's name.
+        protocol: &'static str,
+        /// The length of the head.
+        length: usize,
+        /// The `101 Switching Protocols` response.
+        accept: Vec<u8>,
+    },
+    /// An error response.
+    Rejected {
+        status: u16,
+        message: String,
+        /// The rendered response.
+        response: Vec<u8>,
+    },
+}
+
+/// `streaming::http::parse` on `buf`.
+pub fn http_parse(buf: &[u8]) -> Head {
+    match http::parse(buf) {
+        Ok(None) => Head::Incomplete,
+        Ok(Some((upgrade, length))) => Head::Upgrade {
+            kind: upgrade.kind.path(),
+            accept: upgrade.accept(),
+            token: upgrade.token,
+            query: upgrade.query,
+            protocol: upgrade.protocol.name(),
+            length,
+        },
+        Err(rejection) => Head::Rejected {
+            status: rejection.status,
+            response: rejection.render(),
+            message: rejection.message,
+        },
+    }
+}
+
+/// `streaming::protocol::ports`: the ports of a port-forward query string.
+pub fn ports(query: &str) -> Result<Vec<u16>, String> {
+    protocol::ports(query)
+}
+
+/// `streaming::protocol::resize`: a terminal size from the resize channel.
+pub fn resize(data: &[u8]) -> Result<(u16, u16), String> {
+    protocol::resize(data)
+}
+
+/// A client's binary message, decoded.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming<'a> {
+    Data { channel: u8, data: &'a [u8] },
+    Close(u8),
+}
+
+/// `streaming::protocol::incoming` for `v5.channel.k8s.io` (`v5`) or `v4.channel.k8s.io`.
+pub fn incoming(v5: bool, message: &[u8]) -> Option<Incoming<'_>> {
+    let protocol = if v5 {
+        protocol::Protocol::V5
+    } else {
+        protocol::Protocol::V4
+    };
+    protocol::incoming(protocol, message).map(|incoming| match incoming {
+        protocol::Incoming::Data { channel, data } => Incoming::Data { channel, data },
+        protocol::Incoming::Close(channel) => Incoming::Close(channel),
+    })
+}
+
+/// `streaming::protocol::frame`: the payload of the binary message for `channel`.
+pub fn frame(channel: u8, data: &[u8]) -> Vec<u8> {
+    protocol::frame(channel, data).into_data().to_vec()
+}
+
+/// `validate::container_id`: the error message, if `id` is refused.
+pub fn validate_container_id(id: &str) -> Result<(), String> {
+    crate::validate::container_id(id).map_err(|err| err.to_string())
+}
+
+/// `validate::command`: the error message, if `command` is refused.
+pub fn validate_command(command: &[String]) -> Result<(), String> {
+    crate::validate::command(command).map_err(|err| err.to_string())
+}

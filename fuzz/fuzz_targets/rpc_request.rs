@@ -1,0 +1,210 @@
+//! Arbitrary bytes as a framed Cap'n Proto message, read with the limits the monitor's RPC
+//! transport uses (`conmon_proto::transport::MAX_REQUEST_BYTES`): as each request struct of
+//! the schema directly, and as an rpc `Message` whose `Call` params are read as each method's
+//! params. Every request goes through our codec (`conmon_proto::types::*::read`, `map::read`
+//! for metadata), then through what the monitor does with it next: the trace context of the
+//! metadata (`propagation::extract`) and the request checks (`validate`). Nothing may panic.
+#![no_main]
+
+use ::conmon::fuzzing;
+use capnp::any_pointer;
+use capnp::message::{Reader, ReaderOptions};
+use capnp::serialize::OwnedSegments;
+use capnp_rpc::rpc_capnp::message;
+use conmon_proto::conmon;
+use conmon_proto::transport::MAX_REQUEST_BYTES;
+use conmon_proto::types::{
+    Attach, CreateContainer, CreateNamespaces, ExecSync, ServeAttach, ServeExec, ServePortForward,
+    WindowSize,
+};
+use libfuzzer_sys::fuzz_target;
+
+/// The serving end's reader limits (`transport::serve`).
+fn options() -> ReaderOptions {
+    *ReaderOptions::new().traversal_limit_in_words(Some(
+        usize::try_from(MAX_REQUEST_BYTES / 8).unwrap_or(usize::MAX),
+    ))
+}
+
+/// The message framed at the start of `data`; each use gets a fresh traversal budget, as the
+/// monitor reads each message once.
+fn decode(data: &[u8]) -> Option<Reader<OwnedSegments>> {
+    let mut input = data;
+    capnp::serialize::read_message(&mut input, options()).ok()
+}
+
+/// What the monitor does with a request's metadata: a map, then the caller's trace context.
+fn metadata(
+    list: capnp::Result<capnp::struct_list::Reader<'_, conmon::text_text_map_entry::Owned>>,
+) {
+    if let Ok(map) = list.and_then(conmon_proto::map::read) {
+        let _ = conmon_telemetry::propagation::extract(&map);
+    }
+}
+
+fn container_id(id: capnp::Result<capnp::text::Reader<'_>>) {
+    if let Ok(id) = id.and_then(|id| Ok(id.to_str()?)) {
+        let _ = fuzzing::validate_container_id(id);
+    }
+}
+
+fn version(r: conmon::version_request::Reader<'_>) {
+    let _ = r.get_verbose();
+    metadata(r.get_metadata());
+}
+
+fn create_container(r: conmon::create_container_request::Reader<'_>) {
+    metadata(r.get_metadata());
+    if let Ok(request) = CreateContainer::read(r) {
+        let _ = fuzzing::validate_container_id(&request.id);
+    }
+}
+
+fn exec_sync(r: conmon::exec_sync_container_request::Reader<'_>) {
+    metadata(r.get_metadata());
+    if let Ok(request) = ExecSync::read(r) {
+        let _ = fuzzing::validate_command(&request.command);
+    }
+}
+
+fn attach(r: conmon::attach_request::Reader<'_>) {
+    metadata(r.get_metadata());
+    let _ = Attach::read(r);
+}
+
+fn reopen_log(r: conmon::reopen_log_request::Reader<'_>) {
+    metadata(r.get_metadata());
+    container_id(r.get_id());
+}
+
+fn set_window_size(r: conmon::set_window_size_request::Reader<'_>) {
+    metadata(r.get_metadata());
+    let _ = WindowSize::read(r);
+}
+
+fn create_namespaces(r: conmon::create_namespaces_request::Reader<'_>) {
+    metadata(r.get_metadata());
+    let _ = CreateNamespaces::read(r);
+}
+
+fn start_fd_socket(r: conmon::start_fd_socket_request::Reader<'_>) {
+    metadata(r.get_metadata());
+}
+
+fn serve_exec(r: conmon::serve_exec_container_request::Reader<'_>) {
+    metadata(r.get_metadata());
+    if let Ok(request) = ServeExec::read(r) {
+        let _ = fuzzing::validate_command(&request.command);
+    }
+}
+
+fn serve_attach(r: conmon::serve_attach_container_request::Reader<'_>) {
+    metadata(r.get_metadata());
+    let _ = ServeAttach::read(r);
+}
+
+fn serve_port_forward(r: conmon::serve_port_forward_container_request::Reader<'_>) {
+    metadata(r.get_metadata());
+    let _ = ServePortForward::read(r);
+}
+
+/// Every request struct of the schema: (request, the params struct of its method, what the
+/// monitor does with it).
+macro_rules! each_request {
+    ($apply:ident) => {
+        $apply!(version_request, version_params, version);
+        $apply!(
+            create_container_request,
+            create_container_params,
+            create_container
+        );
+        $apply!(
+            exec_sync_container_request,
+            exec_sync_container_params,
+            exec_sync
+        );
+        $apply!(attach_request, attach_container_params, attach);
+        $apply!(reopen_log_request, reopen_log_container_params, reopen_log);
+        $apply!(
+            set_window_size_request,
+            set_window_size_container_params,
+            set_window_size
+        );
+        $apply!(
+            create_namespaces_request,
+            create_namespaces_params,
+            create_namespaces
+        );
+        $apply!(
+            start_fd_socket_request,
+            start_fd_socket_params,
+            start_fd_socket
+        );
+        $apply!(
+            serve_exec_container_request,
+            serve_exec_container_params,
+            serve_exec
+        );
+        $apply!(
+            serve_attach_container_request,
+            serve_attach_container_params,
+            serve_attach
+        );
+        $apply!(
+            serve_port_forward_container_request,
+            serve_port_forward_container_params,
+            serve_port_forward
+        );
+    };
+}
+
+/// `root` read as each request struct.
+fn requests(root: any_pointer::Reader<'_>) {
+    macro_rules! as_request {
+        ($request:ident, $params:ident, $handle:ident) => {
+            if let Ok(r) = root.get_as::<conmon::$request::Reader<'_>>() {
+                $handle(r);
+            }
+        };
+    }
+    each_request!(as_request);
+}
+
+/// A call's params read as each method's params struct (every one is `(request :XRequest)`, so
+/// this reads the one pointer as each request struct), the way capnp-rpc hands them to the
+/// monitor's handlers.
+fn params(content: any_pointer::Reader<'_>) {
+    macro_rules! as_params {
+        ($request:ident, $params:ident, $handle:ident) => {
+            if let Ok(r) = content
+                .get_as::<conmon::$params::Reader<'_>>()
+                .and_then(|params| params.get_request())
+            {
+                $handle(r);
+            }
+        };
+    }
+    each_request!(as_params);
+}
+
+fuzz_target!(|data: &[u8]| {
+    // As a request struct at the root.
+    if let Some(message) = decode(data)
+        && let Ok(root) = message.get_root::<any_pointer::Reader<'_>>()
+    {
+        requests(root);
+    }
+    // As an rpc Message carrying a Call.
+    let Some(message) = decode(data) else {
+        return;
+    };
+    let Ok(root) = message.get_root::<message::Reader<'_>>() else {
+        return;
+    };
+    if let Ok(message::Which::Call(Ok(call))) = root.which() {
+        let _ = (call.get_interface_id(), call.get_method_id());
+        if let Ok(payload) = call.get_params() {
+            params(payload.get_content());
+        }
+    }
+});
