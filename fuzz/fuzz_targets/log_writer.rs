@@ -14,6 +14,9 @@
 //! limit holds a non-empty suffix of the records, within the limit unless it is one record.
 #![no_main]
 
+#[path = "scratch.rs"]
+mod scratch;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use conmon::fuzzing::{self, Stream};
@@ -36,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     };
     check_timestamp(time, secs, nanos);
 
-    let dir = scratch_dir();
+    let dir = scratch::scratch_dir();
     let drivers = [LogFormat::Cri, LogFormat::Json].map(|format| LogDriver {
         format,
         path: dir.path().join(format!("ctr.{format:?}")),
@@ -239,18 +242,4 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
     let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
-}
-
-/// A fresh directory for one input's files: in /dev/shm (memory, twice as fast as a disk
-/// /tmp) unless TMPDIR says where.
-fn scratch_dir() -> tempfile::TempDir {
-    let shm = std::path::Path::new("/dev/shm");
-    let base = match std::env::var_os("TMPDIR") {
-        None if shm.is_dir() => shm.to_owned(),
-        _ => std::env::temp_dir(),
-    };
-    tempfile::Builder::new()
-        .prefix("conmon-fuzz-")
-        .tempdir_in(base)
-        .expect("temporary directory")
 }

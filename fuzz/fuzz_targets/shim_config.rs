@@ -8,6 +8,9 @@
 //! driver is what its `LOG_DRIVER=` entry names; an error renders as a message.
 #![no_main]
 
+#[path = "scratch.rs"]
+mod scratch;
+
 use libfuzzer_sys::fuzz_target;
 use runtime_shim::config::{Config, MonitorLogDriver, Overrides};
 
@@ -19,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         Some((main, drop_in)) => (main, Some(drop_in)),
         None => (text, None),
     };
-    let dir = scratch_dir();
+    let dir = scratch::scratch_dir();
     let main_path = dir.path().join("crio.conf");
     let drop_in_dir = dir.path().join("crio.conf.d");
     std::fs::write(&main_path, main).expect("write crio.conf");
@@ -55,17 +58,3 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
-
-/// A fresh directory for one input's files: in /dev/shm (memory, twice as fast as a disk
-/// /tmp) unless TMPDIR says where.
-fn scratch_dir() -> tempfile::TempDir {
-    let shm = std::path::Path::new("/dev/shm");
-    let base = match std::env::var_os("TMPDIR") {
-        None if shm.is_dir() => shm.to_owned(),
-        _ => std::env::temp_dir(),
-    };
-    tempfile::Builder::new()
-        .prefix("conmon-fuzz-")
-        .tempdir_in(base)
-        .expect("temporary directory")
-}

@@ -18,6 +18,13 @@ async fn still_serving(pod: &Pod, client: &MonitorClient) -> Result<()> {
     Ok(())
 }
 
+/// Descriptors the monitor holds once it has accepted `client`'s connection (it accepts only
+/// when it gets to it: a round trip makes sure).
+async fn settled_fd_count(pod: &Pod, client: &MonitorClient) -> Result<usize> {
+    still_serving(pod, client).await?;
+    Ok(pod.fd_targets()?.len())
+}
+
 #[test]
 fn an_exec_timeout_too_large_for_a_deadline_means_no_deadline() -> Result<()> {
     with_pod(async |pod, client| {
@@ -70,9 +77,7 @@ fn exited_containers_release_their_descriptors() -> Result<()> {
 #[test]
 fn running_out_of_descriptors_backs_off_instead_of_spinning() -> Result<()> {
     with_pod(async |pod, client| {
-        // A round trip first: the monitor accepts a connection only when it gets to it.
-        still_serving(pod, client).await?;
-        let baseline = pod.fd_targets()?.len();
+        let baseline = settled_fd_count(pod, client).await?;
         let limit = baseline + 4;
         pod.set_fd_limit(limit)?;
         // Clients beyond the limit wait in the listen backlog while accepts fail with EMFILE.
@@ -102,9 +107,7 @@ fn running_out_of_descriptors_backs_off_instead_of_spinning() -> Result<()> {
 #[test]
 fn a_connection_flood_is_capped_and_released() -> Result<()> {
     with_pod(async |pod, client| {
-        // A round trip first: the monitor accepts a connection only when it gets to it.
-        still_serving(pod, client).await?;
-        let baseline = pod.fd_targets()?.len();
+        let baseline = settled_fd_count(pod, client).await?;
         let mut clients: Vec<UnixStream> = (0..300)
             .map(|_| UnixStream::connect(pod.socket()))
             .collect::<Result<_, _>>()?;
