@@ -52,6 +52,13 @@ fn main() {
     // Packed relative relocations (DT_RELR, glibc >= 2.36): the relocation table the loader
     // reads at every start shrinks from ~170 KiB to a few KiB, and so does each conmond's memory.
     println!("cargo:rustc-link-arg-bin=conmond=-Wl,-z,pack-relative-relocs");
-    println!("cargo:rerun-if-changed=../.git/HEAD");
+    // The commit changes with HEAD; in a worktree `.git` is a file, so ask git where HEAD is (a
+    // path that does not exist would rerun this script on every build).
+    if let Some(head) = run(
+        "git",
+        &["rev-parse", "--path-format=absolute", "--git-path", "HEAD"],
+    ) {
+        println!("cargo:rerun-if-changed={head}");
+    }
     println!("cargo:rerun-if-changed=../Cargo.lock");
 }

@@ -157,8 +157,11 @@ fn percent_decode(text: &str) -> Option<String> {
         rest = tail;
         match byte {
             b'%' => {
-                let hex = std::str::from_utf8(rest.get(..2)?).ok()?;
-                bytes.push(u8::from_str_radix(hex, 16).ok()?);
+                // Exactly two hex digits (`from_str_radix` alone would take `+8`).
+                let digits = rest.get(..2)?;
+                let value = |digit: u8| char::from(digit).to_digit(16);
+                let (high, low) = (value(digits[0])?, value(digits[1])?);
+                bytes.push(u8::try_from(high * 16 + low).ok()?);
                 rest = &rest[2..];
             }
             b'+' => bytes.push(b' '),
@@ -171,6 +174,14 @@ fn percent_decode(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_escapes_take_exactly_two_hex_digits() {
+        assert_eq!(percent_decode("a%2Fb+c").as_deref(), Some("a/b c"));
+        assert_eq!(percent_decode("%+8"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%zz"), None);
+    }
 
     fn json_of(message: &Message) -> serde_json::Value {
         let Message::Binary(bytes) = message else {
