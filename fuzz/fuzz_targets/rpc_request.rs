@@ -48,65 +48,36 @@ fn container_id(id: capnp::Result<capnp::text::Reader<'_>>) {
     }
 }
 
-fn version(r: conmon::version_request::Reader<'_>) {
-    let _ = r.get_verbose();
-    metadata(r.get_metadata());
+/// `fn $name` handles a `$request` as the monitor does: its metadata, then `$body` (the codec
+/// and the request checks).
+macro_rules! handler {
+    ($name:ident, $request:ident, |$r:ident| $body:expr) => {
+        fn $name($r: conmon::$request::Reader<'_>) {
+            metadata($r.get_metadata());
+            let _ = $body;
+        }
+    };
 }
 
-fn create_container(r: conmon::create_container_request::Reader<'_>) {
-    metadata(r.get_metadata());
-    if let Ok(request) = CreateContainer::read(r) {
-        let _ = fuzzing::validate_container_id(&request.id);
-    }
-}
-
-fn exec_sync(r: conmon::exec_sync_container_request::Reader<'_>) {
-    metadata(r.get_metadata());
-    if let Ok(request) = ExecSync::read(r) {
-        let _ = fuzzing::validate_command(&request.command);
-    }
-}
-
-fn attach(r: conmon::attach_request::Reader<'_>) {
-    metadata(r.get_metadata());
-    let _ = Attach::read(r);
-}
-
-fn reopen_log(r: conmon::reopen_log_request::Reader<'_>) {
-    metadata(r.get_metadata());
-    container_id(r.get_id());
-}
-
-fn set_window_size(r: conmon::set_window_size_request::Reader<'_>) {
-    metadata(r.get_metadata());
-    let _ = WindowSize::read(r);
-}
-
-fn create_namespaces(r: conmon::create_namespaces_request::Reader<'_>) {
-    metadata(r.get_metadata());
-    let _ = CreateNamespaces::read(r);
-}
-
-fn start_fd_socket(r: conmon::start_fd_socket_request::Reader<'_>) {
-    metadata(r.get_metadata());
-}
-
-fn serve_exec(r: conmon::serve_exec_container_request::Reader<'_>) {
-    metadata(r.get_metadata());
-    if let Ok(request) = ServeExec::read(r) {
-        let _ = fuzzing::validate_command(&request.command);
-    }
-}
-
-fn serve_attach(r: conmon::serve_attach_container_request::Reader<'_>) {
-    metadata(r.get_metadata());
-    let _ = ServeAttach::read(r);
-}
-
-fn serve_port_forward(r: conmon::serve_port_forward_container_request::Reader<'_>) {
-    metadata(r.get_metadata());
-    let _ = ServePortForward::read(r);
-}
+handler!(version, version_request, |r| r.get_verbose());
+handler!(create_container, create_container_request, |r| {
+    CreateContainer::read(r).map(|c| fuzzing::validate_container_id(&c.id))
+});
+handler!(exec_sync, exec_sync_container_request, |r| {
+    ExecSync::read(r).map(|e| fuzzing::validate_command(&e.command))
+});
+handler!(attach, attach_request, |r| Attach::read(r));
+handler!(reopen_log, reopen_log_request, |r| container_id(r.get_id()));
+handler!(set_window_size, set_window_size_request, |r| WindowSize::read(r));
+handler!(create_namespaces, create_namespaces_request, |r| CreateNamespaces::read(r));
+handler!(start_fd_socket, start_fd_socket_request, |r| ());
+handler!(serve_exec, serve_exec_container_request, |r| {
+    ServeExec::read(r).map(|e| fuzzing::validate_command(&e.command))
+});
+handler!(serve_attach, serve_attach_container_request, |r| ServeAttach::read(r));
+handler!(serve_port_forward, serve_port_forward_container_request, |r| {
+    ServePortForward::read(r)
+});
 
 /// Every request struct of the schema: (request, the params struct of its method, what the
 /// monitor does with it).

@@ -312,11 +312,21 @@ fn wrapped_runc(subcommand: &str, shell: &str) -> Result<tempfile::TempDir> {
 const HUNG_CREATE: &str = "4321.0123";
 const HUNG_EXEC: &str = "4321.0456";
 
-/// Starts a pod whose runtime is `runtime` (a wrapper) with a 2 s runtime timeout.
-fn pod_with_runtime(runtime: &tempfile::TempDir) -> Result<Pod> {
+/// Runs `test` against a pod whose runtime is runc wrapped by [`wrapped_runc`], with a 2 s
+/// runtime timeout.
+fn with_wrapped_runc(
+    subcommand: &str,
+    shell: &str,
+    test: impl AsyncFnOnce(&Pod, &MonitorClient) -> Result<()>,
+) -> Result<()> {
+    let runtime = wrapped_runc(subcommand, shell)?;
     let runtime = runtime.path().join("runc");
     let runtime = runtime.to_str().expect("a UTF-8 temporary path");
-    Pod::start_with(None, &["--runtime", runtime, "--runtime-timeout", "2"])
+    let pod = Pod::start_with(None, &["--runtime", runtime, "--runtime-timeout", "2"])?;
+    run_local(async {
+        let client = pod.client().await?;
+        test(&pod, &client).await
+    })
 }
 
 #[test]
@@ -324,10 +334,7 @@ fn a_hung_create_is_killed_deleted_and_its_id_released() -> Result<()> {
     let hang = format!("exec sleep {HUNG_CREATE}");
     let after_create = format!("{RUNC} \"$@\"; exec sleep {HUNG_CREATE}");
     for (case, shell) in [("hangs", hang), ("creates, then hangs", after_create)] {
-        let runtime = wrapped_runc("create", &shell)?;
-        let pod = pod_with_runtime(&runtime)?;
-        run_local(async {
-            let client = pod.client().await?;
+        with_wrapped_runc("create", &shell, async |pod, client| {
             let request = pod.create_request("hung", pod.bundle("hung", &["true"])?);
             let err = error_text(client.create_container(&request).await);
             assert!(
@@ -345,7 +352,7 @@ fn a_hung_create_is_killed_deleted_and_its_id_released() -> Result<()> {
             // The ID is free again: the same request fails the same way, not as a duplicate.
             let again = error_text(client.create_container(&request).await);
             assert!(again.contains("did not finish"), "{case}: {again}");
-            still_serving(&pod, &client).await
+            still_serving(pod, client).await
         })?;
     }
     Ok(())
@@ -353,31 +360,30 @@ fn a_hung_create_is_killed_deleted_and_its_id_released() -> Result<()> {
 
 #[test]
 fn an_exec_deadline_kills_a_hung_runtime_exec() -> Result<()> {
-    let runtime = wrapped_runc("exec", &format!("exec sleep {HUNG_EXEC}"))?;
-    let pod = pod_with_runtime(&runtime)?;
-    run_local(async {
-        let client = pod.client().await?;
-        let request = pod.create_request("e", pod.bundle("e", &["sleep", "1000"])?);
-        pod.start_container(&client, &request).await?;
-        let mut exec = exec_request("e", &["true"]);
-        exec.timeout = Some(Duration::from_secs(1));
-        let reply = client.exec_sync(&exec).await?;
-        assert!(reply.timed_out, "{reply:?}");
-        assert!(
-            processes_mentioning(HUNG_EXEC).is_empty(),
-            "the runtime lives on"
-        );
-        still_serving(&pod, &client).await
-    })
+    with_wrapped_runc(
+        "exec",
+        &format!("exec sleep {HUNG_EXEC}"),
+        async |pod, client| {
+            let request = pod.create_request("e", pod.bundle("e", &["sleep", "1000"])?);
+            pod.start_container(client, &request).await?;
+            let mut exec = exec_request("e", &["true"]);
+            exec.timeout = Some(Duration::from_secs(1));
+            let reply = client.exec_sync(&exec).await?;
+            assert!(reply.timed_out, "{reply:?}");
+            assert!(
+                processes_mentioning(HUNG_EXEC).is_empty(),
+                "the runtime lives on"
+            );
+            still_serving(pod, client).await
+        },
+    )
 }
 
 #[test]
 fn a_create_whose_client_left_is_still_supervised() -> Result<()> {
     // The runtime takes a second longer than the client waits.
-    let runtime = wrapped_runc("create", &format!("{RUNC} \"$@\"; sleep 1; exit"))?;
-    let pod = pod_with_runtime(&runtime)?;
-    run_local(async {
-        let client = pod.client().await?;
+    let slow = format!("{RUNC} \"$@\"; sleep 1; exit");
+    with_wrapped_runc("create", &slow, async |pod, client| {
         let request = pod.script_request("left", "echo bye")?;
         let gave_up = tokio::time::timeout(Duration::from_millis(300), async {
             client.create_container(&request).await
@@ -391,7 +397,7 @@ fn a_create_whose_client_left_is_still_supervised() -> Result<()> {
         .await?;
         pod.runc(&["start", "left"])?;
         assert_eq!(wait_for_file(&request.exit_paths[0], WAIT).await?, "0");
-        still_serving(&pod, &client).await
+        still_serving(pod, client).await
     })
 }
 

@@ -33,10 +33,10 @@ impl Monitor {
         self: &Rc<Self>,
         request: CreateContainer,
     ) -> Result<u32, MonitorError> {
-        validate::container_id(&request.id)?;
         if !request.additional_fds.is_empty() || !request.leak_fds.is_empty() {
             return Err(MonitorError::NotImplemented("file descriptor passing"));
         }
+        validate::container_id(&request.id)?;
         for path in request.exit_paths.iter().chain(&request.oom_exit_paths) {
             validate::exit_file_dir(path)?;
         }

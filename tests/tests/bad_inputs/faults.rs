@@ -35,10 +35,8 @@ fn a_missing_runtime_stops_the_start_with_its_path() -> Result<()> {
         .output()?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(
-        stderr.contains("'/no/such/runtime' does not exist"),
-        "{stderr}"
-    );
+    let named = stderr.contains("'/no/such/runtime' does not exist");
+    assert!(named, "{stderr}");
     Ok(())
 }
 
