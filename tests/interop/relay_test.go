@@ -37,6 +37,8 @@ type recordingRelay struct {
 	mu       sync.Mutex
 	messages []recordedMessage
 	conns    int
+	open     []*net.UnixConn // both ends of every connection, for close
+	closed   bool
 	failures []error
 }
 
@@ -68,10 +70,17 @@ func (r *recordingRelay) accept() {
 			continue
 		}
 		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			_ = client.Close()
+			_ = server.Close()
+			return
+		}
 		conn := r.conns
 		r.conns++
-		r.mu.Unlock()
+		r.open = append(r.open, client, server)
 		r.wg.Add(1)
+		r.mu.Unlock()
 		go r.pump(conn, client, server)
 	}
 }
@@ -171,8 +180,17 @@ func (r *recordingRelay) errors() []error {
 	return append([]error(nil), r.failures...)
 }
 
+// close stops the relay. It closes the connections still open instead of waiting for their
+// clients: a Go client keeps its connection until it is shut down, and a test's second
+// client of the same server never is.
 func (r *recordingRelay) close() {
 	_ = r.listener.Close()
+	r.mu.Lock()
+	r.closed = true
+	for _, c := range r.open {
+		_ = c.Close()
+	}
+	r.mu.Unlock()
 	r.wg.Wait()
 }
 
