@@ -67,3 +67,11 @@ require (
 	k8s.io/apimachinery v0.37.2 // indirect
 	k8s.io/client-go v0.37.2
 )
+
+// Imported only by client_v06_test.go (tag conmonrs_v06, built with go.v0.6.mod), but go mod
+// tidy reads every build tag, so they are listed here too, at go.v0.6.mod's versions. Nothing
+// of them is linked into this build.
+require (
+	github.com/containers/common v0.63.0
+	github.com/containers/storage v1.58.0
+)

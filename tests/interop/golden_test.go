@@ -1,16 +1,20 @@
 package interop
 
-// TestGoldenCapture sends one request of each method conmon-rs's Go client v1.0.1 knows,
-// with fixed field values, through a recording relay (relay_test.go), and keeps each request
-// message and the server's answer.
+// TestGoldenCapture sends one request of each method the Go client in use (clientVersion)
+// knows, with fixed field values, through a recording relay (relay_test.go), and keeps each
+// request message and the server's answer. A second client, which joins the running server
+// and so runs without tracing, sends the *_untraced requests: no metadata at all.
 //
 // Normal run (against conmond): every captured request must equal, in canonical form, the
-// committed fixture in proto/tests/fixtures/v1.0.1/requests, so the relay and the fixtures
-// stay in step with the pinned client.
+// committed fixture in proto/tests/fixtures/<clientVersion>/requests, so the relay and the
+// fixtures stay in step with the pinned client.
 //
-// Capture run: with CONMON_GOLDEN_CAPTURE=<dir> it writes <dir>/requests/<name>.bin and, for
-// the answers worth keeping, <dir>/responses/<name>.bin. Point CONMOND_BINARY at conmon-rs's
-// own server to capture its responses (see proto/tests/fixtures/README.md).
+// Capture runs (see proto/tests/fixtures/README.md):
+//   - CONMON_GOLDEN_CAPTURE=<dir>, against conmon-rs's own server (CONMOND_BINARY): every call
+//     must succeed or fail as it does there; writes <dir>/requests/<name>.bin and, for the
+//     answers worth keeping, <dir>/responses/<name>.bin and responses/client-view.txt.
+//   - CONMON_GOLDEN_CAPTURE_REQUESTS=<dir>, against any server (requests do not depend on it,
+//     and conmond answers some calls differently): writes only <dir>/requests/<name>.bin.
 
 import (
 	"bytes"
@@ -25,238 +29,12 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	"go.podman.io/common/pkg/resize"
-	"go.podman.io/storage/pkg/idtools"
 	"golang.org/x/sys/unix"
 )
 
-const (
-	// Every path in a captured request lives here, so requests are the same on every run.
-	goldenDir      = "/tmp/conmon-golden"
-	goldenFixtures = "../../proto/tests/fixtures/v1.0.1/requests"
-	goldenID       = "golden-ctr"
-	// The W3C trace context each request carries as metadata.
-	goldenTraceID = "0af7651916cd43dd8448eb211c80319c"
-	goldenSpanID  = "b7ad6b7169203331"
-)
-
-// Conmon method ordinals.
-const (
-	methodVersion uint16 = iota
-	methodCreateContainer
-	methodExecSync
-	methodAttach
-	methodReopenLog
-	methodSetWindowSize
-	methodCreateNamespaces
-	methodStartFdSocket
-	methodServeExec
-	methodServeAttach
-	methodServePortForward
-)
-
-// goldenCall is one captured call: what to send and what the Go client must get back.
-type goldenCall struct {
-	name     string
-	method   uint16
-	response bool // keep the server's answer as a fixture too
-	run      func(ctx context.Context, cl *client.ConmonClient) error
-}
-
-func goldenPath(name string) string { return filepath.Join(goldenDir, name) }
-
-// goldenCalls lists the calls in order; note records what the Go client made of each answer.
-func goldenCalls(e *env, note func(format string, args ...any)) []goldenCall {
-	id := goldenID
-	return []goldenCall{
-		{"version", methodVersion, true, func(ctx context.Context, cl *client.ConmonClient) error {
-			v, err := cl.Version(ctx, &client.VersionConfig{})
-			if err == nil {
-				note("%+v", *v)
-			}
-			return err
-		}},
-		// Request only: the verbose answer embeds the server's whole dependency tree.
-		{"version_verbose", methodVersion, false, func(ctx context.Context, cl *client.ConmonClient) error {
-			_, err := cl.Version(ctx, &client.VersionConfig{Verbose: true})
-			return err
-		}},
-		{"create_container", methodCreateContainer, true, func(ctx context.Context, cl *client.ConmonClient) error {
-			e.containers = append(e.containers, id)
-			resp, err := cl.CreateContainer(ctx, &client.CreateContainerConfig{
-				ID:           id,
-				BundlePath:   goldenPath("bundles/" + id),
-				Stdin:        true,
-				ExitPaths:    []string{goldenPath(id + ".exit"), goldenPath(id + ".exit2")},
-				OOMExitPaths: []string{goldenPath(id + ".oom")},
-				LogDrivers: []client.ContainerLogDriver{
-					{Type: client.LogDriverTypeContainerRuntimeInterface, Path: goldenPath(id + ".log"), MaxSize: 1 << 20},
-					{Type: client.LogDriverTypeJSONLogger, Path: goldenPath(id + ".json")},
-				},
-				CleanupCmd:  []string{"/bin/true", "cleanup"},
-				GlobalArgs:  []string{"--log-format", "json"},
-				CommandArgs: []string{"--no-pivot"},
-				EnvVars:     map[string]string{"GOLDEN_ENV": "golden-value"},
-			})
-			if err != nil {
-				return err
-			}
-			note("PID=%d", resp.PID)
-			if resp.PID == 0 {
-				return fmt.Errorf("container PID 0")
-			}
-			if out, err := e.runcCmd("start", id); err != nil {
-				return fmt.Errorf("runc start: %v: %s", err, out)
-			}
-			return nil
-		}},
-		// Fails on every server: no fd was sent to those slots, and the bundle does not exist.
-		{"create_container_fds", methodCreateContainer, true, func(ctx context.Context, cl *client.ConmonClient) error {
-			_, err := cl.CreateContainer(ctx, &client.CreateContainerConfig{
-				ID:            "golden-fds",
-				BundlePath:    goldenPath("bundles/missing"),
-				AdditionalFDs: []client.RemoteFD{7},
-				LeakFDs:       []client.RemoteFD{8, 9},
-			})
-			note("error: %v", err)
-			return wantError(err, "")
-		}},
-		{"exec_sync", methodExecSync, true, func(ctx context.Context, cl *client.ConmonClient) error {
-			res, err := cl.ExecSyncContainer(ctx, &client.ExecSyncConfig{
-				ID:      id,
-				Command: []string{"sh", "-c", "echo out; echo err >&2; exit 7"},
-				Timeout: 20,
-				EnvVars: map[string]string{"EXEC_ENV": "exec-value"},
-			})
-			if err != nil {
-				return err
-			}
-			note("%+v", *res)
-			if res.ExitCode != 7 || string(res.Stdout) != "out\n" || string(res.Stderr) != "err\n" || res.TimedOut {
-				return fmt.Errorf("exec result %+v", res)
-			}
-			return nil
-		}},
-		{"exec_sync_timeout", methodExecSync, true, func(ctx context.Context, cl *client.ConmonClient) error {
-			res, err := cl.ExecSyncContainer(ctx, &client.ExecSyncConfig{
-				ID: id, Command: []string{"sleep", "30"}, Timeout: 1, Terminal: true,
-			})
-			if err != nil {
-				return err
-			}
-			note("%+v", *res)
-			if !res.TimedOut {
-				return fmt.Errorf("exec result %+v, want timed out", res)
-			}
-			return nil
-		}},
-		{"attach", methodAttach, true, func(ctx context.Context, cl *client.ConmonClient) error {
-			return cl.AttachContainer(ctx, &client.AttachConfig{
-				ID:                id,
-				SocketPath:        goldenPath("attach.sock"),
-				ExecSession:       "golden-exec",
-				StopAfterStdinEOF: true,
-				Passthrough:       true, // the client returns after the RPC
-			})
-		}},
-		{"reopen_log", methodReopenLog, true, func(ctx context.Context, cl *client.ConmonClient) error {
-			return cl.ReopenLogContainer(ctx, &client.ReopenLogContainerConfig{ID: id})
-		}},
-		// Fails on every server: the container has no terminal.
-		{"set_window_size", methodSetWindowSize, true, func(ctx context.Context, cl *client.ConmonClient) error {
-			err := cl.SetWindowSizeContainer(ctx, &client.SetWindowSizeContainerConfig{
-				ID: id, Size: &resize.TerminalSize{Width: 132, Height: 43},
-			})
-			note("error: %v", err)
-			return wantError(err, "no terminal")
-		}},
-		// No user namespace: conmon-rs v1.0.1's pause helper hangs creating one here, and
-		// without it the client sends no ID mappings.
-		{"create_namespaces", methodCreateNamespaces, true, func(ctx context.Context, cl *client.ConmonClient) error {
-			res, err := cl.CreateNamespaces(ctx, &client.CreateNamespacesConfig{
-				Namespaces: []client.Namespace{client.NamespaceIPC, client.NamespaceNet, client.NamespaceUTS},
-				IDMappings: idtools.NewIDMappingsFromMaps(
-					[]idtools.IDMap{{ContainerID: 0, HostID: 100000, Size: 65536}},
-					[]idtools.IDMap{{ContainerID: 0, HostID: 200000, Size: 65536}},
-				),
-				BasePath: goldenPath("ns"),
-				PodID:    "golden-pod",
-			})
-			if err == nil {
-				for _, ns := range res.Namespaces {
-					note("%+v", *ns)
-				}
-			}
-			return allowUnimplemented(err)
-		}},
-		{"start_fd_socket", methodStartFdSocket, true, func(ctx context.Context, cl *client.ConmonClient) error {
-			fds, err := cl.RemoteFDs(ctx)
-			if err == nil {
-				note("fd socket dialed")
-				return fds.Close()
-			}
-			return allowUnimplemented(err)
-		}},
-		{"serve_exec", methodServeExec, true, func(ctx context.Context, cl *client.ConmonClient) error {
-			res, err := cl.ServeExecContainer(ctx, &client.ServeExecContainerConfig{
-				// Alternating flags, so swapping two adjacent fields shows.
-				ID: id, Command: []string{"sh", "-c", "echo served"}, Tty: true, Stdin: false, Stdout: true, Stderr: false,
-			})
-			return wantURL(res, err, note, func(r *client.ServeExecContainerResult) string { return r.URL })
-		}},
-		{"serve_attach", methodServeAttach, true, func(ctx context.Context, cl *client.ConmonClient) error {
-			res, err := cl.ServeAttachContainer(ctx, &client.ServeAttachContainerConfig{
-				ID: id, Stdin: true, Stdout: false, Stderr: true,
-			})
-			return wantURL(res, err, note, func(r *client.ServeAttachContainerResult) string { return r.URL })
-		}},
-		{"serve_port_forward", methodServePortForward, true, func(ctx context.Context, cl *client.ConmonClient) error {
-			res, err := cl.ServePortForwardContainer(ctx, &client.ServePortForwardContainerConfig{
-				NetNsPath: "/proc/1/ns/net",
-			})
-			return wantURL(res, err, note, func(r *client.ServePortForwardContainerResult) string { return r.URL })
-		}},
-	}
-}
-
-func wantError(err error, contains string) error {
-	if err == nil {
-		return fmt.Errorf("succeeded, want an error")
-	}
-	if !strings.Contains(err.Error(), contains) {
-		return fmt.Errorf("error %q does not contain %q", err, contains)
-	}
-	return nil
-}
-
-// allowUnimplemented accepts success and conmond's "not implemented" answer.
-func allowUnimplemented(err error) error {
-	if err != nil && !strings.Contains(err.Error(), "not implemented") {
-		return err
-	}
-	return nil
-}
-
-func wantURL[T any](res *T, err error, note func(string, ...any), url func(*T) string) error {
-	if err != nil {
-		return err
-	}
-	note("URL=%s", url(res))
-	if !strings.HasPrefix(url(res), "http://") {
-		return fmt.Errorf("URL %q", url(res))
-	}
-	return nil
-}
-
 func TestGoldenCapture(t *testing.T) {
 	e := requirements(t)
-	captureDir := os.Getenv("CONMON_GOLDEN_CAPTURE")
-	if captureDir != "" {
-		var err error
-		if captureDir, err = filepath.Abs(captureDir); err != nil {
-			t.Fatal(err)
-		}
-	}
+	captureDir, responses := captureTarget(t)
 	// Fixed paths instead of requirements' random directory.
 	_ = os.RemoveAll(e.tmp)
 	unmountUnder(goldenDir)
@@ -277,6 +55,7 @@ func TestGoldenCapture(t *testing.T) {
 	t.Cleanup(func() { unmountUnder(goldenDir) }) // before registerCleanup removes the tree
 	serverLog := e.openServerLog(t)
 	e.bundle(t, goldenID, "sh", "-c", "echo first; exec sleep 1000")
+	e.bundle(t, goldenUntracedID, "sh", "-c", "echo first; exec sleep 1000")
 
 	// setMetadata only sends metadata when the client started the server with tracing on, and
 	// then injects the span context of the call's ctx with the global propagator.
@@ -290,7 +69,8 @@ func TestGoldenCapture(t *testing.T) {
 	}
 
 	// Put the relay where the client dials: move the server's socket aside (it keeps
-	// listening on the renamed inode), then make the client drop its open connection.
+	// listening on the renamed inode), then make the client drop its open connection
+	// (v1.0.1 keeps one and dials again after an error; v0.6.6 dials for every call).
 	socket := filepath.Join(e.runDir, "conmon.sock")
 	realSocket := filepath.Join(e.runDir, "conmon-real.sock")
 	if err := os.Rename(socket, realSocket); err != nil {
@@ -303,19 +83,35 @@ func TestGoldenCapture(t *testing.T) {
 		t.Fatal("reopenLog of an unknown container succeeded; the client would keep its direct connection")
 	}
 
+	// Both client generations turn tracing on only when they spawn the server, so a client
+	// that finds it running (as CRI-O's after a restart) sends requests without metadata.
+	untraced, err := client.New(e.config())
+	if err != nil {
+		t.Fatalf("client.New joining the running server: %v", err)
+	}
+	if untraced.PID() != cl.PID() {
+		t.Fatalf("the untraced client runs with server PID %d, want %d", untraced.PID(), cl.PID())
+	}
+
 	captured := map[string]exchange{}
 	var clientView strings.Builder
 	calls := goldenCalls(e, func(format string, args ...any) {
 		fmt.Fprintf(&clientView, format+"\n", args...)
 	})
 	for _, call := range calls {
-		fmt.Fprintf(&clientView, "%s:\n", call.name)
+		if !call.untraced { // no answer kept, nothing to view
+			fmt.Fprintf(&clientView, "%s:\n", call.name)
+		}
 		mark := relay.mark()
 		ctx, cancel := context.WithTimeout(goldenContext(), rpcTimeout)
-		err := call.run(ctx, cl)
+		sender := cl
+		if call.untraced {
+			sender = untraced
+		}
+		err := call.run(ctx, sender)
 		cancel()
 		switch {
-		case err != nil && captureDir != "":
+		case err != nil && responses:
 			t.Fatalf("%s: %v", call.name, err)
 		case err != nil:
 			// Answers may differ from conmon-rs's (conmond checks the exec session of an
@@ -341,12 +137,14 @@ func TestGoldenCapture(t *testing.T) {
 	}
 
 	if captureDir != "" {
-		writeGolden(t, captureDir, calls, captured)
-		// What the Go client decoded from each answer: the expected values of the response
-		// fixtures, from a decoder that is not ours.
-		view := filepath.Join(captureDir, "responses", "client-view.txt")
-		if err := os.WriteFile(view, []byte(clientView.String()), 0o644); err != nil {
-			t.Fatal(err)
+		writeGolden(t, captureDir, calls, captured, responses)
+		if responses {
+			// What the Go client decoded from each answer: the expected values of the response
+			// fixtures, from a decoder that is not ours.
+			view := filepath.Join(captureDir, "responses", "client-view.txt")
+			if err := os.WriteFile(view, []byte(clientView.String()), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 		return
 	}
@@ -364,9 +162,34 @@ func goldenContext() context.Context {
 	}))
 }
 
-func writeGolden(t *testing.T, dir string, calls []goldenCall, captured map[string]exchange) {
+// captureTarget returns the capture directory of a capture run ("" otherwise) and whether the
+// run keeps responses too (CONMON_GOLDEN_CAPTURE) or only requests.
+func captureTarget(t *testing.T) (string, bool) {
 	t.Helper()
-	for _, sub := range []string{"requests", "responses"} {
+	dir, responses := os.Getenv("CONMON_GOLDEN_CAPTURE"), true
+	if requests := os.Getenv("CONMON_GOLDEN_CAPTURE_REQUESTS"); requests != "" {
+		if dir != "" {
+			t.Fatal("set CONMON_GOLDEN_CAPTURE or CONMON_GOLDEN_CAPTURE_REQUESTS, not both")
+		}
+		dir, responses = requests, false
+	}
+	if dir == "" {
+		return "", false
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs, responses
+}
+
+func writeGolden(t *testing.T, dir string, calls []goldenCall, captured map[string]exchange, responses bool) {
+	t.Helper()
+	subs := []string{"requests"}
+	if responses {
+		subs = append(subs, "responses")
+	}
+	for _, sub := range subs {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -381,7 +204,7 @@ func writeGolden(t *testing.T, dir string, calls []goldenCall, captured map[stri
 			t.Logf("wrote %s (%d bytes)", path, len(raw))
 		}
 		write("requests", ex.call)
-		if call.response {
+		if responses && call.response {
 			write("responses", ex.ret)
 		}
 	}

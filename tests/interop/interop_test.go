@@ -7,7 +7,11 @@
 // busybox at $BUSYBOX_BINARY (default /usr/bin/busybox) and a built conmond at
 // $CONMOND_BINARY (default ../../target/debug/conmond relative to this directory).
 //
-// The streaming URLs (Serve* RPCs) are driven with Kubernetes' own websocket
+// The same tests run with two client generations: v1.0.1 (go.mod) and v0.6.6, the
+// client of CRI-O ≤ 1.34 (go test -modfile=go.v0.6.mod -tags conmonrs_v06; run.sh runs
+// both). client_v1_test.go and client_v06_test.go hold what differs.
+//
+// The streaming URLs (Serve* RPCs, v1.0 only) are driven with Kubernetes' own websocket
 // client, client-go's remotecommand executor.
 //
 // Every RPC conmond does not implement yet must answer with an error containing
@@ -28,9 +32,7 @@ import (
 	"time"
 
 	"github.com/containers/conmon-rs/pkg/client"
-	"go.podman.io/common/pkg/resize"
 	"golang.org/x/sys/unix"
-	utilexec "k8s.io/client-go/util/exec"
 )
 
 // pending checks a call conmond does not implement yet: it must fail with a
@@ -293,7 +295,7 @@ func TestConmond(t *testing.T) {
 		// The long-running container has no terminal: resizing it must be a clear error.
 		err := cl.SetWindowSizeContainer(ctx, &client.SetWindowSizeContainerConfig{
 			ID:   longID,
-			Size: &resize.TerminalSize{Width: 80, Height: 24},
+			Size: terminalSize(80, 24),
 		})
 		if err == nil || !strings.Contains(err.Error(), "has no terminal") {
 			t.Fatalf("resize of a container without terminal: want a \"has no terminal\" error, got %v", err)
@@ -325,83 +327,8 @@ func TestConmond(t *testing.T) {
 		fds, err := cl.RemoteFDs(ctx) // the StartFdSocket RPC
 		pending(t, "RemoteFDs/StartFdSocket", err, func() error { return fds.Close() })
 	})
-	// The streaming server, through Kubernetes' own client (client-go's websocket
-	// executor, as kubectl and the API server use it).
-	check("ServeExecContainer", func(t *testing.T) {
-		ctx, cancel := rpcCtx()
-		defer cancel()
-		res, err := cl.ServeExecContainer(ctx, &client.ServeExecContainerConfig{
-			ID: longID, Command: []string{"sh", "-c", "cat; echo to-stderr >&2; exit 3"},
-			Stdin: true, Stdout: true, Stderr: true,
-		})
-		if err != nil {
-			t.Fatalf("ServeExecContainer: %v", err)
-		}
-		stdout, stderr, err := streamURL(ctx, res.URL, "v5.channel.k8s.io", "via client-go\n", false)
-		var exitErr utilexec.CodeExitError
-		if !errors.As(err, &exitErr) || exitErr.Code != 3 {
-			t.Fatalf("exec: want exit code 3, got %v", err)
-		}
-		if stdout != "via client-go\n" || stderr != "to-stderr\n" {
-			t.Fatalf("exec: stdout %q, stderr %q", stdout, stderr)
-		}
-	})
-	check("ServeExecContainerTtyV4", func(t *testing.T) {
-		ctx, cancel := rpcCtx()
-		defer cancel()
-		res, err := cl.ServeExecContainer(ctx, &client.ServeExecContainerConfig{
-			ID: longID, Command: []string{"sh", "-c", "tty && echo on-a-tty"}, Tty: true, Stdout: true,
-		})
-		if err != nil {
-			t.Fatalf("ServeExecContainer: %v", err)
-		}
-		stdout, _, err := streamURL(ctx, res.URL, "v4.channel.k8s.io", "", true)
-		if err != nil || !strings.Contains(stdout, "/dev/pts/") || !strings.Contains(stdout, "on-a-tty\r\n") {
-			t.Fatalf("tty exec over v4: stdout %q, error %v", stdout, err)
-		}
-	})
-	check("ServeAttachContainer", func(t *testing.T) {
-		ctx, cancel := rpcCtx()
-		defer cancel()
-		res, err := cl.ServeAttachContainer(ctx, &client.ServeAttachContainerConfig{
-			ID: longID, Stdout: true, Stderr: true,
-		})
-		if err != nil {
-			t.Fatalf("ServeAttachContainer: %v", err)
-		}
-		attached := attachURL(ctx, t, res.URL)
-		// Output written to the container's own stdout from now on reaches the client.
-		waitFor(t, pollTimeout, "container output on the attach stream", func() (bool, string) {
-			_, err := cl.ExecSyncContainer(ctx, &client.ExecSyncConfig{
-				ID: longID, Command: []string{"sh", "-c", "echo attached-line > /proc/1/fd/1"}, Timeout: 5,
-			})
-			if err != nil {
-				return false, err.Error()
-			}
-			out := attached.String()
-			return strings.Contains(out, "attached-line\n"), out
-		})
-	})
-	check("ServePortForwardContainer", func(t *testing.T) {
-		ctx, cancel := rpcCtx()
-		defer cancel()
-		res, err := cl.ServePortForwardContainer(ctx, &client.ServePortForwardContainerConfig{
-			NetNsPath: fmt.Sprintf("/proc/%d/ns/net", longPID),
-		})
-		if err != nil {
-			t.Fatalf("ServePortForwardContainer: %v", err)
-		}
-		// Nothing listens on port 9 in the container: kubelet's protocol answers with the
-		// port on both channels, then the error on the error channel, then closes.
-		messages, err := portForwardURL(res.URL+"?ports=9", "v4.channel.k8s.io")
-		if err != nil {
-			t.Fatalf("port-forward: %v", err)
-		}
-		if len(messages) != 3 || string(messages[0]) != "\x00\x09\x00" || string(messages[1]) != "\x01\x09\x00" ||
-			!strings.Contains(string(messages[2]), "error forwarding port 9") {
-			t.Fatalf("port-forward messages: %q", messages)
-		}
-	})
+	// The Serve* subtests (streaming_test.go, v1.0 clients only).
+	streamingChecks(check, cl, longID, longPID)
 
 	// After the pending calls: the server must still answer (an unimplemented
 	// answer must not have broken it).

@@ -1,11 +1,14 @@
 // TestJaegerTrace drives conmond through conmon-rs's Go client with tracing on,
 // the way CRI-O does: the client's own spans ("conmonrs-client: <Method>") are
 // exported by an OTel SDK tracer provider in this process, and conmond gets
-// --enable-tracing plus the W3C trace context in each request's metadata.
+// --enable-tracing plus the W3C trace context in each request's metadata (v0.6.6 also
+// in metadataOld, where v1.0 has metadata).
 //
 // It only runs when JAEGER_OTLP_ENDPOINT (host:port of an OTLP gRPC receiver, e.g.
-// 127.0.0.1:14317) is set: tests/interop/jaeger_e2e.sh sets it and then checks the
-// trace that lands in Jaeger. It prints the trace id as "TRACE_ID=<hex>".
+// 127.0.0.1:14317) is set: tests/interop/jaeger_e2e.sh sets it, once per client
+// generation, and then checks the trace that lands in Jaeger. It prints the trace id as
+// "TRACE_ID=<hex>"; the client's service.name is "conmon-rs-go-client-<clientVersion>", so
+// the two generations' spans stay apart.
 package interop
 
 import (
@@ -46,7 +49,7 @@ func TestJaegerTrace(t *testing.T) {
 		sdktrace.WithSyncer(exporter), // export each span as it ends: no loss on failure
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithResource(resource.NewSchemaless(
-			attribute.String("service.name", "conmon-rs-go-client"))),
+			attribute.String("service.name", "conmon-rs-go-client-"+clientVersion))),
 	)
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.TraceContext{})
@@ -101,16 +104,7 @@ func TestJaegerTrace(t *testing.T) {
 		if res.ExitCode != 0 || string(res.Stdout) != "hi\n" {
 			t.Fatalf("ExecSyncContainer: exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
 		}
-		// A streaming exec: its session span must hang under the serve RPC in the same trace.
-		serve, err := cl.ServeExecContainer(ctx, &client.ServeExecContainerConfig{
-			ID: id, Command: []string{"echo", "streamed"}, Stdout: true, Stderr: true,
-		})
-		if err != nil {
-			t.Fatalf("ServeExecContainer: %v", err)
-		}
-		if stdout, stderr, err := streamURL(ctx, serve.URL, "v5.channel.k8s.io", "", false); err != nil || stdout != "streamed\n" {
-			t.Fatalf("streaming exec: stdout %q stderr %q error %v", stdout, stderr, err)
-		}
+		jaegerStreamingExec(ctx, t, cl, id)
 	}()
 
 	if err := tp.ForceFlush(ctx); err != nil {

@@ -1,17 +1,26 @@
+//go:build !conmonrs_v06
+
 package interop
+
+// The streaming server (Serve* RPCs, which conmon-rs v1.0 added; CRI-O 1.34 with client
+// v0.6.6 serves streams itself), through Kubernetes' own client: client-go's websocket
+// executor, as kubectl and the API server use it.
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/containers/conmon-rs/pkg/client"
 	"github.com/gorilla/websocket"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
+	utilexec "k8s.io/client-go/util/exec"
 )
 
 // streamURL runs a streaming exec or attach URL with client-go's websocket
@@ -107,4 +116,84 @@ func portForwardURL(url, protocol string) ([][]byte, error) {
 			messages = append(messages, data)
 		}
 	}
+}
+
+// streamingChecks are TestConmond's Serve* subtests, run by check against the running
+// container longID (PID longPID).
+func streamingChecks(check func(string, func(*testing.T)), cl *client.ConmonClient, longID string, longPID int) {
+	check("ServeExecContainer", func(t *testing.T) {
+		ctx, cancel := rpcCtx()
+		defer cancel()
+		res, err := cl.ServeExecContainer(ctx, &client.ServeExecContainerConfig{
+			ID: longID, Command: []string{"sh", "-c", "cat; echo to-stderr >&2; exit 3"},
+			Stdin: true, Stdout: true, Stderr: true,
+		})
+		if err != nil {
+			t.Fatalf("ServeExecContainer: %v", err)
+		}
+		stdout, stderr, err := streamURL(ctx, res.URL, "v5.channel.k8s.io", "via client-go\n", false)
+		var exitErr utilexec.CodeExitError
+		if !errors.As(err, &exitErr) || exitErr.Code != 3 {
+			t.Fatalf("exec: want exit code 3, got %v", err)
+		}
+		if stdout != "via client-go\n" || stderr != "to-stderr\n" {
+			t.Fatalf("exec: stdout %q, stderr %q", stdout, stderr)
+		}
+	})
+	check("ServeExecContainerTtyV4", func(t *testing.T) {
+		ctx, cancel := rpcCtx()
+		defer cancel()
+		res, err := cl.ServeExecContainer(ctx, &client.ServeExecContainerConfig{
+			ID: longID, Command: []string{"sh", "-c", "tty && echo on-a-tty"}, Tty: true, Stdout: true,
+		})
+		if err != nil {
+			t.Fatalf("ServeExecContainer: %v", err)
+		}
+		stdout, _, err := streamURL(ctx, res.URL, "v4.channel.k8s.io", "", true)
+		if err != nil || !strings.Contains(stdout, "/dev/pts/") || !strings.Contains(stdout, "on-a-tty\r\n") {
+			t.Fatalf("tty exec over v4: stdout %q, error %v", stdout, err)
+		}
+	})
+	check("ServeAttachContainer", func(t *testing.T) {
+		ctx, cancel := rpcCtx()
+		defer cancel()
+		res, err := cl.ServeAttachContainer(ctx, &client.ServeAttachContainerConfig{
+			ID: longID, Stdout: true, Stderr: true,
+		})
+		if err != nil {
+			t.Fatalf("ServeAttachContainer: %v", err)
+		}
+		attached := attachURL(ctx, t, res.URL)
+		// Output written to the container's own stdout from now on reaches the client.
+		waitFor(t, pollTimeout, "container output on the attach stream", func() (bool, string) {
+			_, err := cl.ExecSyncContainer(ctx, &client.ExecSyncConfig{
+				ID: longID, Command: []string{"sh", "-c", "echo attached-line > /proc/1/fd/1"}, Timeout: 5,
+			})
+			if err != nil {
+				return false, err.Error()
+			}
+			out := attached.String()
+			return strings.Contains(out, "attached-line\n"), out
+		})
+	})
+	check("ServePortForwardContainer", func(t *testing.T) {
+		ctx, cancel := rpcCtx()
+		defer cancel()
+		res, err := cl.ServePortForwardContainer(ctx, &client.ServePortForwardContainerConfig{
+			NetNsPath: fmt.Sprintf("/proc/%d/ns/net", longPID),
+		})
+		if err != nil {
+			t.Fatalf("ServePortForwardContainer: %v", err)
+		}
+		// Nothing listens on port 9 in the container: kubelet's protocol answers with the
+		// port on both channels, then the error on the error channel, then closes.
+		messages, err := portForwardURL(res.URL+"?ports=9", "v4.channel.k8s.io")
+		if err != nil {
+			t.Fatalf("port-forward: %v", err)
+		}
+		if len(messages) != 3 || string(messages[0]) != "\x00\x09\x00" || string(messages[1]) != "\x01\x09\x00" ||
+			!strings.Contains(string(messages[2]), "error forwarding port 9") {
+			t.Fatalf("port-forward messages: %q", messages)
+		}
+	})
 }
