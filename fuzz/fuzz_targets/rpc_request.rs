@@ -76,7 +76,7 @@ handler!(attach, attach_request, |r| Attach::read(r));
 handler!(reopen_log, reopen_log_request, |r| container_id(r.get_id()));
 handler!(set_window_size, set_window_size_request, |r| WindowSize::read(r));
 handler!(create_namespaces, create_namespaces_request, |r| CreateNamespaces::read(r));
-handler!(start_fd_socket, start_fd_socket_request, |r| ());
+handler!(start_fd_socket, start_fd_socket_request, |_r| ());
 handler!(serve_exec, serve_exec_container_request, |r| {
     ServeExec::read(r).map(|e| fuzzing::validate_command(&e.command))
 });
