@@ -19,6 +19,7 @@ package interop
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -110,6 +111,15 @@ func TestGoldenCapture(t *testing.T) {
 		}
 		err := call.run(ctx, sender)
 		cancel()
+		if errors.Is(err, client.ErrUnsupported) {
+			// The client checked the server's version and sent nothing (v0.6.6 sends
+			// createNamespaces only to a server that reports 0.5.0 or later): no request to
+			// keep or compare. Printed, so it does not pass unnoticed.
+			msg := fmt.Sprintf("NOT SENT %s: the %s client refused it: %v", call.name, clientVersion, err)
+			fmt.Println(msg)
+			t.Log(msg)
+			continue
+		}
 		switch {
 		case err != nil && responses:
 			t.Fatalf("%s: %v", call.name, err)
@@ -149,7 +159,9 @@ func TestGoldenCapture(t *testing.T) {
 		return
 	}
 	for _, call := range calls {
-		compareGolden(t, call.name, captured[call.name].call)
+		if ex, ok := captured[call.name]; ok {
+			compareGolden(t, call.name, ex.call)
+		}
 	}
 }
 
@@ -195,7 +207,10 @@ func writeGolden(t *testing.T, dir string, calls []goldenCall, captured map[stri
 		}
 	}
 	for _, call := range calls {
-		ex := captured[call.name]
+		ex, ok := captured[call.name]
+		if !ok {
+			continue // not sent
+		}
 		write := func(sub string, raw []byte) {
 			path := filepath.Join(dir, sub, call.name+".bin")
 			if err := os.WriteFile(path, raw, 0o644); err != nil {

@@ -36,8 +36,10 @@ import (
 )
 
 // pending checks a call conmond does not implement yet: it must fail with a
-// "not implemented" error. If it succeeds, conmond has implemented it and the
-// subtest passes so long as success checks whatever the call returned.
+// "not implemented" error, or the client must refuse to send it for the version
+// conmond reports (v0.6.6 sends createNamespaces only to 0.5.0 or later). If it
+// succeeds, conmond has implemented it and the subtest passes so long as success
+// checks whatever the call returned.
 func pending(t *testing.T, call string, err error, onSuccess func() error) {
 	t.Helper()
 	switch {
@@ -54,6 +56,10 @@ func pending(t *testing.T, call string, err error, onSuccess func() error) {
 		msg := fmt.Sprintf("PENDING %s: not implemented by conmond yet", call)
 		fmt.Println(msg)
 		t.Logf("%s (error: %v)", msg, err)
+	case errors.Is(err, client.ErrUnsupported):
+		msg := fmt.Sprintf("PENDING %s: the %s client refuses to send it to this conmond: %v", call, clientVersion, err)
+		fmt.Println(msg)
+		t.Log(msg)
 	default:
 		t.Fatalf("%s failed with an error that is not \"not implemented\": %v", call, err)
 	}
