@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End to end: traces from runtime-shim + conmond, and from conmon-rs's Go client +
-# conmond, land in a real Jaeger v2 (all-in-one, in-memory storage, loopback only)
-# and are checked through Jaeger's query API.
+# conmond (client v1.0.1 and v0.6.6, each its own trace and service.name), land in a real
+# Jaeger v2 (all-in-one, in-memory storage, loopback only) and are checked through
+# Jaeger's query API.
 #
 # Usage (as root): bash tests/interop/jaeger_e2e.sh
 # Env: CONMOND_BINARY, SHIM_BINARY (default ../../target/debug/{conmond,runtime-shim}),
@@ -148,17 +149,27 @@ else
     fail "shim: pod lifecycle" "$(tail -n 20 "$tmp/shim.log")"
 fi
 
-# --- b. conmon-rs Go client lifecycle with tracing -----------------------------------
-go_trace=
-go_ok=1
-JAEGER_OTLP_ENDPOINT="$OTLP_HOST:$OTLP_PORT" go test -count=1 -run '^TestJaegerTrace$' -v . \
-    >"$tmp/go.log" 2>&1 || go_ok=0
-go_trace=$(sed -n 's/^TRACE_ID=\([0-9a-f]\{32\}\)$/\1/p' "$tmp/go.log" | head -n1)
-if [[ $go_ok == 1 ]] && grep -q '^--- PASS: TestJaegerTrace' "$tmp/go.log" && [[ -n $go_trace ]]; then
-    pass "go client: TestJaegerTrace (Version, CreateContainer, ExecSyncContainer)"
-else
-    fail "go client: TestJaegerTrace" "$(tail -n 40 "$tmp/go.log")"
-fi
+# --- b. conmon-rs Go client lifecycles with tracing, one per client generation -------
+# v1.0.1 (go.mod) and v0.6.6 (go.v0.6.mod; CRI-O <= 1.34, the pre-1.0 request layout). Each
+# run is its own trace, and its client spans carry service.name conmon-rs-go-client-<version>.
+go_versions=(v1.0.1 v0.6.6)
+declare -A go_flags=([v1.0.1]="" [v0.6.6]="-modfile=go.v0.6.mod -tags conmonrs_v06")
+declare -A go_trace=()
+for version in "${go_versions[@]}"; do
+    log=$tmp/go-$version.log
+    go_ok=1
+    # shellcheck disable=SC2086 # go_flags holds separate words
+    JAEGER_OTLP_ENDPOINT="$OTLP_HOST:$OTLP_PORT" go test ${go_flags[$version]} -count=1 \
+        -run '^TestJaegerTrace$' -v . >"$log" 2>&1 || go_ok=0
+    id=$(sed -n 's/^TRACE_ID=\([0-9a-f]\{32\}\)$/\1/p' "$log" | head -n1)
+    if [[ $go_ok == 1 ]] && grep -q '^--- PASS: TestJaegerTrace' "$log" && [[ -n $id ]]; then
+        go_trace[$version]=$id
+        pass "go client $version: TestJaegerTrace (Version, CreateContainer, ExecSyncContainer$(
+            [[ $version == v0.6.6 ]] || echo ", ServeExecContainer"))"
+    else
+        fail "go client $version: TestJaegerTrace" "$(tail -n 40 "$log")"
+    fi
+done
 
 # --- c. the traces in Jaeger ---------------------------------------------------------
 # Waits until trace $1 holds spans of services $2 and conmond, including the
@@ -261,36 +272,78 @@ check_trace() {
 }
 
 check_trace "runtime-shim" "$shim_trace" runtime-shim Conmon/createContainer Conmon/execSyncContainer
-if [[ -n $go_trace ]]; then
-    check_trace "go-client" "$go_trace" conmon-rs-go-client Conmon/createContainer Conmon/execSyncContainer \
-        Conmon/serveExecContainer "stream exec" "runtime exec"
-    # The streaming session runs after its RPC returned, as that RPC's child, and runs the runtime.
-    r=$(jq -r '.data[0] as $t
-        | ($t.spans | map({key: .spanID, value: .}) | from_entries) as $by
-        | def parent: [.references[]? | select(.refType == "CHILD_OF") | $by[.spanID] | select(. != null)][0];
-        [$t.spans[] | select(.operationName == "stream exec")] as $streams
-        | [$t.spans[] | select(.operationName == "runtime exec" and (parent | .operationName) == "stream exec")] as $runs
-        | if ($streams | length) == 1 and ($streams[0] | parent | .operationName) == "Conmon/serveExecContainer"
-             and ($runs | length) == 1
-          then "ok" else "stream exec parents: \([$streams[] | parent | .operationName?] | tojson), runtime exec under it: \($runs | length)" end' \
-        "$tmp/trace-$go_trace.json" 2>/dev/null || echo "no trace")
-    [[ $r == ok* ]] && pass "go-client: stream exec is a child of Conmon/serveExecContainer and runs runtime exec" \
-        || fail "go-client: stream exec span parent" "$r"
-    # The Go client's spans are "conmonrs-client: <Method>".
-    r=$(jq -r '.data[0] as $t
+
+# The checks of one Go client generation's trace ($1: version, $2: trace id).
+check_go_trace() {
+    local version=$1 id=$2 svc=conmon-rs-go-client-$1 out=$tmp/trace-$2.json layout r
+    local ops=(Conmon/createContainer Conmon/execSyncContainer)
+    # v0.6.6 has no Serve* calls; v1.0.1's trace has a streaming exec.
+    [[ $version == v0.6.6 ]] || ops+=(Conmon/serveExecContainer "stream exec" "runtime exec")
+    check_trace "go-client $version" "$id" "$svc" "${ops[@]}"
+
+    # The trace is this generation's alone: no span of the other client's service.
+    r=$(jq -r --arg svc "$svc" '[.data[0].processes[].serviceName | select(startswith("conmon-rs-go-client") and . != $svc)]
+        | unique | if length == 0 then "ok" else "other clients: \(join(", "))" end' "$out" 2>/dev/null || echo "no trace")
+    [[ $r == ok ]] && pass "go-client $version: no other client generation's spans in trace $id" \
+        || fail "go-client $version: spans of one client generation" "$r"
+
+    # conmond read every request in the layout this client writes (its rpc.conmon.layout tag).
+    layout=v1.0
+    [[ $version != v0.6.6 ]] || layout=v0.6
+    r=$(jq -r --arg layout "$layout" '.data[0] as $t
+        | [$t.spans[] | select($t.processes[.processID].serviceName == "conmond" and (.operationName | startswith("Conmon/")))
+           | {op: .operationName, layout: ([.tags[]? | select(.key == "rpc.conmon.layout") | .value][0])}] as $rpc
+        | [$rpc[] | select(.layout != $layout) | "\(.op)=\(.layout)"] as $bad
+        | if ($rpc | length) == 0 then "no conmond Conmon/* span"
+          elif ($bad | length) > 0 then "other layouts: \($bad | join(", "))"
+          else "ok \($rpc | length)" end' "$out" 2>/dev/null || echo "no trace")
+    [[ $r == ok* ]] && pass "go-client $version: conmond read all ${r#ok } requests as the $layout layout" \
+        || fail "go-client $version: rpc.conmon.layout $layout on conmond's Conmon/* spans" "$r"
+
+    if [[ $version != v0.6.6 ]]; then
+        # The streaming session runs after its RPC returned, as that RPC's child, and runs the runtime.
+        r=$(jq -r '.data[0] as $t
+            | ($t.spans | map({key: .spanID, value: .}) | from_entries) as $by
+            | def parent: [.references[]? | select(.refType == "CHILD_OF") | $by[.spanID] | select(. != null)][0];
+            [$t.spans[] | select(.operationName == "stream exec")] as $streams
+            | [$t.spans[] | select(.operationName == "runtime exec" and (parent | .operationName) == "stream exec")] as $runs
+            | if ($streams | length) == 1 and ($streams[0] | parent | .operationName) == "Conmon/serveExecContainer"
+                 and ($runs | length) == 1
+              then "ok" else "stream exec parents: \([$streams[] | parent | .operationName?] | tojson), runtime exec under it: \($runs | length)" end' \
+            "$out" 2>/dev/null || echo "no trace")
+        [[ $r == ok* ]] && pass "go-client $version: stream exec is a child of Conmon/serveExecContainer and runs runtime exec" \
+            || fail "go-client $version: stream exec span parent" "$r"
+    fi
+
+    # The Go client's spans are "conmonrs-client: <Method>", of this generation's service.
+    r=$(jq -r --arg svc "$svc" '.data[0] as $t
         | ($t.spans | map({key: .spanID, value: .}) | from_entries) as $by
         | [$t.spans[] | select(.operationName == "Conmon/createContainer")
-           | [.references[]? | select(.refType == "CHILD_OF") | $by[.spanID] | select(. != null) | .operationName][0]]
-        | if length > 0 and all(. != null and startswith("conmonrs-client: ")) then "ok \(join(", "))" else "parents: \(tojson)" end' \
-        "$tmp/trace-$go_trace.json" 2>/dev/null || echo "no trace")
-    [[ $r == ok* ]] && pass "go-client: conmond Conmon/createContainer parent is the client span (${r#ok })" \
-        || fail "go-client: Conmon/createContainer parent is a conmonrs-client span" "$r"
-else
-    fail "go-client: trace checks" "no TRACE_ID from TestJaegerTrace"
+           | [.references[]? | select(.refType == "CHILD_OF") | $by[.spanID] | select(. != null)
+              | "\($t.processes[.processID].serviceName)/\(.operationName)"][0]]
+        | if length > 0 and all(. != null and startswith($svc + "/conmonrs-client: ")) then "ok \(join(", "))"
+          else "parents: \(tojson)" end' "$out" 2>/dev/null || echo "no trace")
+    [[ $r == ok* ]] && pass "go-client $version: conmond Conmon/createContainer parent is the client span (${r#ok })" \
+        || fail "go-client $version: Conmon/createContainer parent is a $svc conmonrs-client span" "$r"
+}
+
+ids="runtime-shim $shim_trace"
+for version in "${go_versions[@]}"; do
+    if [[ -n ${go_trace[$version]:-} ]]; then
+        check_go_trace "$version" "${go_trace[$version]}"
+        ids+=", go-client $version ${go_trace[$version]}"
+    else
+        fail "go-client $version: trace checks" "no TRACE_ID from TestJaegerTrace"
+    fi
+done
+if [[ -n ${go_trace[v1.0.1]:-} && ${go_trace[v1.0.1]} == "${go_trace[v0.6.6]:-}" ]]; then
+    fail "go clients: one trace per generation" "both runs reported trace ${go_trace[v1.0.1]}"
 fi
 
-echo "trace ids: runtime-shim $shim_trace${go_trace:+, go-client $go_trace}"
+echo "trace ids: $ids"
 echo "  http://localhost:16686/trace/$shim_trace"
-[[ -z $go_trace ]] || echo "  http://localhost:16686/trace/$go_trace"
+for version in "${go_versions[@]}"; do
+    [[ -z ${go_trace[$version]:-} ]] || echo "  http://localhost:16686/trace/${go_trace[$version]}"
+done
 echo "jaeger-e2e: $passed passed, $failed failed"
 [[ $failed == 0 ]]
