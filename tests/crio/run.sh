@@ -69,7 +69,6 @@ procs_in_ns_of() {
 }
 no_procs_in_ns_of() { [[ -z $(procs_in_ns_of "$1" "$2") ]]; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-gone() { ! kill -0 "$1" 2>/dev/null; }
 
 # pod_json NAME, ctr_json NAME CMD_JSON [STDIN]: CRI configs; host network and a PID
 # namespace per container (pod and container), so CRI-O drops the infra container. The pods'
@@ -112,6 +111,11 @@ run_handler() {
         mpids=$(monitors "$mon" "$pod")
         [[ $(wc -w <<<"$mpids") == 1 ]] && pass "$h" "runp started one conmond for the pod (pid $mpids)" \
             || fail "$h" "one conmond per pod at runp" "pids: ${mpids:-none}"
+    else
+        # C conmon runs per container; with the infra container dropped a pod has none.
+        mpids=$(monitors "$mon" "$tmp/")
+        [[ -z $mpids ]] && pass "$h" "runp started no conmon (infra container dropped)" \
+            || fail "$h" "no conmon at runp" "pids: $mpids"
     fi
 
     # shellcheck disable=SC2016 # expanded by the container's shell
@@ -188,6 +192,10 @@ run_handler() {
             || fail "$h" "one conmond per pod" "for the pod: ${mpids:-none}; all under $tmp: ${ids:-none}"
     else
         mpids=$(monitors "$mon" "$ctr")
+        ids=$(monitors "$mon" "$tmp/")
+        [[ $(wc -w <<<"$mpids") == 1 && $ids == "$mpids" ]] \
+            && pass "$h" "exactly one conmon left: the running container's (pid $mpids)" \
+            || fail "$h" "one conmon per running container" "for $ctr: ${mpids:-none}; all under $tmp: ${ids:-none}"
     fi
 
     # CRI-O restart under a running pod: the monitor survives and is reused.
