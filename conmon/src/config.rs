@@ -24,18 +24,9 @@ pub enum LogDriver {
     None,
     /// Standard output.
     Stdout,
-    /// The systemd journal.
+    /// The systemd journal; where journald does not run, `conmond.log` in the runtime dir
+    /// (rotated at 1 MiB to `conmond.log.1`).
     Systemd,
-}
-
-impl From<LogDriver> for LogOutput {
-    fn from(driver: LogDriver) -> Self {
-        match driver {
-            LogDriver::None => Self::None,
-            LogDriver::Stdout => Self::Stdout,
-            LogDriver::Systemd => Self::Journald,
-        }
-    }
 }
 
 /// Command line of conmond.
@@ -181,6 +172,22 @@ pub struct Settings {
     pub streaming_url_ttl: std::time::Duration,
     /// Deadline of one runtime call.
     pub runtime_timeout: std::time::Duration,
+}
+
+/// conmond's own log file where journald does not run, in its runtime dir.
+pub const FALLBACK_LOG_NAME: &str = "conmond.log";
+
+impl Settings {
+    /// Where conmond's own log lines go.
+    pub fn log_output(&self) -> LogOutput {
+        match self.log_driver {
+            LogDriver::None => LogOutput::None,
+            LogDriver::Stdout => LogOutput::Stdout,
+            LogDriver::Systemd => LogOutput::Journald {
+                fallback: Some(self.runtime_dir.join(FALLBACK_LOG_NAME)),
+            },
+        }
+    }
 }
 
 impl Config {

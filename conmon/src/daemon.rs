@@ -86,7 +86,7 @@ pub fn start(settings: Settings) -> Result<(), DaemonError> {
     let telemetry = conmon_telemetry::init(
         SERVICE,
         settings.log_level,
-        settings.log_driver.into(),
+        settings.log_output(),
         settings.tracing.as_ref(),
     );
     if let Err(err) = oom_adjusted {

@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use capnp::capability::Rc as CapRc;
 use conmon_proto::conmon;
+use conmon_proto::layout::{self, Incoming};
 use conmon_proto::types::{
     Attach, CreateContainer, ExecSync, ServeAttach, ServeExec, ServePortForward, WindowSize,
 };
@@ -19,8 +20,6 @@ use crate::monitor::Monitor;
 use crate::streaming::Streaming;
 use crate::version::BuildInfo;
 use conmon_telemetry::propagation;
-
-type Metadata<'a> = capnp::struct_list::Reader<'a, conmon::text_text_map_entry::Owned>;
 
 /// The `Conmon` interface served on `conmon.sock`.
 #[derive(Debug)]
@@ -43,11 +42,9 @@ fn to_capnp(err: MonitorError) -> capnp::Error {
     }
 }
 
-/// What every request carries for its span: the container it is about (if it names one) and
-/// the caller's trace context.
+/// The container a request is about, if it names one, for its span.
 trait TracedRequest {
     fn container_id(&self) -> capnp::Result<&str>;
-    fn metadata(&self) -> capnp::Result<Metadata<'_>>;
 }
 
 macro_rules! traced_requests {
@@ -55,9 +52,6 @@ macro_rules! traced_requests {
         impl TracedRequest for conmon::$request::Reader<'_> {
             fn container_id(&self) -> capnp::Result<&str> {
                 traced_requests!(@id self $($id)?)
-            }
-            fn metadata(&self) -> capnp::Result<Metadata<'_>> {
-                self.get_metadata()
             }
         }
     )*};
@@ -80,8 +74,16 @@ traced_requests! {
 }
 
 /// Opens the server span of one RPC as a child of the caller's trace context, which is read
-/// from the request metadata before the span starts.
-fn rpc_span(method: &'static str, request: &impl TracedRequest) -> capnp::Result<tracing::Span> {
+/// from the request's metadata (in the layout the client wrote) before the span starts, and
+/// gives the request in v1.0's layout.
+fn rpc_span<'a, R>(
+    method: &'static str,
+    incoming: &'a Incoming<'_>,
+) -> capnp::Result<(tracing::Span, R)>
+where
+    R: layout::Request<'a> + TracedRequest,
+{
+    let request: R = incoming.request()?;
     let span = tracing::info_span!(
         "rpc",
         otel.name = format!("Conmon/{method}"),
@@ -89,17 +91,18 @@ fn rpc_span(method: &'static str, request: &impl TracedRequest) -> capnp::Result
         rpc.system = "capnp",
         rpc.service = "Conmon",
         rpc.method = method,
+        rpc.conmon.layout = incoming.layout().name(),
         container.id = tracing::field::Empty,
     );
     let container_id = request.container_id()?;
     if !container_id.is_empty() {
         span.record("container.id", container_id);
     }
-    match request.metadata().and_then(conmon_proto::map::read) {
-        Ok(metadata) => propagation::set_remote_parent(&span, &metadata),
+    match incoming.trace_carrier() {
+        Ok(carrier) => propagation::set_remote_parent(&span, &carrier),
         Err(err) => tracing::debug!(error = %err, "unreadable request metadata"),
     }
-    Ok(span)
+    Ok((span, request))
 }
 
 /// Runs an RPC body in its span; a failure is logged there (marking the span as failed) and
@@ -138,9 +141,12 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
     }
 }
 
-fn not_implemented(method: &'static str, request: &impl TracedRequest) -> capnp::Error {
-    let span = match rpc_span(method, request) {
-        Ok(span) => span,
+fn not_implemented<'a, R>(method: &'static str, incoming: &'a Incoming<'_>) -> capnp::Error
+where
+    R: layout::Request<'a> + TracedRequest,
+{
+    let span = match rpc_span::<R>(method, incoming) {
+        Ok((span, _)) => span,
         Err(err) => return err,
     };
     let _entered = span.enter();
@@ -155,12 +161,16 @@ impl conmon::Server for RpcServer {
         params: conmon::VersionParams,
         mut results: conmon::VersionResults,
     ) -> Result<(), capnp::Error> {
-        let request = params.get()?.get_request()?;
-        let span = rpc_span("version", &request)?;
+        let incoming = Incoming::new(params.get()?.get_request()?)?;
+        let (span, request) =
+            rpc_span::<conmon::version_request::Reader<'_>>("version", &incoming)?;
         let _entered = span.enter();
         BuildInfo::get(request.get_verbose())
             .to_wire(std::process::id())
-            .write(results.get().init_response());
+            .write(layout::init_version_response(
+                &mut results,
+                incoming.layout(),
+            )?);
         Ok(())
     }
 
@@ -169,8 +179,8 @@ impl conmon::Server for RpcServer {
         params: conmon::CreateContainerParams,
         mut results: conmon::CreateContainerResults,
     ) -> Result<(), capnp::Error> {
-        let request = params.get()?.get_request()?;
-        let span = rpc_span("createContainer", &request)?;
+        let incoming = Incoming::new(params.get()?.get_request()?)?;
+        let (span, request) = rpc_span("createContainer", &incoming)?;
         let request = CreateContainer::read(request)?;
         // The create runs to its end even if the client leaves or cancels: a container the
         // runtime created is then supervised like any other, never left unknown.
@@ -188,8 +198,8 @@ impl conmon::Server for RpcServer {
         params: conmon::ExecSyncContainerParams,
         mut results: conmon::ExecSyncContainerResults,
     ) -> Result<(), capnp::Error> {
-        let request = params.get()?.get_request()?;
-        let span = rpc_span("execSyncContainer", &request)?;
+        let incoming = Incoming::new(params.get()?.get_request()?)?;
+        let (span, request) = rpc_span("execSyncContainer", &incoming)?;
         let request = ExecSync::read(request)?;
         let output = traced(span, self.monitor.exec_sync(request)).await?;
         output.write(results.get().init_response());
@@ -201,9 +211,10 @@ impl conmon::Server for RpcServer {
         params: conmon::ReopenLogContainerParams,
         _results: conmon::ReopenLogContainerResults,
     ) -> Result<(), capnp::Error> {
-        let request = params.get()?.get_request()?;
+        let incoming = Incoming::new(params.get()?.get_request()?)?;
+        let (span, request) =
+            rpc_span::<conmon::reopen_log_request::Reader<'_>>("reopenLogContainer", &incoming)?;
         let id = request.get_id()?.to_string()?;
-        let span = rpc_span("reopenLogContainer", &request)?;
         traced(span, async { self.monitor.reopen_log(&id) }).await
     }
 
@@ -212,8 +223,8 @@ impl conmon::Server for RpcServer {
         params: conmon::AttachContainerParams,
         _: conmon::AttachContainerResults,
     ) -> Result<(), capnp::Error> {
-        let request = params.get()?.get_request()?;
-        let span = rpc_span("attachContainer", &request)?;
+        let incoming = Incoming::new(params.get()?.get_request()?)?;
+        let (span, request) = rpc_span("attachContainer", &incoming)?;
         let attach = Attach::read(request)?;
         traced(span, async { self.monitor.attach(&attach) }).await
     }
@@ -223,8 +234,8 @@ impl conmon::Server for RpcServer {
         params: conmon::SetWindowSizeContainerParams,
         _: conmon::SetWindowSizeContainerResults,
     ) -> Result<(), capnp::Error> {
-        let request = params.get()?.get_request()?;
-        let span = rpc_span("setWindowSizeContainer", &request)?;
+        let incoming = Incoming::new(params.get()?.get_request()?)?;
+        let (span, request) = rpc_span("setWindowSizeContainer", &incoming)?;
         let size = WindowSize::read(request)?;
         traced(span, async {
             self.monitor
@@ -238,10 +249,10 @@ impl conmon::Server for RpcServer {
         params: conmon::CreateNamespacesParams,
         _: conmon::CreateNamespacesResults,
     ) -> Result<(), capnp::Error> {
-        Err(not_implemented(
-            "createNamespaces",
-            &params.get()?.get_request()?,
-        ))
+        let incoming = Incoming::new(params.get()?.get_request()?)?;
+        Err(not_implemented::<
+            conmon::create_namespaces_request::Reader<'_>,
+        >("createNamespaces", &incoming))
     }
 
     async fn start_fd_socket(
@@ -249,10 +260,13 @@ impl conmon::Server for RpcServer {
         params: conmon::StartFdSocketParams,
         _: conmon::StartFdSocketResults,
     ) -> Result<(), capnp::Error> {
-        Err(not_implemented(
-            "startFdSocket",
-            &params.get()?.get_request()?,
-        ))
+        let incoming = Incoming::new(params.get()?.get_request()?)?;
+        Err(
+            not_implemented::<conmon::start_fd_socket_request::Reader<'_>>(
+                "startFdSocket",
+                &incoming,
+            ),
+        )
     }
 
     async fn serve_exec_container(
@@ -260,8 +274,8 @@ impl conmon::Server for RpcServer {
         params: conmon::ServeExecContainerParams,
         mut results: conmon::ServeExecContainerResults,
     ) -> Result<(), capnp::Error> {
-        let request = params.get()?.get_request()?;
-        let span = rpc_span("serveExecContainer", &request)?;
+        let incoming = Incoming::new(params.get()?.get_request()?)?;
+        let (span, request) = rpc_span("serveExecContainer", &incoming)?;
         let request = ServeExec::read(request)?;
         let url = traced(span, async { self.streaming.serve_exec(request) }).await?;
         results.get().init_response().set_url(&url);
@@ -273,8 +287,8 @@ impl conmon::Server for RpcServer {
         params: conmon::ServeAttachContainerParams,
         mut results: conmon::ServeAttachContainerResults,
     ) -> Result<(), capnp::Error> {
-        let request = params.get()?.get_request()?;
-        let span = rpc_span("serveAttachContainer", &request)?;
+        let incoming = Incoming::new(params.get()?.get_request()?)?;
+        let (span, request) = rpc_span("serveAttachContainer", &incoming)?;
         let request = ServeAttach::read(request)?;
         let url = traced(span, async { self.streaming.serve_attach(request) }).await?;
         results.get().init_response().set_url(&url);
@@ -286,8 +300,8 @@ impl conmon::Server for RpcServer {
         params: conmon::ServePortForwardContainerParams,
         mut results: conmon::ServePortForwardContainerResults,
     ) -> Result<(), capnp::Error> {
-        let request = params.get()?.get_request()?;
-        let span = rpc_span("servePortForwardContainer", &request)?;
+        let incoming = Incoming::new(params.get()?.get_request()?)?;
+        let (span, request) = rpc_span("servePortForwardContainer", &incoming)?;
         let request = ServePortForward::read(request)?;
         let url = traced(span, async {
             self.streaming.serve_port_forward(request.net_ns_path)

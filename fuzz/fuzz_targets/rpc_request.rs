@@ -1,9 +1,10 @@
 //! Arbitrary bytes as a framed Cap'n Proto message, read with the limits the monitor's RPC
 //! transport uses (`conmon_proto::transport::MAX_REQUEST_BYTES`): as each request struct of
 //! the schema directly, and as an rpc `Message` whose `Call` params are read as each method's
-//! params. Every request goes through our codec (`conmon_proto::types::*::read`, `map::read`
-//! for metadata), then through what the monitor does with it next: the trace context of the
-//! metadata (`propagation::extract`) and the request checks (`validate`). Nothing may panic.
+//! params. Every request goes through the layout detection (`conmon_proto::layout`), our codec
+//! (`conmon_proto::types::*::read`, `map::read` for metadata), then through what the monitor
+//! does with it next: the trace context of the metadata (`propagation::extract`) and the
+//! request checks (`validate`). Nothing may panic.
 #![no_main]
 
 use ::conmon::fuzzing;
@@ -12,6 +13,7 @@ use capnp::message::{Reader, ReaderOptions};
 use capnp::serialize::OwnedSegments;
 use capnp_rpc::rpc_capnp::message;
 use conmon_proto::conmon;
+use conmon_proto::layout::Incoming;
 use conmon_proto::transport::MAX_REQUEST_BYTES;
 use conmon_proto::types::{
     Attach, CreateContainer, CreateNamespaces, ExecSync, ServeAttach, ServeExec, ServePortForward,
@@ -33,11 +35,10 @@ fn decode(data: &[u8]) -> Option<Reader<OwnedSegments>> {
     capnp::serialize::read_message(&mut input, options()).ok()
 }
 
-/// What the monitor does with a request's metadata: a map, then the caller's trace context.
-fn metadata(
-    list: capnp::Result<capnp::struct_list::Reader<'_, conmon::text_text_map_entry::Owned>>,
-) {
-    if let Ok(map) = list.and_then(conmon_proto::map::read) {
+/// What the monitor does with a request's trace context: a map (from whichever layout the
+/// client wrote), then the parent span context.
+fn metadata(incoming: &Incoming<'_>) {
+    if let Ok(map) = incoming.trace_carrier() {
         let _ = conmon_telemetry::propagation::extract(&map);
     }
 }
@@ -48,13 +49,18 @@ fn container_id(id: capnp::Result<capnp::text::Reader<'_>>) {
     }
 }
 
-/// `fn $name` handles a `$request` as the monitor does: its metadata, then `$body` (the codec
-/// and the request checks).
+/// `fn $name` handles a `$request` as the monitor does: its layout, its metadata, then `$body`
+/// (the codec and the request checks) on the request in v1.0's layout.
 macro_rules! handler {
     ($name:ident, $request:ident, |$r:ident| $body:expr) => {
-        fn $name($r: conmon::$request::Reader<'_>) {
-            metadata($r.get_metadata());
-            let _ = $body;
+        fn $name(request: conmon::$request::Reader<'_>) {
+            let Ok(incoming) = Incoming::new(request) else {
+                return;
+            };
+            metadata(&incoming);
+            if let Ok($r) = incoming.request::<conmon::$request::Reader<'_>>() {
+                let _ = $body;
+            }
         }
     };
 }
@@ -70,7 +76,7 @@ handler!(attach, attach_request, |r| Attach::read(r));
 handler!(reopen_log, reopen_log_request, |r| container_id(r.get_id()));
 handler!(set_window_size, set_window_size_request, |r| WindowSize::read(r));
 handler!(create_namespaces, create_namespaces_request, |r| CreateNamespaces::read(r));
-handler!(start_fd_socket, start_fd_socket_request, |r| ());
+handler!(start_fd_socket, start_fd_socket_request, |_r| ());
 handler!(serve_exec, serve_exec_container_request, |r| {
     ServeExec::read(r).map(|e| fuzzing::validate_command(&e.command))
 });

@@ -4,7 +4,8 @@
 //! method ordinals and struct layouts (checked with `capnp compile -ocapnp` against the upstream
 //! schema). The generated bindings live in [`conmon_capnp`]; [`map`] converts the schema's
 //! `TextTextMap` (used for request metadata and environment variables) to and from Rust maps, so
-//! both the monitor and its clients share one implementation.
+//! both the monitor and its clients share one implementation. [`layout`] reads requests written
+//! in the pre-1.0 layout that conmon-rs's Go client v0.6.x (CRI-O ≤ 1.34) still sends.
 #![warn(missing_docs)]
 
 /// Bindings generated from `schema/conmon.capnp`.
@@ -21,6 +22,7 @@ pub mod conmon_capnp {
 }
 
 pub mod framing;
+pub mod layout;
 pub mod map;
 pub mod socket_path;
 pub mod transport;

@@ -9,7 +9,8 @@
 //!   a dedicated thread exports, retrying while the collector is down; [`Telemetry::shutdown`]
 //!   flushes them.
 //! - [`ids`] makes random identifiers (UUIDs) from the kernel's random source.
-//! - [`journald`] speaks journald's native protocol, for log lines and container logs alike.
+//! - [`journald`] speaks journald's native protocol, for log lines and container logs alike;
+//!   [`log_file`] is the bounded file log lines go to where journald does not run.
 //! - `receiver` (feature `receiver`): an in-memory OTLP receiver for demos and tests.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -17,6 +18,7 @@
 mod export;
 pub mod ids;
 pub mod journald;
+pub mod log_file;
 pub mod propagation;
 #[cfg(feature = "receiver")]
 pub mod receiver;
@@ -68,7 +70,7 @@ impl LogLevel {
 }
 
 /// Where formatted log lines go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogOutput {
     /// Nowhere.
     None,
@@ -76,6 +78,10 @@ pub enum LogOutput {
     Stdout,
     /// Standard error.
     Stderr,
-    /// The systemd journal (standard error when there is none).
-    Journald,
+    /// The systemd journal. Where journald does not run: the bounded, rotated file
+    /// `fallback` ([`log_file`]), or standard error without one (or if it cannot be opened).
+    Journald {
+        /// The file used instead of the journal.
+        fallback: Option<std::path::PathBuf>,
+    },
 }

@@ -2,6 +2,7 @@
 //! records. Spans are always exported (the sampler decides); events only at the log level.
 
 use std::io::{self, Write};
+use std::path::Path;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
@@ -19,6 +20,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::export::Exporter;
 use crate::journald::{Journald, LineWriter};
+use crate::log_file::{MAX_LOG_FILE_BYTES, RotatingFile};
 use crate::{LogLevel, LogOutput, Service};
 
 /// How long shutdown may spend flushing telemetry.
@@ -86,11 +88,12 @@ pub fn init(
 ) -> Telemetry {
     let max_level = LevelFilter::from(level);
     let fmt = tracing_subscriber::fmt::layer().with_ansi(false);
+    let mut journal_replaced = None;
     let fmt_layer = match output {
         LogOutput::None => None,
         LogOutput::Stdout => Some(fmt.with_writer(Lines::Stdout).boxed()),
         LogOutput::Stderr => Some(fmt.with_writer(Lines::Stderr).boxed()),
-        LogOutput::Journald => Some(match Journald::connect() {
+        LogOutput::Journald { fallback } => Some(match Journald::connect() {
             Ok(journald) => fmt
                 .without_time()
                 .with_writer(Lines::Journald(LineWriter::new(
@@ -98,8 +101,11 @@ pub fn init(
                     service.identifier,
                 )))
                 .boxed(),
-            // No journal on this host: stderr is the only place left.
-            Err(_) => fmt.with_writer(Lines::Stderr).boxed(),
+            Err(journal_error) => {
+                let (lines, replacement) = without_journal(fallback.as_deref());
+                journal_replaced = Some((journal_error, replacement));
+                fmt.with_writer(lines).boxed()
+            }
         }),
     }
     .map(|layer| layer.with_filter(max_level));
@@ -154,11 +160,43 @@ pub fn init(
         .try_init();
     // Only fails if a subscriber exists already, which then keeps serving.
     drop(installed);
+    if let Some((journal_error, replacement)) = journal_replaced {
+        // One line, where the log now goes (stderr too: the file is not where one looks).
+        let line =
+            format!("journald is not reachable ({journal_error}): log lines go to {replacement}");
+        eprintln!("{}: {line}", service.name);
+        tracing::warn!("{line}");
+    }
     if let Some(err) = export_error {
         tracing::error!(error = %err, "cannot start trace export");
     }
     Telemetry {
         export: installed_export,
+    }
+}
+
+/// Where log lines go without a journal: the fallback file, else stderr; and how to say so.
+fn without_journal(fallback: Option<&Path>) -> (Lines, String) {
+    let Some(path) = fallback else {
+        return (Lines::Stderr, "standard error".to_owned());
+    };
+    match RotatingFile::open(path, MAX_LOG_FILE_BYTES) {
+        Ok(file) => {
+            let said = format!(
+                "{} (rotated at {} KiB to {}.1)",
+                path.display(),
+                MAX_LOG_FILE_BYTES / 1024,
+                path.display()
+            );
+            (Lines::File(file), said)
+        }
+        Err(err) => (
+            Lines::Stderr,
+            format!(
+                "standard error ({} cannot be opened: {err})",
+                path.display()
+            ),
+        ),
     }
 }
 
@@ -188,6 +226,7 @@ enum Lines {
     Stdout,
     Stderr,
     Journald(LineWriter),
+    File(RotatingFile),
 }
 
 impl<'a> MakeWriter<'a> for Lines {
@@ -198,6 +237,7 @@ impl<'a> MakeWriter<'a> for Lines {
             Self::Stdout => Box::new(io::stdout()),
             Self::Stderr => Box::new(io::stderr()),
             Self::Journald(journald) => Box::new(journald.make_writer()),
+            Self::File(file) => Box::new(file.make_writer()),
         }
     }
 

@@ -1,4 +1,8 @@
-//! Container output in CRI and JSON log files: records, size limits, rotation, bursts.
+//! Container output in CRI and JSON log files: records, size limits, rotation, bursts; and
+//! conmond's own log where journald does not run.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
 
 use anyhow::Result;
 use testkit::*;
@@ -120,4 +124,39 @@ fn a_256_mib_burst_loses_no_log_byte() -> Result<()> {
         assert!(intact, "log content differs from what the container wrote");
         Ok(())
     })
+}
+
+/// CRI-O starts the monitor with `--log-driver systemd` and stdio on /dev/null; where journald
+/// does not run (this machine), the lines go to a bounded file in the runtime dir instead.
+#[test]
+fn own_log_without_journald_goes_to_the_runtime_dir() -> Result<()> {
+    let journald = Path::new("/run/systemd/journal/socket");
+    assert!(
+        !journald.exists(),
+        "journald runs here: this test checks the host without it"
+    );
+    let pod = Pod::start_with(None, &["--log-driver", "systemd"])?;
+    let fallback = pod.runtime_dir.join("conmond.log");
+    run_local(async {
+        let client = pod.client().await?;
+        let err = error_text(client.reopen_log("no-such-container").await);
+        assert!(err.contains("no-such-container"), "{err}");
+        let log = wait_for_text(&fallback, "no-such-container", WAIT).await?;
+        let first = log.lines().next().unwrap_or_default();
+        assert!(
+            first.contains("journald is not reachable")
+                && first.contains(&*fallback.to_string_lossy()),
+            "first line: {first}"
+        );
+        anyhow::Ok(())
+    })?;
+    let mode = std::fs::metadata(&fallback)?.permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // The same one line on stderr, for whoever started conmond by hand.
+    assert!(
+        pod.log_text().contains("journald is not reachable"),
+        "{}",
+        pod.log_text()
+    );
+    Ok(())
 }
