@@ -115,10 +115,15 @@ stop_crio() {
     crio_pid=
 }
 
-show_crio_log() {
-    [[ -n $crio_log && -f $crio_log ]] || return 0
-    echo "---- last lines of $crio_log" >&2
-    tail -n "${CRIO_LOG_LINES:-40}" "$crio_log" >&2
+# The end of CRI-O's log and of the log of every conmond still there (without journald,
+# conmond logs to conmond.log in its runtime dir, which goes away with the pod).
+show_logs() {
+    local f
+    for f in "$crio_log" $(find "$tmp/state" -name conmond.log 2>/dev/null); do
+        [[ -f $f ]] || continue
+        echo "---- last lines of $f" >&2
+        tail -n "${CRIO_LOG_LINES:-40}" "$f" >&2
+    done
     echo "----" >&2
 }
 

@@ -252,7 +252,7 @@ fi
 for h in $CRIO_HANDLERS; do
     before=$failed
     run_handler "$h" || true
-    ((failed == before)) || show_crio_log
+    ((failed == before)) || show_logs
     if [[ -n $crio_pid ]] && crio_up; then cri rmp -f -a >/dev/null || true; fi
     stop_crio
 done
