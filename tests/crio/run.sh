@@ -137,6 +137,11 @@ run_handler() {
         [[ $(wc -w <<<"$mpids") == 1 ]] && pass "$h" "one conmon for the container (pid $mpids)" \
             || fail "$h" "one conmon per container" "pids: ${mpids:-none}"
     fi
+    # monitor_cgroup "pod" with cgroupfs: CRI-O moves the monitor to <parent>/crio-conmon-<id>.
+    out=$cgroup_parent/crio-conmon-$([[ $h == conmond ]] && echo "$pod" || echo "$ctr")
+    [[ -n $mpids ]] && grep -qx "[0-9]*:memory:$out" "/proc/$mpids/cgroup" 2>/dev/null \
+        && pass "$h" "monitor in the pod's cgroup (memory $out)" \
+        || fail "$h" "monitor cgroup" "want memory:$out, have: $(grep :memory: "/proc/$mpids/cgroup" 2>&1)"
 
     out=$(cri exec -s "$ctr" echo hello) && [[ $out == hello ]] && pass "$h" "exec -s echo" \
         || fail "$h" "exec -s echo" "output '$out' $(cri_err)"
