@@ -9,7 +9,10 @@
 #   crio  conmonrs-client: CreateContainer             (its conmon-rs client, a descendant)
 #   conmond  Conmon/createContainer                    (direct child: context via metadata)
 #   conmond  runtime create                            (descendant; the TRACEPARENT span)
-# and the same for ExecSync / ExecSyncContainer / execSyncContainer / runtime exec.
+# and the same for ExecSync / ExecSyncContainer / execSyncContainer / runtime exec. Also:
+# conmond's RPC spans say it read the v0.6 request layout, its spans carry log events, and
+# runc got TRACEPARENT but no lowercase traceparent (what a misread pre-1.0 request leaked:
+# its trace metadata landed in v1.0's envVars slot).
 
 # runc calls made by conmond: "<file>" per line.
 conmond_runc_calls() { grep -lxF "parent=$CONMOND_BINARY" "$tmp"/runc-calls/* 2>/dev/null || true; }
@@ -90,6 +93,16 @@ check_traces() {
         fail "$h" "trace ExecSync -> conmonrs-client -> Conmon/execSyncContainer -> runtime exec" "$chain_result"
     fi
     [[ -z $chain_trace ]] || ids+=("$chain_trace")
+
+    # CRI-O 1.34's client (conmon-rs v0.6.6) sends the pre-1.0 request layout; conmond names
+    # the layout it read on each RPC span.
+    r=$(for id in "${ids[@]}"; do
+        jq -r '.data[0].spans[] | select(.operationName | startswith("Conmon/"))
+            | "\(.operationName)=\([.tags[] | select(.key == "rpc.conmon.layout") | .value][0])"' "$tmp/trace-$id.json"
+    done | sort -u | paste -sd ' ')
+    [[ -n $r && $r != *=null* && $(grep -o '=[^ ]*' <<<"$r" | sort -u) == "=v0.6" ]] \
+        && pass "$h" "requests read in conmon-rs's v0.6 layout (rpc.conmon.layout: $r)" \
+        || fail "$h" "request layout" "want rpc.conmon.layout v0.6 on every Conmon/* span, have: ${r:-no spans}"
 
     # Log records as span events on conmond's spans (Jaeger "logs"), in the traces above.
     r=none
