@@ -30,16 +30,18 @@ jaeger_pid=
 
 jaeger_ready() { port_open "$OTLP_HOST" "$OTLP_PORT" && curl -sf -o /dev/null "$QUERY/api/services"; }
 
+# start_jaeger: sets jaeger_pid, or jaeger_error (run.sh reports it) and fails.
+jaeger_error=
+# shellcheck disable=SC2034
 start_jaeger() {
     if port_open "$OTLP_HOST" "$OTLP_PORT" || curl -s -o /dev/null "$QUERY/api/services"; then
-        echo "crio check: $OTLP_HOST:$OTLP_PORT or $QUERY is already in use" >&2
+        jaeger_error="$OTLP_HOST:$OTLP_PORT or $QUERY is already in use (jaeger_e2e.sh running?)"
         return 1
     fi
     "$JAEGER_BINARY" --config "$repo/tests/interop/jaeger-config.yaml" >"$tmp/jaeger.log" 2>&1 &
     jaeger_pid=$!
     if ! wait_for "$JAEGER_WAIT" jaeger_ready; then
-        tail -n 30 "$tmp/jaeger.log" >&2
-        echo "crio check: jaeger not ready after ${JAEGER_WAIT}s" >&2
+        jaeger_error="not ready after ${JAEGER_WAIT}s: $(tail -n 3 "$tmp/jaeger.log" | tr '\n' ' ')"
         return 1
     fi
 }

@@ -14,8 +14,9 @@
 #      CRIO_WAIT/JAEGER_WAIT (seconds, 60), CRIO_CHECK_KEEP=1 keeps the temp dir.
 # Prints "PASS|FAIL <handler> <step>[: why]" per step (SKIP for conmond-only steps under
 # oci) and as the last line "crio: N passed, M failed"; exits non-zero on any failure.
-# pass/fail always succeed, so "cond && pass || fail" is an if-then-else here.
-# shellcheck disable=SC2015
+# pass/fail always succeed, so "cond && pass || fail" is an if-then-else here (SC2015);
+# predicates run through wait_for look unreachable to shellcheck (SC2317).
+# shellcheck disable=SC2015,SC2317
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -246,13 +247,23 @@ run_handler() {
     fi
 }
 
-start_jaeger
-note "jaeger up (pid $jaeger_pid): OTLP $OTLP_HOST:$OTLP_PORT, query $QUERY"
+finish() {
+    echo "crio: $passed passed, $failed failed"
+    exit $((failed > 0))
+}
+
+if start_jaeger; then
+    pass all "jaeger up (pid $jaeger_pid): OTLP $OTLP_HOST:$OTLP_PORT, query $QUERY"
+else
+    fail all "jaeger" "$jaeger_error"
+    finish
+fi
 prepare_state
-if bash "$here/busybox-image.sh" "$tmp/layout" "$tmp/state/storage" "$tmp/state/run/storage"; then
+if bash "$here/busybox-image.sh" "$tmp/layout" "$tmp/state/storage" "$tmp/state/run/storage" 2>"$tmp/image.err"; then
     pass all "busybox and pause images imported into CRI-O's vfs storage"
 else
-    fail all "image import" "skopeo copy into containers-storage failed"
+    fail all "image import" "$(tail -n 3 "$tmp/image.err" | tr '\n' ' ')"
+    finish
 fi
 for h in $CRIO_HANDLERS; do
     before=$failed
@@ -261,5 +272,4 @@ for h in $CRIO_HANDLERS; do
     if [[ -n $crio_pid ]] && crio_up; then cri rmp -f -a >/dev/null || true; fi
     stop_crio
 done
-echo "crio: $passed passed, $failed failed"
-((failed == 0))
+finish
