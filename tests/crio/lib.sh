@@ -1,6 +1,7 @@
 # shellcheck shell=bash disable=SC2154 # tmp, repo, cgroup_parent and the binaries are set by run.sh
 # Helpers for tests/crio/run.sh: reporting, polling, Jaeger, CRI-O and crictl, monitor
-# processes and cleanup. Sourced; expects $tmp, $repo and the binary variables of run.sh.
+# processes and cleanup. Sourced; expects $tmp, $repo, $cgroup_parent and the binary
+# variables of run.sh.
 
 passed=0 failed=0
 pass() { passed=$((passed + 1)); echo "PASS $1 $2"; }

@@ -55,7 +55,8 @@ trap cleanup EXIT
 
 ctr_field() { cri inspect "$1" 2>/dev/null | jq -r "$2"; }
 ctr_in_state() { [[ $(ctr_field "$1" .status.state) == "$2" ]]; }
-logs_contain() { cri logs "$1" | grep -qF -- "$2"; }
+# Whole output first: with pipefail, grep -q closing the pipe early could fail crictl.
+logs_contain() { [[ $(cri logs "$1") == *"$2"* ]]; }
 # Processes in the PID namespace of process $1 whose command line is exactly $2 (NULs as spaces).
 procs_in_ns_of() {
     local ns f pid
