@@ -11,7 +11,8 @@
 #      RUNTIME_BINARY (/usr/sbin/runc), CRIO_HANDLERS ("conmond oci"),
 #      CRIO_BINARY/CRICTL_BINARY/PINNS_BINARY and JAEGER_BINARY (default: built and cached
 #      by scripts/crio-install and scripts/jaeger-install), CRIO_LOG_LEVEL (info),
-#      CRIO_WAIT/JAEGER_WAIT (seconds, 60), CRIO_CHECK_KEEP=1 keeps the temp dir.
+#      CRIO_WAIT/JAEGER_WAIT (seconds, 60), CRIO_CHECK_KEEP=1 keeps the temp dir,
+#      JAEGER_RUNNING=1 uses a Jaeger already on tests/interop/jaeger-config.yaml's ports.
 # Prints "PASS|FAIL <handler> <step>[: why]" per step (SKIP for conmond-only steps under
 # oci) and as the last line "crio: N passed, M failed"; exits non-zero on any failure.
 # pass/fail always succeed, so "cond && pass || fail" is an if-then-else here (SC2015);
@@ -39,8 +40,8 @@ fi
 CRIO=${CRIO_BINARY:-$cache/crio}
 CRICTL=${CRICTL_BINARY:-$cache/crictl}
 PINNS=${PINNS_BINARY:-$cache/pinns}
-JAEGER_BINARY=${JAEGER_BINARY:-$("$repo/scripts/jaeger-install" | tail -n1)}
-for bin in "$CONMOND_BINARY" "$CONMON_BINARY" "$RUNC" "$CRIO" "$CRICTL" "$PINNS" "$JAEGER_BINARY"; do
+[[ ${JAEGER_RUNNING:-0} == 1 ]] || JAEGER_BINARY=${JAEGER_BINARY:-$("$repo/scripts/jaeger-install" | tail -n1)}
+for bin in "$CONMOND_BINARY" "$CONMON_BINARY" "$RUNC" "$CRIO" "$CRICTL" "$PINNS" ${JAEGER_BINARY:+"$JAEGER_BINARY"}; do
     [[ -x $bin ]] || { echo "tests/crio/run.sh: missing executable $bin (cargo build -p conmon?)" >&2; exit 1; }
 done
 
@@ -254,7 +255,7 @@ finish() {
 }
 
 if start_jaeger; then
-    pass all "jaeger up (pid $jaeger_pid): OTLP $OTLP_HOST:$OTLP_PORT, query $QUERY"
+    pass all "jaeger up (${jaeger_pid:+pid $jaeger_pid, }OTLP $OTLP_HOST:$OTLP_PORT, query $QUERY)"
 else
     fail all "jaeger" "$jaeger_error"
     finish
