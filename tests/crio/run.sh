@@ -129,6 +129,16 @@ run_handler() {
         fail "$h" "create" "$ctr $(cri_err)"
         return 1
     fi
+    if [[ $h == conmond ]]; then
+        # CRI-O passes --log-driver systemd with stdio on /dev/null; no journald here.
+        own_log=$(find "$tmp" -path "*$pod*" -name conmond.log -print -quit)
+        if [[ -n $own_log ]] && head -n1 "$own_log" | grep -q 'journald is not reachable' \
+            && grep -q 'container created' "$own_log"; then
+            pass "$h" "conmond's own log in its runtime dir without journald (${own_log#"$tmp"/})"
+        else
+            fail "$h" "conmond's own log without journald" "file: ${own_log:-none}; $(head -c 300 "${own_log:-/dev/null}")"
+        fi
+    fi
     if cri start "$ctr" >/dev/null && wait_for 10 ctr_in_state "$ctr" CONTAINER_RUNNING; then
         pass "$h" "start"
     else
