@@ -52,13 +52,22 @@ fn main() {
     // Packed relative relocations (DT_RELR, glibc >= 2.36): the relocation table the loader
     // reads at every start shrinks from ~170 KiB to a few KiB, and so does each conmond's memory.
     println!("cargo:rustc-link-arg-bin=conmond=-Wl,-z,pack-relative-relocs");
-    // The commit changes with HEAD; in a worktree `.git` is a file, so ask git where HEAD is (a
-    // path that does not exist would rerun this script on every build).
-    if let Some(head) = run(
-        "git",
-        &["rev-parse", "--path-format=absolute", "--git-path", "HEAD"],
-    ) {
-        println!("cargo:rerun-if-changed={head}");
+    // The commit changes with HEAD, and on a branch with the branch's ref (loose or packed). In
+    // a worktree `.git` is a file, so ask git where they are; only existing files are watched
+    // (a missing one would rerun this script on every build).
+    let branch = run("git", &["symbolic-ref", "-q", "HEAD"]);
+    let watched = ["HEAD", "packed-refs"]
+        .into_iter()
+        .chain(branch.as_deref())
+        .filter_map(|name| {
+            run(
+                "git",
+                &["rev-parse", "--path-format=absolute", "--git-path", name],
+            )
+        })
+        .filter(|path| std::path::Path::new(path).exists());
+    for path in watched {
+        println!("cargo:rerun-if-changed={path}");
     }
     println!("cargo:rerun-if-changed=../Cargo.lock");
 }

@@ -1,5 +1,6 @@
-//! Golden tests: RPC messages captured from conmon-rs v1.0.1 (requests from its Go client,
-//! responses from its `conmonrs` server; see fixtures/README.md) decoded with this crate.
+//! Golden tests: RPC messages captured from conmon-rs (requests from its Go clients v1.0.1 and
+//! v0.6.6, which write the two request layouts; responses from its v1.0.1 `conmonrs` server;
+//! see fixtures/README.md) decoded with this crate, requests through its layout detection.
 //!
 //! Round trips through our own writer and reader pass even when both make the same mistake;
 //! these bytes come from the upstream implementation, so they pin our schema layout and our
@@ -12,6 +13,7 @@ use capnp::any_pointer;
 use capnp::message::{Reader, ReaderOptions};
 use capnp::serialize::OwnedSegments;
 use capnp_rpc::rpc_capnp::{exception, message, return_};
+use conmon_proto::layout::Layout;
 
 /// The `Conmon` interface's type ID.
 const CONMON_INTERFACE: u64 = 0xb737_e899_dd66_33f1;
@@ -21,9 +23,30 @@ const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-
 const DIR: &str = "/tmp/conmon-golden";
 const ID: &str = "golden-ctr";
 
-fn fixture(kind: &str, name: &str) -> Reader<OwnedSegments> {
+/// One Go client whose requests were captured, and the layout it writes.
+#[derive(Debug, Clone, Copy)]
+struct Client {
+    version: &'static str,
+    layout: Layout,
+}
+
+/// The client CRI-O ≥ 1.35 links.
+const V1_0: Client = Client {
+    version: "v1.0.1",
+    layout: Layout::V1_0,
+};
+/// The client CRI-O ≤ 1.34 links.
+const V0_6: Client = Client {
+    version: "v0.6.6",
+    layout: Layout::V0_6,
+};
+const CLIENTS: [Client; 2] = [V1_0, V0_6];
+
+/// A fixture of `client`'s capture.
+fn fixture(client: Client, kind: &str, name: &str) -> Reader<OwnedSegments> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/v1.0.1")
+        .join("tests/fixtures")
+        .join(client.version)
         .join(kind)
         .join(format!("{name}.bin"));
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -93,19 +116,21 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// The request of `$m`'s call to method `$method`, read as `$params`, after checking that it
-/// carries the capture's trace context.
+/// Binds `$request` to the `$request_type` of `$m`'s call to method `$method` (with params
+/// `$params`), read through the layout detection, after checking that the detection found
+/// `$client`'s layout and the capture's trace context.
 macro_rules! request {
-    ($m:expr, $method:expr, $params:ident) => {{
+    ($request:ident: $request_type:ident = $m:expr, $client:expr, $method:expr, $params:ident) => {
         let params = $crate::call_params($m, $method)
-            .get_as::<::conmon_proto::conmon::$params::Reader<'_>>();
-        let request = params.unwrap().get_request().unwrap();
-        assert_eq!(
-            ::conmon_proto::map::read(request.get_metadata().unwrap()).unwrap(),
-            $crate::traceparent()
-        );
-        request
-    }};
+            .get_as::<::conmon_proto::conmon::$params::Reader<'_>>()
+            .unwrap();
+        let incoming =
+            ::conmon_proto::layout::Incoming::new(params.get_request().unwrap()).unwrap();
+        assert_eq!(incoming.layout(), $client.layout, "{}", $client.version);
+        assert_eq!(incoming.trace_carrier().unwrap(), $crate::traceparent());
+        let $request: ::conmon_proto::conmon::$request_type::Reader<'_> =
+            incoming.request().unwrap();
+    };
 }
 
 /// The response in `$m`'s results, read as `$results`.

@@ -3,11 +3,11 @@
 
 use conmon_proto::types::{ExecSyncResult, Namespace, VersionInfo};
 
-use crate::{DIR, fixture, return_exception};
+use crate::{DIR, V1_0, fixture, return_exception};
 
 #[test]
 fn version_response() {
-    let m = fixture("responses", "version");
+    let m = fixture(V1_0, "responses", "version");
     let expected = VersionInfo {
         process_id: 28186,
         version: "1.0.1".into(),
@@ -25,7 +25,7 @@ fn version_response() {
 
 #[test]
 fn create_container_response_carries_the_pid() {
-    let m = fixture("responses", "create_container");
+    let m = fixture(V1_0, "responses", "create_container");
     let response = response!(&m, create_container_results);
     assert_eq!(response.get_container_pid(), 28203);
 }
@@ -53,7 +53,7 @@ fn exec_sync_responses() {
         ),
     ];
     for (name, expected) in cases {
-        let m = fixture("responses", name);
+        let m = fixture(V1_0, "responses", name);
         let response = response!(&m, exec_sync_container_results);
         assert_eq!(ExecSyncResult::read(response).unwrap(), expected, "{name}");
     }
@@ -61,23 +61,23 @@ fn exec_sync_responses() {
 
 #[test]
 fn empty_responses() {
-    let m = fixture("responses", "attach");
+    let m = fixture(V1_0, "responses", "attach");
     response!(&m, attach_container_results);
-    let m = fixture("responses", "reopen_log");
+    let m = fixture(V1_0, "responses", "reopen_log");
     response!(&m, reopen_log_container_results);
 }
 
 #[test]
 fn errors_are_failed_exceptions_with_the_message() {
-    let m = fixture("responses", "create_container_fds");
+    let m = fixture(V1_0, "responses", "create_container_fds");
     assert_eq!(return_exception(&m), "no file descriptor in slot 7");
-    let m = fixture("responses", "set_window_size");
+    let m = fixture(V1_0, "responses", "set_window_size");
     assert_eq!(return_exception(&m), "container has no terminal");
 }
 
 #[test]
 fn create_namespaces_response_lists_all_five() {
-    let m = fixture("responses", "create_namespaces");
+    let m = fixture(V1_0, "responses", "create_namespaces");
     let response = response!(&m, create_namespaces_results);
     let got: Vec<(Namespace, String)> = response
         .get_namespaces()
@@ -101,14 +101,14 @@ fn create_namespaces_response_lists_all_five() {
 
 #[test]
 fn fd_socket_and_serve_responses() {
-    let m = fixture("responses", "start_fd_socket");
+    let m = fixture(V1_0, "responses", "start_fd_socket");
     let response = response!(&m, start_fd_socket_results);
     assert_eq!(
         response.get_path().unwrap().to_str().unwrap(),
         format!("{DIR}/run/conmon-fd.sock")
     );
 
-    let m = fixture("responses", "serve_exec");
+    let m = fixture(V1_0, "responses", "serve_exec");
     let url = response!(&m, serve_exec_container_results)
         .get_url()
         .unwrap();
@@ -117,7 +117,7 @@ fn fd_socket_and_serve_responses() {
         "http://127.0.0.1:39937/exec/d2b25df5-aad3-4cd8-8d72-14636a117107"
     );
 
-    let m = fixture("responses", "serve_attach");
+    let m = fixture(V1_0, "responses", "serve_attach");
     let url = response!(&m, serve_attach_container_results)
         .get_url()
         .unwrap();
@@ -126,7 +126,7 @@ fn fd_socket_and_serve_responses() {
         "http://127.0.0.1:39937/attach/4ef73ea5-8db3-4264-ba38-10126a702278"
     );
 
-    let m = fixture("responses", "serve_port_forward");
+    let m = fixture(V1_0, "responses", "serve_port_forward");
     let url = response!(&m, serve_port_forward_container_results)
         .get_url()
         .unwrap();
