@@ -76,86 +76,69 @@ fn old_layout(
     message
 }
 
-/// Reads `message` as a `createContainer` request through the layout detection.
-fn read_create(
+/// Reads `message` as a `createContainer` request through the layout detection, which must
+/// find `layout`, [`create`]'s fields and the trace context `carrier`.
+fn assert_create(
     message: &Builder<HeapAllocator>,
-) -> (Layout, CreateContainer, BTreeMap<String, String>) {
+    layout: Layout,
+    carrier: &BTreeMap<String, String>,
+) {
     let request = message
         .get_root_as_reader::<conmon::create_container_request::Reader<'_>>()
         .unwrap();
     let incoming = Incoming::new(request).unwrap();
-    let create = CreateContainer::read(incoming.request().unwrap()).unwrap();
-    (incoming.layout(), create, incoming.trace_carrier().unwrap())
+    assert_eq!(incoming.layout(), layout);
+    // Environment and descriptor slots come from their own slots, not shifted ones.
+    assert_eq!(
+        CreateContainer::read(incoming.request().unwrap()).unwrap(),
+        create()
+    );
+    assert_eq!(&incoming.trace_carrier().unwrap(), carrier);
 }
 
 #[test]
 fn v1_requests_are_read_as_they_are() {
-    let (layout, read, metadata) = read_create(&v1_create(Some(&carrier())));
-    assert_eq!(
-        (layout, read, metadata),
-        (Layout::V1_0, create(), carrier())
-    );
+    assert_create(&v1_create(Some(&carrier())), Layout::V1_0, &carrier());
 }
 
 #[test]
 fn v1_request_with_an_empty_metadata_list_is_v1() {
-    let (layout, read, metadata) = read_create(&v1_create(Some(&BTreeMap::new())));
-    assert_eq!(
-        (layout, read, metadata),
-        (Layout::V1_0, create(), BTreeMap::new())
+    assert_create(
+        &v1_create(Some(&BTreeMap::new())),
+        Layout::V1_0,
+        &BTreeMap::new(),
     );
 }
 
 #[test]
 fn v1_request_without_metadata_is_v1() {
-    let (layout, read, metadata) = read_create(&v1_create(None));
-    assert_eq!(
-        (layout, read, metadata),
-        (Layout::V1_0, create(), BTreeMap::new())
-    );
+    assert_create(&v1_create(None), Layout::V1_0, &BTreeMap::new());
 }
 
 #[test]
 fn old_request_is_read_in_the_new_layout_with_its_entries() {
     let json = serde_json::to_vec(&carrier()).unwrap();
     let old = old_layout(&v1_create(Some(&carrier())), 8, Some(&json));
-    let (layout, read, metadata) = read_create(&old);
-    // Environment and descriptor slots come from their own slots, not the shifted ones.
-    assert_eq!(
-        (layout, read, metadata),
-        (Layout::V0_6, create(), carrier())
-    );
+    assert_create(&old, Layout::V0_6, &carrier());
 }
 
 #[test]
 fn old_request_with_only_the_json_carrier_gives_its_parent() {
     let json = serde_json::to_vec(&carrier()).unwrap();
     let old = old_layout(&v1_create(None), 8, Some(&json));
-    let (layout, read, metadata) = read_create(&old);
-    assert_eq!(
-        (layout, read, metadata),
-        (Layout::V0_6, create(), carrier())
-    );
+    assert_create(&old, Layout::V0_6, &carrier());
 }
 
 #[test]
 fn old_request_with_an_empty_metadata_old_is_old() {
     let old = old_layout(&v1_create(None), 8, Some(b""));
-    let (layout, read, metadata) = read_create(&old);
-    assert_eq!(
-        (layout, read, metadata),
-        (Layout::V0_6, create(), BTreeMap::new())
-    );
+    assert_create(&old, Layout::V0_6, &BTreeMap::new());
 }
 
 #[test]
 fn untraced_old_request_is_told_by_its_pointer_count() {
     let old = old_layout(&v1_create(None), 8, None);
-    let (layout, read, metadata) = read_create(&old);
-    assert_eq!(
-        (layout, read, metadata),
-        (Layout::V0_6, create(), BTreeMap::new())
-    );
+    assert_create(&old, Layout::V0_6, &BTreeMap::new());
 }
 
 #[test]

@@ -202,19 +202,14 @@ run_handler() {
         actr=
     fi
 
-    if [[ $h == conmond ]]; then
-        mpids=$(monitors "$mon" "$pod")
-        ids=$(monitors "$mon" "$tmp/")
-        [[ $(wc -w <<<"$mpids") == 1 && $ids == "$mpids" ]] \
-            && pass "$h" "still exactly one conmond for the pod with two containers (pid $mpids)" \
-            || fail "$h" "one conmond per pod" "for the pod: ${mpids:-none}; all under $tmp: ${ids:-none}"
-    else
-        mpids=$(monitors "$mon" "$ctr")
-        ids=$(monitors "$mon" "$tmp/")
-        [[ $(wc -w <<<"$mpids") == 1 && $ids == "$mpids" ]] \
-            && pass "$h" "exactly one conmon left: the running container's (pid $mpids)" \
-            || fail "$h" "one conmon per running container" "for $ctr: ${mpids:-none}; all under $tmp: ${ids:-none}"
-    fi
+    # conmond: one for the pod and its two containers; C conmon: one per running container.
+    local owner=$pod one="conmond for the pod with two containers"
+    [[ $h == conmond ]] || owner=$ctr one="conmon left: the running container's"
+    mpids=$(monitors "$mon" "$owner")
+    ids=$(monitors "$mon" "$tmp/")
+    [[ $(wc -w <<<"$mpids") == 1 && $ids == "$mpids" ]] \
+        && pass "$h" "exactly one $one (pid $mpids)" \
+        || fail "$h" "exactly one $one" "for $owner: ${mpids:-none}; all under $tmp: ${ids:-none}"
 
     # CRI-O restart under a running pod: the monitor survives and is reused.
     stop_crio
