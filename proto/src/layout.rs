@@ -182,7 +182,7 @@ pub enum CarrierError {
 fn layout_of(request: StructReader<'_>, slot: u32, pointers: u16) -> capnp::Result<Layout> {
     let pointer = request.get_pointer_field(slot as usize);
     if pointer.is_null() {
-        return Ok(if pointer_count(request)? == pointers + 1 {
+        return Ok(if pointer_count(request) == pointers + 1 {
             Layout::V0_6
         } else {
             Layout::V1_0
@@ -195,21 +195,11 @@ fn layout_of(request: StructReader<'_>, slot: u32, pointers: u16) -> capnp::Resu
     })
 }
 
-/// The pointer count the client gave the struct: a plain (non-canonical) copy keeps the
-/// struct's sizes, and a fresh message's first word is its root pointer.
-fn pointer_count(request: StructReader<'_>) -> capnp::Result<u16> {
-    let mut copy = message::Builder::new_default();
-    copy.init_root::<RawPointer<'_>>()
-        .0
-        .set_struct(&request, false)?;
-    let segments = copy.get_segments_for_output();
-    let root = segments
-        .first()
-        .and_then(|segment| segment.get(..8))
-        .and_then(|word| <[u8; 8]>::try_from(word).ok())
-        .ok_or_else(|| capnp::Error::failed("copying a request gave no root pointer".into()))?;
-    // A struct pointer's upper 16 bits are its pointer count.
-    Ok((u64::from_le_bytes(root) >> 48) as u16)
+/// The pointer count the client gave the struct, read from the struct pointer: no
+/// traversal, so nothing is charged to the message's read limit.
+fn pointer_count(request: StructReader<'_>) -> u16 {
+    let pointers = capnp::raw::get_struct_pointer_section(RawStruct(request)).len();
+    u16::try_from(pointers).unwrap_or(u16::MAX)
 }
 
 /// Copies an old-layout request into a v1.0-layout message: the same data section, and every
@@ -276,6 +266,12 @@ impl<'a> FromPointerBuilder<'a> for RawPointer<'a> {
 
 /// A struct of any type.
 struct RawStruct<'a>(StructReader<'a>);
+
+impl<'a> IntoInternalStructReader<'a> for RawStruct<'a> {
+    fn into_internal_struct_reader(self) -> StructReader<'a> {
+        self.0
+    }
+}
 
 impl<'a> FromPointerReader<'a> for RawStruct<'a> {
     fn get_from_pointer(
