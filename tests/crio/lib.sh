@@ -1,7 +1,7 @@
 # shellcheck shell=bash disable=SC2154 # tmp, repo, cgroup_parent and the binaries are set by run.sh
-# Helpers for tests/crio/run.sh: reporting, polling, Jaeger, CRI-O and crictl, monitor
-# processes and cleanup. Sourced; expects $tmp, $repo, $cgroup_parent and the binary
-# variables of run.sh.
+# Helpers for tests/crio/run.sh: reporting, CRI-O and crictl, monitor processes and cleanup
+# (polling, Jaeger and leftovers: tests/lib/e2e.sh). Sourced; expects $tmp, $repo,
+# $cgroup_parent and the binary variables of run.sh.
 
 passed=0 failed=0
 pass() { passed=$((passed + 1)); echo "PASS $1 $2"; }
@@ -11,46 +11,6 @@ fail() {
 }
 skip() { echo "SKIP $1 $2: $3"; }
 note() { echo "# $*"; }
-
-# wait_for SECONDS CMD...: runs CMD every 0.1 s until it succeeds; 1 when the deadline passes.
-wait_for() {
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.1
-    done
-}
-
-port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-
-# --- Jaeger (as tests/interop/jaeger_e2e.sh runs it: OTLP gRPC 14317, query 16686) --------
-OTLP_HOST=127.0.0.1 OTLP_PORT=14317
-QUERY=http://127.0.0.1:16686
-jaeger_pid=
-
-jaeger_ready() { port_open "$OTLP_HOST" "$OTLP_PORT" && curl -sf -o /dev/null "$QUERY/api/services"; }
-
-# start_jaeger: sets jaeger_pid, or jaeger_error (run.sh reports it) and fails. With
-# JAEGER_RUNNING=1 it uses a Jaeger already serving those ports (its traces outlive the check).
-jaeger_error=
-# shellcheck disable=SC2034
-start_jaeger() {
-    if [[ ${JAEGER_RUNNING:-0} == 1 ]]; then
-        jaeger_ready || jaeger_error="JAEGER_RUNNING=1 but nothing answers on $OTLP_HOST:$OTLP_PORT and $QUERY"
-        return
-    fi
-    if port_open "$OTLP_HOST" "$OTLP_PORT" || curl -s -o /dev/null "$QUERY/api/services"; then
-        jaeger_error="$OTLP_HOST:$OTLP_PORT or $QUERY is already in use (jaeger_e2e.sh running?)"
-        return 1
-    fi
-    "$JAEGER_BINARY" --config "$repo/tests/interop/jaeger-config.yaml" >"$tmp/jaeger.log" 2>&1 &
-    jaeger_pid=$!
-    if ! wait_for "$JAEGER_WAIT" jaeger_ready; then
-        jaeger_error="not ready after ${JAEGER_WAIT}s: $(tail -n 3 "$tmp/jaeger.log" | tr '\n' ' ')"
-        return 1
-    fi
-}
 
 # --- CRI-O ---------------------------------------------------------------------------------
 crio_pid=
@@ -151,35 +111,15 @@ monitors() {
 }
 no_monitors() { [[ -z $(monitors "$1" "$2") ]]; }
 
-# Processes whose command line mentions our temp dir: monitors, runc, CRI-O.
-pids_under_tmp() {
-    local f pid
-    for f in /proc/[0-9]*/cmdline; do
-        pid=${f#/proc/}
-        pid=${pid%/cmdline}
-        [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
-        tr '\0' ' ' 2>/dev/null <"$f" | grep -qF -- "$tmp" && echo "$pid"
-    done
-    return 0
-}
-
 cleanup() {
-    local rc=$? pid id mnt
+    local rc=$? mnt
     set +e
     if [[ -n $crio_pid ]] && crio_up; then
         cri rmp -f -a >/dev/null 2>&1
     fi
     stop_crio
-    for pid in $(pids_under_tmp); do kill -KILL "$pid" 2>/dev/null; done
-    if [[ -d $tmp/state/run/runc ]]; then
-        for id in $("$RUNC" --root "$tmp/state/run/runc" list -q 2>/dev/null); do
-            "$RUNC" --root "$tmp/state/run/runc" delete --force "$id" >/dev/null 2>&1
-        done
-    fi
-    if [[ -n $jaeger_pid ]]; then
-        kill "$jaeger_pid" 2>/dev/null
-        wait "$jaeger_pid" 2>/dev/null
-    fi
+    kill_leftovers "$tmp/state/run/runc"
+    stop_jaeger
     # The pods' cgroup tree in every v1 hierarchy, leaves first.
     find /sys/fs/cgroup/*/"${cgroup_parent#/}" -depth -type d -exec rmdir {} + 2>/dev/null
     # CRI-O's shm and namespace mounts, storage mounts: deepest first.

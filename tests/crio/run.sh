@@ -48,6 +48,8 @@ done
 # Short: attach socket paths under it must fit 107 bytes (see crio.conf.in).
 tmp=$(mktemp -d /tmp/crio.XXXXXX)
 cgroup_parent=/$(basename "$tmp")
+# shellcheck source=tests/lib/e2e.sh
+source "$repo/tests/lib/e2e.sh"
 # shellcheck source=tests/crio/lib.sh
 source "$here/lib.sh"
 # shellcheck source=tests/crio/traces.sh

@@ -23,8 +23,6 @@ CONMOND_BINARY=${CONMOND_BINARY:-$repo/target/debug/conmond}
 SHIM_BINARY=${SHIM_BINARY:-$repo/target/debug/runtime-shim}
 RUNC=${RUNTIME_BINARY:-/usr/sbin/runc}
 JAEGER_WAIT=${JAEGER_WAIT:-60}
-OTLP_HOST=127.0.0.1 OTLP_PORT=14317
-QUERY=http://127.0.0.1:16686
 export CONMOND_BINARY
 
 for bin in "$CONMOND_BINARY" "$SHIM_BINARY" "$RUNC"; do
@@ -42,33 +40,15 @@ fi
 [[ -x $JAEGER_BINARY ]] || { echo "jaeger_e2e.sh: no jaeger binary at $JAEGER_BINARY" >&2; exit 1; }
 
 tmp=$(mktemp -d /tmp/jaeger-e2e.XXXXXX)
-jaeger_pid=
 passed=0 failed=0
-
-# Processes whose command line mentions our temp dir: the shim's conmond monitors.
-pids_under_tmp() {
-    local f pid
-    for f in /proc/[0-9]*/cmdline; do
-        pid=${f#/proc/}; pid=${pid%/cmdline}
-        [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
-        tr '\0' ' ' <"$f" 2>/dev/null | grep -qF -- "$tmp" && echo "$pid"
-    done
-    return 0
-}
+# shellcheck source=tests/lib/e2e.sh
+source "$repo/tests/lib/e2e.sh"
 
 cleanup() {
-    local rc=$? pid id
+    local rc=$?
     set +e
-    for pid in $(pids_under_tmp); do kill -KILL "$pid" 2>/dev/null; done
-    if [[ -d $tmp/shim/runc ]]; then
-        for id in $("$RUNC" --root "$tmp/shim/runc" list -q 2>/dev/null); do
-            "$RUNC" --root "$tmp/shim/runc" delete --force "$id" >/dev/null 2>&1
-        done
-    fi
-    if [[ -n $jaeger_pid ]]; then
-        kill "$jaeger_pid" 2>/dev/null
-        wait "$jaeger_pid" 2>/dev/null
-    fi
+    kill_leftovers "$tmp/shim/runc"
+    stop_jaeger
     if [[ $failed == 0 && $rc == 0 ]]; then
         rm -rf "$tmp"
     else
@@ -80,29 +60,8 @@ trap cleanup EXIT
 pass() { passed=$((passed + 1)); echo "PASS $1"; }
 fail() { failed=$((failed + 1)); echo "FAIL $1${2:+: $2}"; }
 
-port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-
 # --- Jaeger ------------------------------------------------------------------------
-if port_open "$OTLP_HOST" "$OTLP_PORT" || curl -s -o /dev/null "$QUERY/api/services"; then
-    echo "jaeger_e2e.sh: $OTLP_HOST:$OTLP_PORT or $QUERY is already in use" >&2
-    exit 1
-fi
-"$JAEGER_BINARY" --config "$here/jaeger-config.yaml" >"$tmp/jaeger.log" 2>&1 &
-jaeger_pid=$!
-deadline=$((SECONDS + JAEGER_WAIT))
-until port_open "$OTLP_HOST" "$OTLP_PORT" && curl -sf -o /dev/null "$QUERY/api/services"; do
-    if ! kill -0 "$jaeger_pid" 2>/dev/null; then
-        cat "$tmp/jaeger.log" >&2
-        echo "jaeger_e2e.sh: jaeger exited before it was ready" >&2
-        exit 1
-    fi
-    if ((SECONDS >= deadline)); then
-        tail -n 50 "$tmp/jaeger.log" >&2
-        echo "jaeger_e2e.sh: jaeger not ready after ${JAEGER_WAIT}s" >&2
-        exit 1
-    fi
-    sleep 0.2
-done
+start_jaeger || { echo "jaeger_e2e.sh: jaeger: $jaeger_error" >&2; exit 1; }
 echo "jaeger $(basename "$(dirname "$JAEGER_BINARY")") up (pid $jaeger_pid): OTLP gRPC $OTLP_HOST:$OTLP_PORT, query $QUERY: $(curl -s "$QUERY/api/services")"
 
 # --- a. runtime-shim pod lifecycle under one TRACEPARENT ---------------------------
