@@ -81,8 +81,6 @@ async fn serve<R: AsyncRead + Unpin>(
     kill: impl FnOnce(u32),
     channels: &mut Channels,
 ) -> Result<ExitStatus, ClientGone> {
-    let mut out_buf = vec![0; stdio::READ_CHUNK];
-    let mut err_buf = vec![0; stdio::READ_CHUNK];
     let mut stdout_open = true;
     let mut stderr_open = process.stderr.is_some();
     let mut stdin_open = request.stdin;
@@ -104,12 +102,12 @@ async fn serve<R: AsyncRead + Unpin>(
                 }
             };
             tokio::select! {
-                read = stdio::read_chunk(&mut process.stdout, &mut out_buf), if stdout_open => {
-                    let read = ReadOutcome { stream: Stream::Stdout, wanted: request.stdout, read, buf: &out_buf };
+                read = stdio::read_owned(&mut process.stdout), if stdout_open => {
+                    let read = ReadOutcome { stream: Stream::Stdout, wanted: request.stdout, read };
                     stdout_open = forward(channels, &process.io, read).await?;
                 }
-                read = read_stderr(process.stderr.as_mut(), &mut err_buf), if stderr_open => {
-                    let read = ReadOutcome { stream: Stream::Stderr, wanted: request.stderr, read, buf: &err_buf };
+                read = read_stderr(process.stderr.as_mut()), if stderr_open => {
+                    let read = ReadOutcome { stream: Stream::Stderr, wanted: request.stderr, read };
                     stderr_open = forward(channels, &process.io, read).await?;
                 }
                 message = channels.receive() => match message {
@@ -147,21 +145,19 @@ async fn serve<R: AsyncRead + Unpin>(
 
 async fn read_stderr<R: AsyncRead + Unpin>(
     stderr: Option<&mut R>,
-    buf: &mut [u8],
-) -> std::io::Result<usize> {
+) -> std::io::Result<Option<Vec<u8>>> {
     match stderr {
-        Some(stderr) => stdio::read_chunk(stderr, buf).await,
+        Some(stderr) => stdio::read_owned(stderr).await,
         None => std::future::pending().await,
     }
 }
 
 /// The outcome of one read of an output stream.
-struct ReadOutcome<'a> {
+struct ReadOutcome {
     stream: Stream,
     /// Whether the client asked for this stream.
     wanted: bool,
-    read: std::io::Result<usize>,
-    buf: &'a [u8],
+    read: std::io::Result<Option<Vec<u8>>>,
 }
 
 /// Sends what was read to the client (if it asked for that stream) and to the process's other
@@ -169,11 +165,11 @@ struct ReadOutcome<'a> {
 async fn forward(
     channels: &mut Channels,
     io: &ProcessIo,
-    read: ReadOutcome<'_>,
+    read: ReadOutcome,
 ) -> Result<bool, ClientGone> {
-    let data = match read.read {
-        Ok(0) => return Ok(false),
-        Ok(n) => &read.buf[..n],
+    let data = match &read.read {
+        Ok(None) => return Ok(false),
+        Ok(Some(data)) => data.as_slice(),
         Err(err) => {
             tracing::warn!(stream = ?read.stream, error = %err, "read exec output");
             return Ok(false);

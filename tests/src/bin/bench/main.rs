@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod endurance;
+mod scale;
 
 use anyhow::{Context as _, Result, bail};
 use testkit::otlp;
@@ -36,8 +37,15 @@ fn main() -> Result<()> {
         first_line(&["/usr/sbin/runc", "--version"]),
         first_line(&[CONMON, "--version"]),
     ));
+    // BENCH_ONLY=scale (say) runs that section alone.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("scale") {
+        run_local(scale::pod_scale(&mut report))?;
+        println!("{report}");
+        return Ok(());
+    }
     run_local(async {
         idle_memory(&mut report).await?;
+        scale::pod_scale(&mut report).await?;
         endurance::endurance(&mut report).await?;
         let pod = Pod::start_with(None, &CRIO_FLAGS)?;
         let client = pod.client().await?;
