@@ -8,8 +8,18 @@ use crate::stream::Stream;
 use conmon_telemetry::journald::Journald;
 
 /// Splits a chunk into line segments: each ends with `\n`, except possibly the last one.
+/// `memchr` finds the newlines many bytes at a time instead of testing each byte.
 fn segments(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
-    chunk.split_inclusive(|&b| b == b'\n')
+    let mut rest = chunk;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |newline| newline + 1);
+        let (segment, tail) = rest.split_at(end);
+        rest = tail;
+        Some(segment)
+    })
 }
 
 /// Renders CRI records into `buf`, pushing the end offset of each record onto `records`.
@@ -107,4 +117,18 @@ pub(super) fn write_journald(
         journald.send(&fields).map_err(LogError::Journald)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segments;
+
+    #[test]
+    fn segments_end_at_newlines_and_keep_the_last_partial_one() {
+        let split = |chunk: &'static [u8]| segments(chunk).collect::<Vec<_>>();
+        assert_eq!(split(b"a\nbc\n\nd"), [&b"a\n"[..], b"bc\n", b"\n", b"d"]);
+        assert_eq!(split(b"\n"), [&b"\n"[..]]);
+        assert_eq!(split(b"no newline"), [&b"no newline"[..]]);
+        assert!(split(b"").is_empty());
+    }
 }
