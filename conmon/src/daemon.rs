@@ -168,6 +168,7 @@ async fn serve(
         settings.runtime_timeout,
     );
     let monitor = Rc::new(Monitor::new(runtime, settings.runtime_dir, reaper));
+    tokio::task::spawn_local(monitor.release_memory_after_execs());
     let streaming = Streaming::new(monitor.clone(), settings.streaming_url_ttl);
     let client: conmon::Client =
         capnp_rpc::new_client(RpcServer::new(monitor.clone(), streaming.clone()));

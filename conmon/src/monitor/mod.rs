@@ -15,6 +15,8 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 pub(crate) use self::registry::Container;
 use self::registry::Registry;
 use crate::attach;
@@ -42,27 +44,39 @@ pub struct Monitor {
     next_exec: Cell<u64>,
     /// Where console sockets are bound, once the first terminal was asked for.
     console_dir: OnceCell<PathBuf>,
-    /// Exec-syncs running now; memory goes back to the system when the last one ends.
-    execs: Rc<Cell<usize>>,
+    /// Exec-syncs running now; memory goes back to the system once they are over.
+    execs: Rc<ExecCount>,
 }
 
-/// One exec-sync running: when the last one ends, the buffers of a burst are returned to the
-/// system (the allocator keeps freed heap memory otherwise).
+/// How long exec-syncs must have been over before freed memory is returned to the system:
+/// trimming the heap costs time, so it happens once per busy period and never on the path of a
+/// reply.
+const TRIM_AFTER: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Default)]
+struct ExecCount {
+    running: Cell<usize>,
+    /// Signalled when the last running exec-sync ended.
+    all_ended: Notify,
+}
+
+/// One exec-sync running.
 #[derive(Debug)]
-struct ExecRunning(Rc<Cell<usize>>);
+struct ExecRunning(Rc<ExecCount>);
 
 impl ExecRunning {
-    fn start(execs: &Rc<Cell<usize>>) -> Self {
-        execs.set(execs.get() + 1);
+    fn start(execs: &Rc<ExecCount>) -> Self {
+        execs.running.set(execs.running.get() + 1);
         Self(execs.clone())
     }
 }
 
 impl Drop for ExecRunning {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-        if self.0.get() == 0 {
-            sys::release_free_memory();
+        let running = &self.0.running;
+        running.set(running.get() - 1);
+        if running.get() == 0 {
+            self.0.all_ended.notify_one();
         }
     }
 }
@@ -78,6 +92,22 @@ impl Monitor {
             next_exec: Cell::new(0),
             console_dir: OnceCell::new(),
             execs: Rc::default(),
+        }
+    }
+
+    /// Returns the memory a burst of exec-syncs freed to the system once the burst has been
+    /// over for [`TRIM_AFTER`] (the allocator keeps freed heap memory otherwise). Runs for the
+    /// monitor's life.
+    pub fn release_memory_after_execs(&self) -> impl Future<Output = ()> + 'static {
+        let execs = self.execs.clone();
+        async move {
+            loop {
+                execs.all_ended.notified().await;
+                tokio::time::sleep(TRIM_AFTER).await;
+                if execs.running.get() == 0 {
+                    sys::release_free_memory();
+                }
+            }
         }
     }
 
