@@ -14,8 +14,9 @@ use crate::sys;
 /// between the monitor's reads. The kernel caps it (`/proc/sys/fs/pipe-max-size`).
 const PIPE_SIZE: i32 = 1 << 20;
 
-/// Bytes read from a pipe at a time, into the thread's one scratch buffer.
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes read from a pipe at a time, into the thread's one scratch buffer: a quarter of the
+/// pipe (fewer reads and writes per burst); there is one such buffer, not one per stream.
+const READ_CHUNK: usize = 256 * 1024;
 
 /// Bytes the first read of a chunk takes, into the reading task's own buffer: each waiting
 /// reader holds only this much, and a line of output is read and handed on in one read.

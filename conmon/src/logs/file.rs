@@ -62,7 +62,40 @@ impl LogFile {
         Ok(())
     }
 
+    /// Writes the records of `chunk` piece by piece ([`render::pieces`]); when pieces fail,
+    /// the first failure is returned, with the bytes every failed piece dropped.
     pub(super) fn write(
+        &mut self,
+        stream: Stream,
+        chunk: &[u8],
+        time: SystemTime,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), LogError> {
+        let mut failed = None;
+        for piece in render::pieces(chunk) {
+            if let Err(err) = self.write_piece(stream, piece, time, buf) {
+                failed = Some(match (failed, err) {
+                    (None, err) => err,
+                    (
+                        Some(LogError::Dropped {
+                            path,
+                            bytes,
+                            source,
+                        }),
+                        LogError::Dropped { bytes: more, .. },
+                    ) => LogError::Dropped {
+                        path,
+                        bytes: bytes + more,
+                        source,
+                    },
+                    (Some(first), _) => first,
+                });
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn write_piece(
         &mut self,
         stream: Stream,
         chunk: &[u8],

@@ -22,6 +22,32 @@ fn segments(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// Input rendered at a time: a chunk is rendered and written in pieces of about this much, each
+/// ending at a newline (a longer line stays whole), so the rendered records (a 2-byte line
+/// takes ~40 bytes) stay small enough to remain in the CPU's cache.
+const RENDER_STEP: usize = 64 * 1024;
+
+/// The pieces of `chunk` to render one at a time; no line is split.
+pub(super) fn pieces(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = chunk;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = match rest.get(..RENDER_STEP) {
+            None => rest.len(),
+            Some(window) => match memchr::memrchr(b'\n', window) {
+                Some(newline) => newline + 1,
+                None => memchr::memchr(b'\n', &rest[RENDER_STEP..])
+                    .map_or(rest.len(), |newline| RENDER_STEP + newline + 1),
+            },
+        };
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece)
+    })
+}
+
 /// Renders CRI records into `buf`, pushing the end offset of each record onto `records`.
 pub(super) fn cri(
     buf: &mut Vec<u8>,
@@ -121,7 +147,7 @@ pub(super) fn write_journald(
 
 #[cfg(test)]
 mod tests {
-    use super::segments;
+    use super::{RENDER_STEP, pieces, segments};
 
     #[test]
     fn segments_end_at_newlines_and_keep_the_last_partial_one() {
@@ -130,5 +156,22 @@ mod tests {
         assert_eq!(split(b"\n"), [&b"\n"[..]]);
         assert_eq!(split(b"no newline"), [&b"no newline"[..]]);
         assert!(split(b"").is_empty());
+    }
+
+    #[test]
+    fn pieces_end_at_newlines_and_never_split_a_line() {
+        let lines = "x".repeat(99) + "\n";
+        let chunk = lines.repeat(2000).into_bytes(); // 200 000 bytes
+        let split: Vec<&[u8]> = pieces(&chunk).collect();
+        assert!(split.len() > 1);
+        assert!(
+            split
+                .iter()
+                .all(|p| p.len() <= RENDER_STEP && p.ends_with(b"\n"))
+        );
+        assert_eq!(split.concat(), chunk);
+        let long_line = [vec![b'y'; RENDER_STEP * 2], b"\nz".to_vec()].concat();
+        let split: Vec<&[u8]> = pieces(&long_line).collect();
+        assert_eq!(split, [&long_line[..RENDER_STEP * 2 + 1], b"z"]);
     }
 }
