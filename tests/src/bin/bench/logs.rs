@@ -89,10 +89,27 @@ fn through_cat(pod: &Pod, id: &str, line_size: usize, total: usize) -> Result<(D
     pod.runc(&["start", id])?;
     ensure!(cat.wait()?.success(), "cat failed");
     let elapsed = start.elapsed();
-    let lost = total.saturating_sub(std::fs::metadata(&out)?.len() as usize);
-    std::fs::remove_file(&out)?;
+    let recovered = std::fs::metadata(&out)?.len() as usize;
+    end_run(pod, id, &out, elapsed, total, recovered)
+}
+
+/// The result of a run that took `elapsed` and left `recovered` of its `total` bytes, once its
+/// `output` (a file or a directory) and its container `id` are removed.
+fn end_run(
+    pod: &Pod,
+    id: &str,
+    output: &Path,
+    elapsed: Duration,
+    total: usize,
+    recovered: usize,
+) -> Result<(Duration, usize)> {
+    if output.is_dir() {
+        std::fs::remove_dir_all(output)?;
+    } else {
+        std::fs::remove_file(output)?;
+    }
     pod.runc(&["delete", "--force", id])?;
-    Ok((elapsed, lost))
+    Ok((elapsed, total.saturating_sub(recovered)))
 }
 
 /// conmond (the pod's monitor) writing a CRI log.
@@ -112,10 +129,8 @@ async fn through_conmond(
     pod.runc(&["start", id])?;
     wait_exists(&request.exit_paths[0]).await?;
     let elapsed = start.elapsed();
-    let lost = total.saturating_sub(cri_stream(&std::fs::read(&log)?, "stdout")?.len());
-    std::fs::remove_file(&log)?;
-    pod.runc(&["delete", "--force", id])?;
-    Ok((elapsed, lost))
+    let recovered = cri_stream(&std::fs::read(&log)?, "stdout")?.len();
+    end_run(pod, id, &log, elapsed, total, recovered)
 }
 
 /// Debian's conmon writing a CRI log, one monitor process per container (as CRI-O's "oci"
@@ -174,10 +189,8 @@ async fn through_conmon(
         (!PathBuf::from(format!("/proc/{conmon_pid}/exe")).exists()).then_some(())
     })
     .await?;
-    let lost = total.saturating_sub(cri_stream(&std::fs::read(&log)?, "stdout")?.len());
-    std::fs::remove_dir_all(&dir)?;
-    pod.runc(&["delete", "--force", id])?;
-    Ok((elapsed, lost))
+    let recovered = cri_stream(&std::fs::read(&log)?, "stdout")?.len();
+    end_run(pod, id, &dir, elapsed, total, recovered)
 }
 
 pub(super) async fn log_throughput(report: &mut String) -> Result<()> {
