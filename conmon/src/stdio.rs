@@ -141,40 +141,22 @@ async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> io:
 
 /// Reads whatever is buffered in the pipe right now, without waiting for more. Usually nothing
 /// is (a runtime's output after it succeeded): that costs no allocation.
-pub(crate) fn read_available(reader: &PipeReader) -> Vec<u8> {
-    let mut out = Vec::new();
+pub(crate) fn read_available(reader: &mut PipeReader) -> Vec<u8> {
     let mut first = [0; FIRST_READ];
-    match try_read_all(reader, &mut first) {
-        (n, true) if n == FIRST_READ => out.extend_from_slice(&first),
-        (n, _) => {
-            out.extend_from_slice(&first[..n]);
-            return out;
-        }
-    }
-    with_scratch(|buf| {
-        while let (n @ 1.., more) = try_read_all(reader, buf) {
-            out.extend_from_slice(&buf[..n]);
-            if !more {
-                break;
+    let (n, _) = read_ready(reader, &mut first, 0);
+    let mut out = first[..n].to_vec();
+    if n == FIRST_READ {
+        with_scratch(|buf| {
+            loop {
+                let (n, open) = read_ready(reader, buf, 0);
+                out.extend_from_slice(&buf[..n]);
+                if n < buf.len() || !matches!(open, Ok(true)) {
+                    break;
+                }
             }
-        }
-    });
-    out
-}
-
-/// Fills `buf` with what `reader` holds now; gives the bytes read and whether the buffer filled
-/// up (so more may be there).
-fn try_read_all(reader: &PipeReader, buf: &mut [u8]) -> (usize, bool) {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.try_read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
+        });
     }
-    (filled, filled == buf.len())
+    out
 }
 
 #[cfg(test)]
@@ -220,12 +202,12 @@ mod tests {
     async fn what_is_available_is_read_whole_without_waiting() {
         for len in [0, 10, FIRST_READ, FIRST_READ + 1, READ_CHUNK * 2 + 3] {
             let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let (reader, _writer) = pipe_with(&bytes, false);
+            let (mut reader, _writer) = pipe_with(&bytes, false);
             if len > 0 {
                 // The reactor must have seen the pipe readable, as after a runtime exited.
                 reader.readable().await.unwrap();
             }
-            assert_eq!(read_available(&reader), bytes, "{len} bytes");
+            assert_eq!(read_available(&mut reader), bytes, "{len} bytes");
         }
     }
 

@@ -299,9 +299,9 @@ impl Pipes {
 
     /// What a runtime that has exited wrote to the output pipes (all of it is there by then):
     /// its error output first.
-    pub(crate) fn runtime_output(&self) -> Vec<u8> {
-        let mut output = stdio::read_available(&self.stderr);
-        output.extend(stdio::read_available(&self.stdout));
+    pub(crate) fn runtime_output(&mut self) -> Vec<u8> {
+        let mut output = stdio::read_available(&mut self.stderr);
+        output.extend(stdio::read_available(&mut self.stdout));
         output
     }
 }
