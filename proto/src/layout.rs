@@ -121,11 +121,9 @@ impl<'a> Incoming<'a> {
         let Some(slot) = R::LEGACY_SLOT else {
             return Ok(incoming);
         };
-        if layout_of(wire, slot, R::SIZE.pointers)? == Layout::V0_6 {
+        if let Some(carrier) = legacy_carrier(wire, slot, R::SIZE.pointers) {
             incoming.layout = Layout::V0_6;
-            incoming.legacy_carrier =
-                data::Reader::get_from_pointer(&wire.get_pointer_field(slot as usize), None)?
-                    .to_vec();
+            incoming.legacy_carrier = carrier.to_vec();
             incoming.view = View::Copied(without_slot(wire, slot, R::SIZE)?);
         }
         Ok(incoming)
@@ -179,20 +177,19 @@ pub enum CarrierError {
     LegacyJson(#[from] serde_json::Error),
 }
 
-fn layout_of(request: StructReader<'_>, slot: u32, pointers: u16) -> capnp::Result<Layout> {
+/// The old layout's `metadataOld` bytes (empty when null) if `request` is in the old layout,
+/// `None` if it is in v1.0's.
+fn legacy_carrier<'a>(
+    request: StructReader<'a>,
+    slot: u32,
+    pointers: u16,
+) -> Option<data::Reader<'a>> {
     let pointer = request.get_pointer_field(slot as usize);
     if pointer.is_null() {
-        return Ok(if pointer_count(request) == pointers + 1 {
-            Layout::V0_6
-        } else {
-            Layout::V1_0
-        });
+        return (pointer_count(request) == pointers + 1).then_some(&[][..]);
     }
     // Reading `Data` succeeds exactly for a byte list.
-    Ok(match data::Reader::get_from_pointer(&pointer, None) {
-        Ok(_) => Layout::V0_6,
-        Err(_) => Layout::V1_0,
-    })
+    data::Reader::get_from_pointer(&pointer, None).ok()
 }
 
 /// The pointer count the client gave the struct, read from the struct pointer: no
