@@ -52,6 +52,13 @@ fn main() {
     // Packed relative relocations (DT_RELR, glibc >= 2.36): the relocation table the loader
     // reads at every start shrinks from ~170 KiB to a few KiB, and so does each conmond's memory.
     println!("cargo:rustc-link-arg-bin=conmond=-Wl,-z,pack-relative-relocs");
+    // Optimised builds place the functions conmond runs next to each other (see
+    // `hot-functions.ld`), so that an idle monitor maps ~0.8 MB less of its executable.
+    if std::env::var("PROFILE").as_deref() == Ok("release") {
+        let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it");
+        println!("cargo:rustc-link-arg-bin=conmond=-Wl,-T,{manifest_dir}/hot-functions.ld");
+        println!("cargo:rerun-if-changed=hot-functions.ld");
+    }
     // The commit changes with HEAD, and on a branch with the branch's ref (loose or packed). In
     // a worktree `.git` is a file, so ask git where they are; only existing files are watched
     // (a missing one would rerun this script on every build).

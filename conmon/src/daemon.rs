@@ -59,13 +59,21 @@ pub enum DaemonError {
 /// Open RPC connections at most (conmon-rs's Go client opens one per call).
 const MAX_RPC_CONNECTIONS: usize = 256;
 
+/// Set (to anything), conmond keeps inherited descriptors instead of re-executing itself to
+/// close them: for running it under valgrind.
+const NO_REEXEC_ENV: &str = "CONMOND_NO_REEXEC";
+
 /// Starts the daemon and serves until SIGTERM or SIGINT. In the forking mode only the daemon
 /// returns from here; the parent exits once the pidfile is written.
 ///
 /// This is the first thing conmond's `main` does: inherited descriptors are shed before
 /// anything is opened, and the process still has one thread when it forks.
 pub fn start(settings: Settings) -> Result<(), DaemonError> {
-    sys::shed_inherited_fds().map_err(DaemonError::CloseFds)?;
+    // Under valgrind the re-execution would run valgrind's tool, not conmond, and valgrind's
+    // own descriptors are always there; `scripts/hot-functions` profiles conmond that way.
+    if std::env::var_os(NO_REEXEC_ENV).is_none() {
+        sys::shed_inherited_fds().map_err(DaemonError::CloseFds)?;
+    }
     sys::set_umask(0o022);
     // Best effort: the OOM killer should take containers, not their monitor.
     let oom_adjusted = std::fs::write("/proc/self/oom_score_adj", "-1000");
