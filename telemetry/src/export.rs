@@ -7,7 +7,6 @@
 //! outage arrive once the collector is back. When a buffer is full the oldest entries are
 //! dropped and counted; the count is logged.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,12 +15,15 @@ use std::time::Duration;
 use opentelemetry::InstrumentationScope;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::Status;
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, LogProcessor, SdkLogRecord};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _, SpanProcessor};
 use tokio::sync::Notify;
+
+mod buffer;
+use buffer::Buffer;
 
 /// Entries exported per request.
 const BATCH: usize = 512;
@@ -35,53 +37,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 type LogEntry = (SdkLogRecord, InstrumentationScope);
 
-/// A FIFO that keeps at most `capacity` entries, dropping the oldest.
-struct Buffer<T> {
-    entries: VecDeque<T>,
-    capacity: usize,
-    dropped: u64,
-}
-
-impl<T> Buffer<T> {
-    fn new(capacity: usize) -> Self {
-        Self {
-            entries: VecDeque::new(),
-            capacity,
-            dropped: 0,
-        }
-    }
-
-    /// Appends; returns the new length.
-    fn push(&mut self, entry: T) -> usize {
-        if self.entries.len() >= self.capacity {
-            self.entries.pop_front();
-            self.dropped += 1;
-        }
-        self.entries.push_back(entry);
-        self.entries.len()
-    }
-
-    fn take_batch(&mut self) -> Vec<T> {
-        let n = self.entries.len().min(BATCH);
-        self.entries.drain(..n).collect()
-    }
-
-    /// Puts a batch that failed to export back in front, keeping the newest within capacity.
-    fn requeue(&mut self, batch: Vec<T>) {
-        for entry in batch.into_iter().rev() {
-            if self.entries.len() >= self.capacity {
-                self.dropped += 1;
-                continue;
-            }
-            self.entries.push_front(entry);
-        }
-    }
-
-    fn take_dropped(&mut self) -> u64 {
-        std::mem::take(&mut self.dropped)
-    }
-}
-
 /// State shared between the processors (any thread) and the export thread.
 struct Shared {
     spans: Mutex<Buffer<SpanData>>,
@@ -91,9 +46,11 @@ struct Shared {
 }
 
 impl Shared {
-    /// Buffers `entry`; wakes the exporter once a full batch is waiting.
+    /// Buffers `entry`; wakes the exporter when it may be idle or a full batch is waiting.
     fn enqueue<T>(&self, buffer: &Mutex<Buffer<T>>, entry: T) {
-        if lock(buffer).push(entry) == BATCH {
+        let len = lock(buffer).push(entry);
+        // The first entry wakes an idle exporter; a full batch ends its wait for more.
+        if len == 1 || len == BATCH {
             self.wake.notify_one();
         }
     }
@@ -173,15 +130,30 @@ impl Exporter {
 }
 
 async fn export_loop(shared: Arc<Shared>, endpoint: String, resource: Resource) {
+    // One connection carries spans and logs: a second would double its buffers and tasks.
+    let channel = match tonic::transport::Endpoint::from_shared(endpoint.clone()) {
+        Ok(target) if target.uri().scheme_str() == Some("https") => {
+            tracing::error!(
+                endpoint,
+                "https OTLP endpoints are not supported (no TLS); telemetry is off"
+            );
+            return;
+        }
+        Ok(target) => target.timeout(EXPORT_TIMEOUT).connect_lazy(),
+        Err(err) => {
+            tracing::error!(error = %err, endpoint, "invalid OTLP endpoint; telemetry is off");
+            return;
+        }
+    };
     let built = (
         opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
-            .with_endpoint(endpoint.clone())
+            .with_channel(channel.clone())
             .with_timeout(EXPORT_TIMEOUT)
             .build(),
         opentelemetry_otlp::LogExporter::builder()
             .with_tonic()
-            .with_endpoint(endpoint)
+            .with_channel(channel)
             .with_timeout(EXPORT_TIMEOUT)
             .build(),
     );
@@ -205,8 +177,7 @@ async fn export_loop(shared: Arc<Shared>, endpoint: String, resource: Resource) 
             if stopping {
                 return;
             }
-            // Woken early when a full batch is ready or on shutdown.
-            let _ = tokio::time::timeout(FLUSH_INTERVAL, shared.wake.notified()).await;
+            wait_for_entries(&shared.wake).await;
             continue;
         }
         let mut failed = false;
@@ -243,6 +214,14 @@ async fn export_loop(shared: Arc<Shared>, endpoint: String, resource: Resource) 
             backoff = BACKOFF_MIN;
         }
     }
+}
+
+/// Waits while nothing is buffered, with no timer (an idle monitor stays asleep), until the
+/// first entry arrives; then gives the batch up to `FLUSH_INTERVAL` to fill (a full batch or
+/// shutdown ends that early).
+async fn wait_for_entries(wake: &Notify) {
+    wake.notified().await;
+    let _ = tokio::time::timeout(FLUSH_INTERVAL, wake.notified()).await;
 }
 
 fn report_dropped(shared: &Shared) {
@@ -364,6 +343,40 @@ impl LogProcessor for BufferedLogs {
 mod tests {
     use super::*;
 
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_exporter_sleeps_until_the_first_entry_then_waits_for_a_batch() {
+        let shared = Arc::new(Shared {
+            spans: Mutex::new(Buffer::new(0)),
+            logs: Mutex::new(Buffer::new(0)),
+            wake: Notify::new(),
+            stopping: AtomicBool::new(false),
+        });
+        let entries = Mutex::new(Buffer::new(BATCH * 2));
+        let waiting = shared.clone();
+        let wait = tokio::spawn(async move { wait_for_entries(&waiting.wake).await });
+        // Paused time advances by itself only to a pending timer: none runs while idle.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(!wait.is_finished());
+        let first = tokio::time::Instant::now();
+        shared.enqueue(&entries, 1);
+        shared.enqueue(&entries, 2);
+        let bounded = Duration::from_secs(60);
+        tokio::time::timeout(bounded, wait).await.unwrap().unwrap();
+        assert_eq!(first.elapsed(), FLUSH_INTERVAL);
+
+        // A full batch ends the wait for more at once.
+        lock(&entries).take_batch();
+        let waiting = shared.clone();
+        let wait = tokio::spawn(async move { wait_for_entries(&waiting.wake).await });
+        tokio::task::yield_now().await;
+        let start = tokio::time::Instant::now();
+        for entry in 0..BATCH {
+            shared.enqueue(&entries, entry);
+        }
+        tokio::time::timeout(bounded, wait).await.unwrap().unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
     #[test]
     fn log_events_become_cri_o_style_log_events_and_errors_fail_the_span() {
         use opentelemetry::trace::{Event, SpanContext, SpanKind};
@@ -414,33 +427,5 @@ mod tests {
             ]
         );
         assert_eq!(span.status, Status::error("boom"));
-    }
-
-    #[test]
-    fn full_buffer_drops_the_oldest_and_counts_them() {
-        let mut buffer = Buffer::new(3);
-        for i in 0..5 {
-            buffer.push(i);
-        }
-        assert_eq!(buffer.entries, [2, 3, 4]);
-        assert_eq!(buffer.take_dropped(), 2);
-        assert_eq!(buffer.take_dropped(), 0);
-    }
-
-    #[test]
-    fn failed_batch_goes_back_in_front_within_capacity() {
-        let mut buffer = Buffer::new(4);
-        for i in 0..4 {
-            buffer.push(i);
-        }
-        let batch = buffer.take_batch();
-        assert_eq!(batch, [0, 1, 2, 3]);
-        buffer.push(4);
-        buffer.push(5);
-        buffer.push(6);
-        buffer.requeue(batch);
-        // Newest kept: the oldest of the failed batch no longer fits.
-        assert_eq!(buffer.entries, [3, 4, 5, 6]);
-        assert_eq!(buffer.take_dropped(), 3);
     }
 }
