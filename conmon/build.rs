@@ -56,8 +56,10 @@ fn main() {
     // `hot-functions.ld`), so that an idle monitor maps ~0.8 MB less of its executable.
     if std::env::var("PROFILE").as_deref() == Ok("release") {
         let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it");
-        println!("cargo:rustc-link-arg-bin=conmond=-Wl,-T,{manifest_dir}/hot-functions.ld");
-        println!("cargo:rerun-if-changed=hot-functions.ld");
+        for script in ["hot-functions.ld", "unwind-tables.ld"] {
+            println!("cargo:rustc-link-arg-bin=conmond=-Wl,-T,{manifest_dir}/{script}");
+            println!("cargo:rerun-if-changed={script}");
+        }
     }
     // The commit changes with HEAD, and on a branch with the branch's ref (loose or packed). In
     // a worktree `.git` is a file, so ask git where they are; only existing files are watched
