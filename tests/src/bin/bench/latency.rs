@@ -13,9 +13,11 @@ use super::{CRIO_FLAGS, exec_target};
 
 /// Rounds each latency comparison alternates over: many short batches, so that a burst of
 /// noise from elsewhere on the machine lands on one batch of one arm only.
-pub(super) const ROUNDS: usize = 10;
-/// (concurrent callers, calls per arm per round, rounds).
-const EXEC_LOADS: [(usize, usize, usize); 2] = [(1, 10, 15), (10, 50, 6)];
+pub(super) const ROUNDS: usize = 20;
+/// (concurrent callers, calls per arm per round, rounds). On this kind of 2-core VM the median
+/// of 150 samples per arm still moved by ±1 ms between runs; 400 settle it better.
+const EXEC_LOADS: [(usize, usize, usize); 2] = [(1, 10, 40), (10, 50, 10)];
+const CREATE_ROUNDS: usize = 25;
 const CREATE_CALLS: usize = 4;
 
 /// A batch of `calls` exec-syncs of `true` in `exec-bench`, `concurrency` at a time, by a
@@ -218,7 +220,7 @@ pub(super) async fn create_latency(report: &mut String) -> Result<()> {
     let bundle = pod.bundle("create-bench", &["true"])?;
     let dir = pod.path("create");
     std::fs::create_dir_all(&dir)?;
-    let arms = alternate(ROUNDS, 2, async |arm| {
+    let arms = alternate(CREATE_ROUNDS, 2, async |arm| {
         let mode = if arm == 0 { "runc-create" } else { "create" };
         let (calls, prefix) = (CREATE_CALLS.to_string(), unique_id(mode));
         let mut list = args([
@@ -237,7 +239,7 @@ pub(super) async fn create_latency(report: &mut String) -> Result<()> {
     report.push_str(&format!(
         "## Create latency\n\nA container running `true`, created and then deleted (off the \
          clock) by a separate client process: createContainer on conmon.sock against spawning \
-         `runc create` and waiting for it. {ROUNDS} alternating rounds of {CREATE_CALLS}.\n\n\
+         `runc create` and waiting for it. {CREATE_ROUNDS} alternating rounds of {CREATE_CALLS}.\n\n\
          {HEADER}{}\n",
         row("create", &arms[0], &arms[1], "p50 overhead ≤ 1.5 ms"),
     ));
