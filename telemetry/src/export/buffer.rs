@@ -30,9 +30,16 @@ impl<T> Buffer<T> {
         self.entries.len()
     }
 
+    /// Takes up to a batch from the front. Once a backlog (a collector outage) has drained, the
+    /// memory it grew to is given back; a buffer that never held more than a batch keeps its
+    /// small allocation instead of reallocating on every cycle.
     pub(super) fn take_batch(&mut self) -> Vec<T> {
         let n = self.entries.len().min(BATCH);
-        self.entries.drain(..n).collect()
+        let batch = self.entries.drain(..n).collect();
+        if self.entries.is_empty() && self.entries.capacity() > BATCH {
+            self.entries.shrink_to_fit();
+        }
+        batch
     }
 
     /// Puts a batch that failed to export back in front, keeping the newest within capacity.
@@ -64,6 +71,23 @@ mod tests {
         assert_eq!(buffer.entries, [2, 3, 4]);
         assert_eq!(buffer.take_dropped(), 2);
         assert_eq!(buffer.take_dropped(), 0);
+    }
+
+    #[test]
+    fn a_drained_backlog_gives_its_memory_back() {
+        let mut buffer = Buffer::new(BATCH * 8);
+        for i in 0..BATCH * 4 {
+            buffer.push(i);
+        }
+        while !buffer.take_batch().is_empty() {}
+        assert_eq!(buffer.entries.capacity(), 0);
+        // Steady traffic below a batch keeps its allocation.
+        for i in 0..10 {
+            buffer.push(i);
+        }
+        let small = buffer.entries.capacity();
+        assert_eq!(buffer.take_batch().len(), 10);
+        assert_eq!(buffer.entries.capacity(), small);
     }
 
     #[test]
