@@ -278,6 +278,20 @@ impl Pod {
     pub fn daemon_alive(&self) -> bool {
         runtime_shim::monitor::process_running(self.pid)
     }
+
+    /// Sends the daemon SIGTERM and waits up to `timeout` for it to exit.
+    pub async fn terminate(&self, timeout: Duration) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -TERM {}: {status}", self.pid);
+        }
+        wait_for("conmond to exit", timeout, || {
+            (!self.daemon_alive()).then_some(())
+        })
+        .await
+    }
 }
 
 impl Drop for Pod {

@@ -248,13 +248,7 @@ fn sigterm_with_an_unreachable_collector_exits_within_5_seconds() -> Result<()> 
             client.version(false).await?;
         }
         let started = Instant::now();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pod.pid.to_string()])
-            .status()?;
-        wait_for("conmond to exit", Duration::from_secs(10), || {
-            (!pod.daemon_alive()).then_some(())
-        })
-        .await?;
+        pod.terminate(Duration::from_secs(10)).await?;
         let took = started.elapsed();
         assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
         Ok(())

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -129,9 +129,9 @@ async fn profile_phase(profile: &Path, phase: Phase) -> Result<BTreeSet<String>>
         lifecycle(&pod, &client).await?;
     }
     drop(client);
-    let daemon = pod.pid;
-    stop(daemon).await?;
-    callgrind_functions(&profile.join(format!("callgrind.{daemon}")))
+    // Callgrind writes its profile as the daemon exits.
+    pod.terminate(Duration::from_secs(120)).await?;
+    callgrind_functions(&profile.join(format!("callgrind.{}", pod.pid)))
 }
 
 /// What a pod's containers do most: start, log, exec, exit.
@@ -160,19 +160,6 @@ async fn lifecycle(pod: &Pod, client: &MonitorClient) -> Result<()> {
     pod.runc(&["kill", "running", "KILL"])?;
     wait_for_file(&requests[0].exit_paths[0], slow).await?;
     Ok(())
-}
-
-/// SIGTERM, then waits for the process to be gone (callgrind writes its profile at exit).
-async fn stop(pid: u32) -> Result<()> {
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()?;
-    anyhow::ensure!(status.success(), "kill -TERM {pid}: {status}");
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    wait_for("conmond to exit", Duration::from_secs(120), || {
-        (!proc.exists()).then_some(())
-    })
-    .await
 }
 
 fn callgrind_functions(path: &Path) -> Result<BTreeSet<String>> {

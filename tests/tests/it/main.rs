@@ -112,13 +112,7 @@ fn sigterm_kills_created_containers_and_leaves_nothing() -> Result<()> {
         let exit_path = request.exit_paths[0].clone();
         client.create_container(&request).await?;
         assert_eq!(pod.runc_containers()?, ["term"]);
-        std::process::Command::new("kill")
-            .args(["-TERM", &pod.pid.to_string()])
-            .status()?;
-        wait_for("conmond to exit", WAIT, || {
-            (!pod.daemon_alive()).then_some(())
-        })
-        .await?;
+        pod.terminate(WAIT).await?;
         assert_eq!(std::fs::read_to_string(&exit_path)?, "137");
         assert!(
             pod.runc_containers()?.is_empty(),
