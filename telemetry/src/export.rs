@@ -177,7 +177,7 @@ async fn export_loop(shared: Arc<Shared>, endpoint: String, resource: Resource) 
             if stopping {
                 return;
             }
-            wait_for_entries(&shared.wake).await;
+            wait_for_entries(&shared).await;
             continue;
         }
         let mut failed = false;
@@ -217,11 +217,14 @@ async fn export_loop(shared: Arc<Shared>, endpoint: String, resource: Resource) 
 }
 
 /// Waits while nothing is buffered, with no timer (an idle monitor stays asleep), until the
-/// first entry arrives; then gives the batch up to `FLUSH_INTERVAL` to fill (a full batch or
-/// shutdown ends that early).
-async fn wait_for_entries(wake: &Notify) {
-    wake.notified().await;
-    let _ = tokio::time::timeout(FLUSH_INTERVAL, wake.notified()).await;
+/// first entry arrives or shutdown; then gives the batch up to `FLUSH_INTERVAL` to fill (a
+/// full batch or shutdown ends that early). Shutdown while idle does not wait for a batch.
+async fn wait_for_entries(shared: &Shared) {
+    shared.wake.notified().await;
+    if shared.stopping.load(Ordering::SeqCst) {
+        return;
+    }
+    let _ = tokio::time::timeout(FLUSH_INTERVAL, shared.wake.notified()).await;
 }
 
 fn report_dropped(shared: &Shared) {
@@ -353,7 +356,7 @@ mod tests {
         });
         let entries = Mutex::new(Buffer::new(BATCH * 2));
         let waiting = shared.clone();
-        let wait = tokio::spawn(async move { wait_for_entries(&waiting.wake).await });
+        let wait = tokio::spawn(async move { wait_for_entries(&waiting).await });
         // Paused time advances by itself only to a pending timer: none runs while idle.
         tokio::time::sleep(Duration::from_secs(3600)).await;
         assert!(!wait.is_finished());
@@ -367,7 +370,7 @@ mod tests {
         // A full batch ends the wait for more at once.
         lock(&entries).take_batch();
         let waiting = shared.clone();
-        let wait = tokio::spawn(async move { wait_for_entries(&waiting.wake).await });
+        let wait = tokio::spawn(async move { wait_for_entries(&waiting).await });
         tokio::task::yield_now().await;
         let start = tokio::time::Instant::now();
         for entry in 0..BATCH {
