@@ -191,18 +191,15 @@ fn section_pattern(name: &str) -> Option<String> {
     if name.starts_with("0x") || !name.chars().all(legal) {
         return None;
     }
-    let name = match name.strip_suffix('E') {
-        Some(rest) if rest.len() > 19 && rest[rest.len() - 19..].starts_with("17h") => {
-            let hash = &rest[rest.len() - 16..];
-            if !name.starts_with("_ZN") || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
-                name.to_owned()
-            } else {
-                format!("{}*", &rest[..rest.len() - 16])
-            }
-        }
-        _ => name.to_owned(),
-    };
+    let name = without_legacy_hash(name).map_or_else(|| name.to_owned(), |rest| format!("{rest}*"));
     Some(format!(".text.{name} .text.unlikely.{name}"))
+}
+
+/// A legacy-mangled name up to its hash (`_ZN…17h`), when it ends in one (16 hex digits, `E`).
+fn without_legacy_hash(name: &str) -> Option<&str> {
+    let body = name.strip_prefix("_ZN").and(name.strip_suffix('E'))?;
+    let (rest, hash) = body.split_at_checked(body.len().checked_sub(16)?)?;
+    (rest.ends_with("17h") && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(rest)
 }
 
 fn linker_script(groups: &[&(Phase, BTreeSet<String>)]) -> String {
