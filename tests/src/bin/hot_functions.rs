@@ -50,12 +50,12 @@ const CLAIM_ORDER: [Phase; 4] = [
         tracing: false,
     },
     Phase {
-        workload: Workload::Lifecycle,
-        tracing: false,
-    },
-    Phase {
         workload: Workload::Idle,
         tracing: true,
+    },
+    Phase {
+        workload: Workload::Lifecycle,
+        tracing: false,
     },
     Phase {
         workload: Workload::Lifecycle,
@@ -63,9 +63,10 @@ const CLAIM_ORDER: [Phase; 4] = [
     },
 ];
 
-/// Where each phase's functions go, as indices into `CLAIM_ORDER`: every phase's functions end
-/// up contiguous or nearly so (idle with tracing off last, next to the PLT every call goes through).
-const LAYOUT_ORDER: [usize; 4] = [2, 3, 1, 0];
+/// Where each phase's functions go, as indices into `CLAIM_ORDER`: idle with tracing off last,
+/// next to the PLT every call goes through, and idle with tracing on right before it, so that
+/// an idle monitor maps one contiguous stretch either way.
+const LAYOUT_ORDER: [usize; 4] = [3, 2, 1, 0];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -184,15 +185,37 @@ fn function_names(profile: &str) -> BTreeSet<String> {
 /// The input sections that hold function `name`, as a linker-script pattern, or `None` for
 /// names no section is called by (addresses, names with characters outside mangled names).
 /// With `-ffunction-sections` each function is in `.text.NAME`, or `.text.unlikely.NAME` when
-/// it is cold. A legacy-mangled name ends in a hash that changes with the build (`17h` and 16
-/// hex digits, then `E`); matching any hash also takes the other instances of a generic function.
+/// it is cold. Two parts of a name change from build to build, so both match anything: the
+/// hash ending a legacy-mangled name (`17h` and 16 hex digits, then `E`; this also takes the
+/// other instances of a generic function) and the number LLVM appends to a local copy
+/// (`NAME.1268`, `NAME.llvm.42`), which the build profiled and the release build number apart.
 fn section_pattern(name: &str) -> Option<String> {
     let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '$');
     if name.starts_with("0x") || !name.chars().all(legal) {
         return None;
     }
-    let name = without_legacy_hash(name).map_or_else(|| name.to_owned(), |rest| format!("{rest}*"));
-    Some(format!(".text.{name} .text.unlikely.{name}"))
+    let name = without_copy_number(name);
+    let names = match without_legacy_hash(name) {
+        Some(rest) => vec![format!("{rest}*")],
+        None => vec![name.to_owned(), format!("{name}.*")],
+    };
+    let sections: Vec<String> = ["text", "text.unlikely"]
+        .iter()
+        .flat_map(|section| names.iter().map(move |name| format!(".{section}.{name}")))
+        .collect();
+    Some(sections.join(" "))
+}
+
+/// `name` without the number LLVM appends to a local copy of a function (`.1268`, `.llvm.42`).
+/// Mangled names themselves never end in `.` and digits.
+fn without_copy_number(name: &str) -> &str {
+    let Some((rest, number)) = name.rsplit_once('.') else {
+        return name;
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return name;
+    }
+    rest.strip_suffix(".llvm").unwrap_or(rest)
 }
 
 /// A legacy-mangled name up to its hash (`_ZN…17h`), when it ends in one (16 hex digits, `E`).
@@ -246,17 +269,52 @@ mod tests {
             section_pattern("_ZN3foo3bar17h0123456789abcdefE").as_deref(),
             Some(".text._ZN3foo3bar17h* .text.unlikely._ZN3foo3bar17h*")
         );
-        // v0 names carry no per-build hash.
+        // v0 names carry no per-build hash, only the copy number.
         assert_eq!(
             section_pattern("_RNvCs1234_3std4exit").as_deref(),
-            Some(".text._RNvCs1234_3std4exit .text.unlikely._RNvCs1234_3std4exit")
+            Some(
+                ".text._RNvCs1234_3std4exit .text._RNvCs1234_3std4exit.* \
+                 .text.unlikely._RNvCs1234_3std4exit .text.unlikely._RNvCs1234_3std4exit.*"
+            )
         );
         assert_eq!(
             section_pattern("_ZN3foo17hnot_a_hash_at_allE").as_deref(),
-            Some(".text._ZN3foo17hnot_a_hash_at_allE .text.unlikely._ZN3foo17hnot_a_hash_at_allE")
+            Some(
+                ".text._ZN3foo17hnot_a_hash_at_allE .text._ZN3foo17hnot_a_hash_at_allE.* \
+                 .text.unlikely._ZN3foo17hnot_a_hash_at_allE \
+                 .text.unlikely._ZN3foo17hnot_a_hash_at_allE.*"
+            )
         );
         assert_eq!(section_pattern("0x0000000000001050"), None);
         assert_eq!(section_pattern("_IO_file_close_it@@GLIBC_2.2.5"), None);
         assert_eq!(section_pattern("(below main)"), None);
+    }
+
+    #[test]
+    fn patterns_match_any_copy_number() {
+        // The profiled build numbered this copy 1268; the release build may number it 2256.
+        assert_eq!(
+            section_pattern("_RNvXs2_NtCs1_3std13DefaultHasher5write.1268").as_deref(),
+            Some(
+                ".text._RNvXs2_NtCs1_3std13DefaultHasher5write \
+                 .text._RNvXs2_NtCs1_3std13DefaultHasher5write.* \
+                 .text.unlikely._RNvXs2_NtCs1_3std13DefaultHasher5write \
+                 .text.unlikely._RNvXs2_NtCs1_3std13DefaultHasher5write.*"
+            )
+        );
+        assert_eq!(
+            section_pattern("_ZN5bytes6freeze17h6ad0f82a4fad9822E.llvm.794").as_deref(),
+            Some(".text._ZN5bytes6freeze17h* .text.unlikely._ZN5bytes6freeze17h*")
+        );
+        // Only a trailing number is a copy number.
+        assert_eq!(
+            without_copy_number("systrim.constprop.0"),
+            "systrim.constprop"
+        );
+        assert_eq!(
+            without_copy_number("_ZN3foo..bar17h0123456789abcdefE"),
+            "_ZN3foo..bar17h0123456789abcdefE"
+        );
+        assert_eq!(without_copy_number("name."), "name.");
     }
 }
