@@ -2,7 +2,7 @@
 //!
 //! Finished spans and log records go into bounded in-memory buffers (the RPC thread only takes
 //! a mutex and pushes). A dedicated thread, with its own single-threaded runtime, exports them
-//! in batches over gRPC. When the collector is unreachable a failed batch goes back to the front
+//! in batches over gRPC (OTLP), with a small HTTP/2 client of its own (`h2c`). When the collector is unreachable a failed batch goes back to the front
 //! of its buffer and the export is retried with exponential backoff, so spans produced during an
 //! outage arrive once the collector is back. When a buffer is full the oldest entries are
 //! dropped and counted; the count is logged.
@@ -15,14 +15,17 @@ use std::time::Duration;
 use opentelemetry::InstrumentationScope;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::Status;
-use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, LogProcessor, SdkLogRecord};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter as _, SpanProcessor};
+use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord};
+use opentelemetry_sdk::trace::{SpanData, SpanProcessor};
 use tokio::sync::Notify;
 
 mod buffer;
+mod h2c;
+mod hpack;
+mod huffman;
+mod otlp;
 use buffer::Buffer;
 
 /// Entries exported per request.
@@ -130,43 +133,14 @@ impl Exporter {
 }
 
 async fn export_loop(shared: Arc<Shared>, endpoint: String, resource: Resource) {
-    // One connection carries spans and logs: a second would double its buffers and tasks.
-    let channel = match tonic::transport::Endpoint::from_shared(endpoint.clone()) {
-        Ok(target) if target.uri().scheme_str() == Some("https") => {
-            tracing::error!(
-                endpoint,
-                "https OTLP endpoints are not supported (no TLS); telemetry is off"
-            );
-            return;
-        }
-        Ok(target) => target.timeout(EXPORT_TIMEOUT).connect_lazy(),
+    let endpoint = match otlp::Endpoint::parse(&endpoint) {
+        Ok(endpoint) => endpoint,
         Err(err) => {
-            tracing::error!(error = %err, endpoint, "invalid OTLP endpoint; telemetry is off");
+            tracing::error!(error = %err, "invalid OTLP endpoint; telemetry is off");
             return;
         }
     };
-    let built = (
-        opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_channel(channel.clone())
-            .with_timeout(EXPORT_TIMEOUT)
-            .build(),
-        opentelemetry_otlp::LogExporter::builder()
-            .with_tonic()
-            .with_channel(channel)
-            .with_timeout(EXPORT_TIMEOUT)
-            .build(),
-    );
-    let (mut span_exporter, mut log_exporter) = match built {
-        (Ok(spans), Ok(logs)) => (spans, logs),
-        (Err(err), _) | (_, Err(err)) => {
-            tracing::error!(error = %err, "cannot build the OTLP exporter; telemetry is off");
-            return;
-        }
-    };
-    span_exporter.set_resource(&resource);
-    log_exporter.set_resource(&resource);
-
+    let mut client = otlp::Client::new(endpoint, &resource, EXPORT_TIMEOUT);
     let mut backoff = BACKOFF_MIN;
     loop {
         let stopping = shared.stopping.load(Ordering::SeqCst);
@@ -182,21 +156,18 @@ async fn export_loop(shared: Arc<Shared>, endpoint: String, resource: Resource) 
         }
         let mut failed = false;
         if !spans.is_empty()
-            && let Err(err) = span_exporter.export(spans.clone()).await
+            && let Err(err) = client.export_spans(spans.clone()).await
         {
             tracing::debug!(error = %err, count = spans.len(), "span export failed; will retry");
             lock(&shared.spans).requeue(spans);
             failed = true;
         }
-        if !logs.is_empty() {
-            let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
-                logs.iter().map(|(record, scope)| (record, scope)).collect();
-            if let Err(err) = log_exporter.export(LogBatch::new(&refs)).await {
-                tracing::debug!(error = %err, count = logs.len(), "log export failed; will retry");
-                drop(refs);
-                lock(&shared.logs).requeue(logs);
-                failed = true;
-            }
+        if !logs.is_empty()
+            && let Err(err) = client.export_logs(&logs).await
+        {
+            tracing::debug!(error = %err, count = logs.len(), "log export failed; will retry");
+            lock(&shared.logs).requeue(logs);
+            failed = true;
         }
         if failed {
             if stopping {
