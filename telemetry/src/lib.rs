@@ -16,6 +16,8 @@
 #![warn(missing_docs)]
 
 mod export;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod ids;
 pub mod journald;
 pub mod log_file;

@@ -82,7 +82,7 @@ fn header_text(headers: &[Header]) -> Vec<String> {
 #[tokio::test]
 async fn a_body_larger_than_the_windows_waits_for_window_updates() {
     let (client, mut server) = pair();
-    let body: Vec<u8> = (0..150_000u32).map(|n| n as u8).collect();
+    let body: Vec<u8> = (0..250_000u32).map(|n| n as u8).collect();
     let expected = body.clone();
     let serve = async move {
         server
@@ -92,6 +92,7 @@ async fn a_body_larger_than_the_windows_waits_for_window_updates() {
         let mut acked = false;
         let mut pinged = false;
         let mut granted = false;
+        let mut regranted = false;
         loop {
             let frame = server.frame().await;
             match frame.kind {
@@ -120,11 +121,20 @@ async fn a_body_larger_than_the_windows_waits_for_window_updates() {
                         server.send(WINDOW_UPDATE, 0, 0, &grant).await;
                         granted = true;
                     }
+                    // Our SETTINGS made the stream window 40 000 - 65 535 + 200 000 after the
+                    // grant: the client stops at 240 000 until the stream gets more.
+                    assert!(received.len() <= 240_000 || regranted, "{}", received.len());
+                    if received.len() == 240_000 {
+                        server
+                            .send(WINDOW_UPDATE, 0, 1, &20_000u32.to_be_bytes())
+                            .await;
+                        regranted = true;
+                    }
                 }
                 other => panic!("unexpected frame type {other}"),
             }
         }
-        assert!(acked && pinged);
+        assert!(acked && pinged && regranted);
         assert_eq!(received, expected);
         server.respond(1, b"ok").await;
         server

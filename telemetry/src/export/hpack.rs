@@ -189,6 +189,7 @@ impl Decoder {
             self.size += size;
             self.table.push_front(header);
         }
+        debug_assert!(self.size <= self.max_size);
     }
 
     /// Evicts the oldest entries until `room` more bytes fit.

@@ -56,10 +56,10 @@ pub(crate) enum EndpointError {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Endpoint {
     /// Host name or address, IPv6 without brackets.
-    host: String,
-    port: u16,
+    pub(super) host: String,
+    pub(super) port: u16,
     /// `HOST:PORT` as given, for `:authority`.
-    authority: String,
+    pub(super) authority: String,
 }
 
 impl Endpoint {
