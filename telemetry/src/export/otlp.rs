@@ -116,7 +116,7 @@ impl Client {
         let request = ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(spans, &self.resource),
         };
-        let body = self.unary(TRACE_PATH, &request.encode_to_vec()).await?;
+        let body = self.unary(TRACE_PATH, &grpc_frame(&request)).await?;
         let response = ExportTraceServiceResponse::decode(body.as_slice())
             .map_err(|_| ExportError::Message("ExportTraceServiceResponse"))?;
         if let Some(partial) = response.partial_success
@@ -140,7 +140,7 @@ impl Client {
         let request = ExportLogsServiceRequest {
             resource_logs: group_logs_by_resource_and_scope(&LogBatch::new(&refs), &self.resource),
         };
-        let body = self.unary(LOGS_PATH, &request.encode_to_vec()).await?;
+        let body = self.unary(LOGS_PATH, &grpc_frame(&request)).await?;
         let response = ExportLogsServiceResponse::decode(body.as_slice())
             .map_err(|_| ExportError::Message("ExportLogsServiceResponse"))?;
         if let Some(partial) = response.partial_success
@@ -155,8 +155,8 @@ impl Client {
         Ok(())
     }
 
-    /// One gRPC call within the timeout; returns the response message. The connection is
-    /// dropped after any failure, since its state is then unknown.
+    /// One gRPC call with a framed `message` within the timeout; returns the response message.
+    /// The connection is dropped after any failure, since its state is then unknown.
     async fn unary(&mut self, path: &str, message: &[u8]) -> Result<Vec<u8>, ExportError> {
         let timeout = self.timeout;
         let call = async {
@@ -165,10 +165,7 @@ impl Client {
                 _ => self.connect().await?,
             };
             let response = connection
-                .request(
-                    &request_headers(path, &self.endpoint.authority),
-                    &grpc_frame(message),
-                )
+                .request(&request_headers(path, &self.endpoint.authority), message)
                 .await?;
             Ok::<_, ExportError>((connection, response))
         };
@@ -207,12 +204,13 @@ fn request_headers(path: &str, authority: &str) -> Vec<u8> {
     block
 }
 
-/// A gRPC length-prefixed message, uncompressed.
-fn grpc_frame(message: &[u8]) -> Vec<u8> {
-    let mut framed = Vec::with_capacity(5 + message.len());
+/// `message` as a gRPC length-prefixed message, uncompressed, encoded in place after its prefix.
+fn grpc_frame(message: &impl prost::Message) -> Vec<u8> {
+    let length = message.encoded_len();
+    let mut framed = Vec::with_capacity(5 + length);
     framed.push(0);
-    framed.extend((message.len() as u32).to_be_bytes());
-    framed.extend_from_slice(message);
+    framed.extend((length as u32).to_be_bytes());
+    message.encode_raw(&mut framed);
     framed
 }
 

@@ -111,5 +111,9 @@ fn request_headers_are_what_a_grpc_server_expects() {
         ]
     );
     assert!(text[6].starts_with("user-agent: conmon-telemetry/"));
-    assert_eq!(grpc_frame(&[7, 7]), [0, 0, 0, 0, 2, 7, 7]);
+    let partial = opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess {
+        rejected_spans: 1,
+        error_message: String::new(),
+    };
+    assert_eq!(grpc_frame(&partial), [0, 0, 0, 0, 2, 8, 1]);
 }
