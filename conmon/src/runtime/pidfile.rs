@@ -34,9 +34,14 @@ impl ExecPidfile {
         &self.0
     }
 
-    /// Reads the PID and removes the file.
+    /// Reads the PID; the file is removed by a task of its own, which runs once the caller
+    /// yields. Removing it truncates an inode (~0.1 ms on a disk filesystem), which an
+    /// exec-sync's reply need not wait for; if the task never runs, dropping it removes the file.
+    /// Must be called on a `LocalSet`.
     pub(crate) fn take(self) -> Result<u32, MonitorError> {
-        read(&self.0)
+        let pid = read(&self.0);
+        tokio::task::spawn_local(async move { drop(self) });
+        pid
     }
 }
 
@@ -51,12 +56,27 @@ impl Drop for ExecPidfile {
 mod tests {
     use super::*;
 
-    #[test]
-    fn exec_pidfile_is_read_once_and_removed() -> Result<(), Box<dyn std::error::Error>> {
+    #[tokio::test]
+    async fn exec_pidfile_is_read_once_and_removed_after_the_caller_yields()
+    -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("exec-0.pid");
         std::fs::write(&path, " 42\n")?;
-        assert_eq!(ExecPidfile::new(path.clone()).take()?, 42);
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                assert_eq!(ExecPidfile::new(path.clone()).take()?, 42);
+                assert!(path.exists(), "removed before the caller yielded");
+                tokio::task::yield_now().await;
+                assert!(!path.exists());
+                Ok::<_, MonitorError>(())
+            })
+            .await?;
+        // A removal that never ran (the monitor stopping) still removes the file.
+        std::fs::write(&path, "43")?;
+        let stopping = tokio::task::LocalSet::new();
+        stopping.run_until(async { ExecPidfile::new(path.clone()).take() }).await?;
+        drop(stopping);
         assert!(!path.exists());
         Ok(())
     }
