@@ -75,7 +75,9 @@ mod tests {
         // A removal that never ran (the monitor stopping) still removes the file.
         std::fs::write(&path, "43")?;
         let stopping = tokio::task::LocalSet::new();
-        stopping.run_until(async { ExecPidfile::new(path.clone()).take() }).await?;
+        stopping
+            .run_until(async { ExecPidfile::new(path.clone()).take() })
+            .await?;
         drop(stopping);
         assert!(!path.exists());
         Ok(())
