@@ -2,10 +2,11 @@
 //!
 //! Finished spans and log records go into bounded in-memory buffers (the RPC thread only takes
 //! a mutex and pushes). A dedicated thread, with its own single-threaded runtime, exports them
-//! in batches over gRPC (OTLP), with a small HTTP/2 client of its own (`h2c`). When the collector is unreachable a failed batch goes back to the front
-//! of its buffer and the export is retried with exponential backoff, so spans produced during an
-//! outage arrive once the collector is back. When a buffer is full the oldest entries are
-//! dropped and counted; the count is logged.
+//! in batches over OTLP gRPC (`otlp`, on a small HTTP/2 client of our own, `h2c`). When the
+//! collector is unreachable a failed batch goes back to the front of its buffer and the export
+//! is retried with exponential backoff, so spans produced during an outage arrive once the
+//! collector is back. When a buffer is full the oldest entries are dropped and counted; the
+//! count is logged.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -66,19 +66,6 @@ fn pair() -> (DuplexStream, Server) {
     (client, Server(server))
 }
 
-fn header_text(headers: &[Header]) -> Vec<String> {
-    headers
-        .iter()
-        .map(|(n, v)| {
-            format!(
-                "{}: {}",
-                String::from_utf8_lossy(n),
-                String::from_utf8_lossy(v)
-            )
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_body_larger_than_the_windows_waits_for_window_updates() {
     let (client, mut server) = pair();
@@ -145,8 +132,8 @@ async fn a_body_larger_than_the_windows_waits_for_window_updates() {
         (connection, response)
     };
     let (_server, (connection, response)) = bounded(async { tokio::join!(serve, request) }).await;
-    assert_eq!(header_text(&response.headers), [":status: 200"]);
-    assert_eq!(header_text(&response.trailers), ["grpc-status: 0"]);
+    assert_eq!(hpack::header_lines(&response.headers), [":status: 200"]);
+    assert_eq!(hpack::header_lines(&response.trailers), ["grpc-status: 0"]);
     assert_eq!(response.body, b"ok");
     assert!(connection.is_open());
     assert_eq!(connection.next_stream, 3);
@@ -177,7 +164,7 @@ async fn padding_priority_and_continuation_are_read() {
     };
     let (_server, response) = bounded(async { tokio::join!(serve, request) }).await;
     assert_eq!(
-        header_text(&response.headers),
+        hpack::header_lines(&response.headers),
         [":status: 200", "content-type: application/grpc"]
     );
     assert_eq!(response.body, b"hi");
@@ -299,6 +286,6 @@ async fn frames_of_other_streams_are_skipped_but_their_headers_decoded() {
         (HEADERS, END_HEADERS | END_STREAM, 1, vec![0xbe]),
     ];
     let response = request_answered_by(frames).await.unwrap();
-    assert_eq!(header_text(&response.trailers), ["grpc-status: 0"]);
+    assert_eq!(hpack::header_lines(&response.trailers), ["grpc-status: 0"]);
     assert!(response.body.is_empty());
 }

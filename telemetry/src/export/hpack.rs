@@ -284,6 +284,21 @@ fn encode_integer(out: &mut Vec<u8>, flags: u8, prefix: u8, mut value: usize) {
     out.push(value as u8);
 }
 
+/// Headers as `name: value` lines, for tests to compare.
+#[cfg(test)]
+pub(super) fn header_lines(headers: &[Header]) -> Vec<String> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "{}: {}",
+                String::from_utf8_lossy(name),
+                String::from_utf8_lossy(value)
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 #[path = "hpack_tests.rs"]
 mod tests;

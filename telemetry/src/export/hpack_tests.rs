@@ -8,19 +8,6 @@ fn hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
-fn text(headers: &[Header]) -> Vec<String> {
-    headers
-        .iter()
-        .map(|(name, value)| {
-            format!(
-                "{}: {}",
-                String::from_utf8_lossy(name),
-                String::from_utf8_lossy(value)
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn decodes_rfc_7541_c3_requests_with_the_dynamic_table() {
     let mut decoder = Decoder::new();
@@ -28,7 +15,7 @@ fn decodes_rfc_7541_c3_requests_with_the_dynamic_table() {
         .decode(&hex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d"))
         .unwrap();
     assert_eq!(
-        text(&first),
+        header_lines(&first),
         [
             ":method: GET",
             ":scheme: http",
@@ -41,7 +28,7 @@ fn decodes_rfc_7541_c3_requests_with_the_dynamic_table() {
         .decode(&hex("8286 84be 5808 6e6f 2d63 6163 6865"))
         .unwrap();
     assert_eq!(
-        text(&second)[3..],
+        header_lines(&second)[3..],
         [":authority: www.example.com", "cache-control: no-cache"]
     );
     assert_eq!(decoder.size, 110);
@@ -51,7 +38,7 @@ fn decodes_rfc_7541_c3_requests_with_the_dynamic_table() {
         ))
         .unwrap();
     assert_eq!(
-        text(&third),
+        header_lines(&third),
         [
             ":method: GET",
             ":scheme: https",
@@ -72,7 +59,7 @@ fn decodes_huffman_coded_literals() {
          86a0d34e94d727",
     );
     assert_eq!(
-        text(&Decoder::new().decode(&wire).unwrap()),
+        header_lines(&Decoder::new().decode(&wire).unwrap()),
         [
             ":status: 301",
             "location: http://www.linkedin.com/",
@@ -95,7 +82,7 @@ fn size_updates_evict_and_bound_the_table() {
     decoder.decode(&hex("5808 6e6f 2d63 6163 6865")).unwrap();
     assert_eq!(decoder.size, 53);
     assert_eq!(
-        text(&decoder.decode(&[0xbe]).unwrap()),
+        header_lines(&decoder.decode(&[0xbe]).unwrap()),
         ["cache-control: no-cache"]
     );
     assert_eq!(decoder.decode(&[0xbf]), Err(HpackError::Index(63)));
@@ -158,7 +145,7 @@ fn encoded_literals_decode_back() {
     encode_literal(&mut block, 0, "x-long", &"y".repeat(300));
     let headers = Decoder::new().decode(&block).unwrap();
     assert_eq!(
-        text(&headers)[..3],
+        header_lines(&headers)[..3],
         [
             ":method: POST",
             ":path: /opentelemetry.proto.collector.trace.v1.TraceService/Export",

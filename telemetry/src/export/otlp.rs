@@ -17,7 +17,6 @@ use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_sc
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{LogBatch, SdkLogRecord};
 use opentelemetry_sdk::trace::SpanData;
-use prost::Message as _;
 use tokio::net::TcpStream;
 
 use super::h2c::{Connection, H2Error, Response};
@@ -39,7 +38,7 @@ pub(crate) enum ExportError {
     Grpc { code: String, message: String },
     #[error("response without a gRPC status")]
     NoGrpcStatus,
-    #[error("malformed response message: {0}")]
+    #[error("malformed response: {0}")]
     Message(&'static str),
 }
 
@@ -116,17 +115,9 @@ impl Client {
         let request = ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(spans, &self.resource),
         };
-        let body = self.unary(TRACE_PATH, &grpc_frame(&request)).await?;
-        let response = ExportTraceServiceResponse::decode(body.as_slice())
-            .map_err(|_| ExportError::Message("ExportTraceServiceResponse"))?;
-        if let Some(partial) = response.partial_success
-            && partial.rejected_spans > 0
-        {
-            tracing::warn!(
-                rejected = partial.rejected_spans,
-                reason = partial.error_message,
-                "the collector rejected spans"
-            );
+        let response: ExportTraceServiceResponse = self.call(TRACE_PATH, &request).await?;
+        if let Some(partial) = response.partial_success {
+            report_rejected("spans", partial.rejected_spans, &partial.error_message);
         }
         Ok(())
     }
@@ -140,19 +131,25 @@ impl Client {
         let request = ExportLogsServiceRequest {
             resource_logs: group_logs_by_resource_and_scope(&LogBatch::new(&refs), &self.resource),
         };
-        let body = self.unary(LOGS_PATH, &grpc_frame(&request)).await?;
-        let response = ExportLogsServiceResponse::decode(body.as_slice())
-            .map_err(|_| ExportError::Message("ExportLogsServiceResponse"))?;
-        if let Some(partial) = response.partial_success
-            && partial.rejected_log_records > 0
-        {
-            tracing::warn!(
-                rejected = partial.rejected_log_records,
-                reason = partial.error_message,
-                "the collector rejected log records"
+        let response: ExportLogsServiceResponse = self.call(LOGS_PATH, &request).await?;
+        if let Some(partial) = response.partial_success {
+            report_rejected(
+                "log records",
+                partial.rejected_log_records,
+                &partial.error_message,
             );
         }
         Ok(())
+    }
+
+    /// A unary call of method `path` with `request`; decodes the response message.
+    async fn call<R: prost::Message + Default>(
+        &mut self,
+        path: &'static str,
+        request: &impl prost::Message,
+    ) -> Result<R, ExportError> {
+        let body = self.unary(path, &grpc_frame(request)).await?;
+        R::decode(body.as_slice()).map_err(|_| ExportError::Message(path))
     }
 
     /// One gRPC call with a framed `message` within the timeout; returns the response message.
@@ -183,6 +180,13 @@ impl Client {
         // Requests are small frames written in turn: Nagle's algorithm would hold them back.
         stream.set_nodelay(true).map_err(H2Error::Io)?;
         Ok(Connection::handshake(stream).await?)
+    }
+}
+
+/// Logs what a collector's partial success says it dropped (the entries are lost).
+fn report_rejected(kind: &'static str, rejected: i64, reason: &str) {
+    if rejected > 0 {
+        tracing::warn!(rejected, kind, reason, "the collector rejected telemetry");
     }
 }
 
