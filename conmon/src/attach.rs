@@ -71,7 +71,7 @@ pub(crate) fn serve_socket(
 }
 
 /// Binds the attach socket (owner-only), replacing a stale one at `path`.
-fn bind_socket(path: &Path) -> io::Result<AsyncFd<File>> {
+pub(crate) fn bind_socket(path: &Path) -> io::Result<AsyncFd<File>> {
     use std::os::unix::fs::PermissionsExt as _;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -87,7 +87,7 @@ fn bind_socket(path: &Path) -> io::Result<AsyncFd<File>> {
 
 /// Waits for the next client of the attach socket and accepts it, non-blocking like the
 /// listener.
-async fn accept(listener: &AsyncFd<File>) -> io::Result<OwnedFd> {
+pub(crate) async fn accept(listener: &AsyncFd<File>) -> io::Result<OwnedFd> {
     loop {
         let mut ready = listener.readable().await?;
         match SockRef::from(listener.get_ref()).accept() {

@@ -40,9 +40,18 @@ pub enum MonitorError {
     /// A request field is missing or malformed.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    /// The feature exists in the protocol but not (yet) in this monitor.
-    #[error("not implemented: {0}")]
-    NotImplemented(&'static str),
+    /// The fd socket could not be started.
+    #[error("start the fd socket at {}", path.display())]
+    FdSocket {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `createNamespaces` failed.
+    #[error(transparent)]
+    Namespaces(#[from] crate::namespaces::NamespaceError),
     /// A log driver could not be set up or reopened.
     #[error(transparent)]
     Log(#[from] LogError),

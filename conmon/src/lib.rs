@@ -22,12 +22,14 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod exec;
+mod fd_socket;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 mod gate;
 mod io_hub;
 pub mod logs;
 pub mod monitor;
+mod namespaces;
 mod oom;
 pub mod reaper;
 pub mod rpc;

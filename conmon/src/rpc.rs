@@ -10,7 +10,8 @@ use capnp::capability::Rc as CapRc;
 use conmon_proto::conmon;
 use conmon_proto::layout::{self, Incoming};
 use conmon_proto::types::{
-    Attach, CreateContainer, ExecSync, ServeAttach, ServeExec, ServePortForward, WindowSize,
+    Attach, CreateContainer, CreateNamespaces, ExecSync, ServeAttach, ServeExec, ServePortForward,
+    WindowSize,
 };
 use futures::FutureExt as _;
 use tracing::Instrument as _;
@@ -36,10 +37,7 @@ impl RpcServer {
 }
 
 fn to_capnp(err: MonitorError) -> capnp::Error {
-    match err {
-        MonitorError::NotImplemented(_) => capnp::Error::unimplemented(err.to_string()),
-        err => capnp::Error::failed(error_chain(&err)),
-    }
+    capnp::Error::failed(error_chain(&err))
 }
 
 /// The container a request is about, if it names one, for its span.
@@ -141,20 +139,6 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
     }
 }
 
-fn not_implemented<'a, R>(method: &'static str, incoming: &'a Incoming<'_>) -> capnp::Error
-where
-    R: layout::Request<'a> + TracedRequest,
-{
-    let span = match rpc_span::<R>(method, incoming) {
-        Ok((span, _)) => span,
-        Err(err) => return err,
-    };
-    let _entered = span.enter();
-    let message = format!("not implemented: {method} is not supported by this conmond yet");
-    tracing::error!("{message}");
-    capnp::Error::unimplemented(message)
-}
-
 impl conmon::Server for RpcServer {
     async fn version(
         self: CapRc<Self>,
@@ -247,26 +231,38 @@ impl conmon::Server for RpcServer {
     async fn create_namespaces(
         self: CapRc<Self>,
         params: conmon::CreateNamespacesParams,
-        _: conmon::CreateNamespacesResults,
+        mut results: conmon::CreateNamespacesResults,
     ) -> Result<(), capnp::Error> {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
-        Err(not_implemented::<
-            conmon::create_namespaces_request::Reader<'_>,
-        >("createNamespaces", &incoming))
+        let (span, request) = rpc_span("createNamespaces", &incoming)?;
+        let request = CreateNamespaces::read(request)?;
+        let namespaces = traced(span, self.monitor.create_namespaces(request)).await?;
+        let mut list = results
+            .get()
+            .init_response()
+            .init_namespaces(u32::try_from(namespaces.len()).unwrap_or(u32::MAX));
+        for (i, (namespace, path)) in (0u32..).zip(&namespaces) {
+            let mut entry = list.reborrow().get(i);
+            entry.set_type(namespace.to_wire());
+            entry.set_path(path.to_string_lossy().as_ref());
+        }
+        Ok(())
     }
 
     async fn start_fd_socket(
         self: CapRc<Self>,
         params: conmon::StartFdSocketParams,
-        _: conmon::StartFdSocketResults,
+        mut results: conmon::StartFdSocketResults,
     ) -> Result<(), capnp::Error> {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
-        Err(
-            not_implemented::<conmon::start_fd_socket_request::Reader<'_>>(
-                "startFdSocket",
-                &incoming,
-            ),
-        )
+        let (span, _) =
+            rpc_span::<conmon::start_fd_socket_request::Reader<'_>>("startFdSocket", &incoming)?;
+        let path = traced(span, async { self.monitor.start_fd_socket() }).await?;
+        results
+            .get()
+            .init_response()
+            .set_path(path.to_string_lossy().as_ref());
+        Ok(())
     }
 
     async fn serve_exec_container(

@@ -10,6 +10,14 @@
 use std::io;
 use std::os::fd::{AsFd as _, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+mod fds;
+mod namespace;
+pub(crate) use fds::{Received, map_fds_at_exec, recv_fd, recv_with_fds};
+pub(crate) use namespace::{
+    HolderMessage, HolderPlan, HolderStep, RECORD_LEN, bind_mount, seqpacket_pair,
+    spawn_namespace_holder, unmount,
+};
+
 /// Which side of a [`fork`] the caller is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ForkResult {
@@ -252,85 +260,6 @@ pub(crate) fn kill(pid: u32, signal: i32) -> io::Result<()> {
 pub(crate) fn set_umask(mask: u32) -> u32 {
     // SAFETY: umask only swaps an integer attribute of the process and cannot fail.
     unsafe { libc::umask(mask) }
-}
-
-/// Receives one file descriptor sent with SCM_RIGHTS on a connected Unix stream socket (how
-/// runc hands over a terminal's master through `--console-socket`). Every descriptor that
-/// arrives is owned at once, so none leaks: a message with more than one, or whose control data
-/// was truncated, is an error and closes what did arrive.
-pub(crate) fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    let mut data = [0u8; 64];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    // Room for a few descriptors, so that a sender of more is told apart from a truncation;
-    // u64 elements give the alignment cmsghdr requires.
-    let mut control = [0u64; 8];
-    // SAFETY: msghdr is plain old data; zeroed is a valid empty header.
-    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
-    header.msg_iov = &mut iov;
-    header.msg_iovlen = 1;
-    header.msg_control = control.as_mut_ptr().cast();
-    header.msg_controllen = std::mem::size_of_val(&control);
-    // SAFETY: header points at live buffers (iov, control) sized as declared above.
-    let received =
-        unsafe { libc::recvmsg(socket.as_raw_fd(), &mut header, libc::MSG_CMSG_CLOEXEC) };
-    if received == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut fds = received_fds(&header);
-    if header.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "control message truncated: more descriptors were sent than expected",
-        ));
-    }
-    match (fds.pop(), fds.is_empty()) {
-        (Some(fd), true) => Ok(fd),
-        (None, _) => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "no file descriptor received",
-        )),
-        (Some(_), false) => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "more than one file descriptor received",
-        )),
-    }
-}
-
-/// Takes ownership of every descriptor in the SCM_RIGHTS messages of `header`, which recvmsg
-/// filled.
-fn received_fds(header: &libc::msghdr) -> Vec<OwnedFd> {
-    let mut fds = Vec::new();
-    // SAFETY: header was filled by recvmsg; CMSG_FIRSTHDR only reads its control fields.
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(header) };
-    while !cmsg.is_null() {
-        // SAFETY: cmsg is non-null and points at a header inside the control buffer.
-        let message = unsafe { &*cmsg };
-        if message.cmsg_level == libc::SOL_SOCKET && message.cmsg_type == libc::SCM_RIGHTS {
-            // SAFETY: CMSG_LEN only computes the header's size plus 0.
-            let header_len = unsafe { libc::CMSG_LEN(0) } as usize;
-            let count =
-                message.cmsg_len.saturating_sub(header_len) / std::mem::size_of::<libc::c_int>();
-            // SAFETY: cmsg is a valid SCM_RIGHTS header; CMSG_DATA only computes the address
-            // of its payload.
-            let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
-            for index in 0..count {
-                // SAFETY: `index < count`, so the offset stays inside the payload.
-                let slot = unsafe { data.add(index) };
-                // SAFETY: `slot` points at one of the payload's ints, possibly unaligned.
-                let fd = unsafe { std::ptr::read_unaligned(slot) };
-                // SAFETY: the kernel just installed `fd` in this process for us; nobody else
-                // owns it.
-                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        }
-        // SAFETY: both point into the buffer recvmsg filled; CMSG_NXTHDR bounds-checks
-        // against the header's control length and returns null past the end.
-        cmsg = unsafe { libc::CMSG_NXTHDR(header, cmsg) };
-    }
-    fds
 }
 
 /// Sets a terminal's window size (the kernel then sends SIGWINCH to its foreground group).

@@ -125,6 +125,7 @@ fn requests(dir: &Path) -> Result<(), Box<dyn Error>> {
             gid_mappings: vec!["0 200000 65536".into()],
             base_path: "/var/run".into(),
             pod_id: "pod1".into(),
+            sysctls: Default::default(),
         }
         .write(r)?
     );

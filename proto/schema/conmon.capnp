@@ -145,6 +145,12 @@ interface Conmon {
         basePath @4 :Text;
         podId @5 :Text;
         metadata @6 :Metadata;
+        # Appended by conmond (not in conmon-rs): namespaced sysctls to set in the new namespaces
+        # (`net.*` needs net, `kernel.shm*`/`kernel.msg*`/`kernel.sem`/`fs.mqueue.*` ipc,
+        # `kernel.hostname`/`kernel.domainname` uts). A client sending them must also send
+        # `namespaces` (an empty list if need be): a request whose slot 0 is null and that has one
+        # pointer more than conmon-rs v1.0's is read in the pre-1.0 layout.
+        sysctls @7 :TextTextMap;
     }
 
     enum Namespace {

@@ -54,15 +54,19 @@ pub trait Request<'a>: From<StructReader<'a>> + IntoInternalStructReader<'a> {
     /// The pointer slot the old layout's `metadataOld` was inserted before, in v1.0's
     /// numbering; `None` for requests whose layout did not change.
     const LEGACY_SLOT: Option<u32>;
+    /// v1.0's pointer count, which this crate's schema may exceed with appended fields.
+    const V1_0_POINTERS: u16 = Self::SIZE.pointers;
 }
 
 macro_rules! requests {
-    ($($request:ident: metadata $metadata:literal, legacy $legacy:expr;)*) => {$(
+    ($($request:ident: metadata $metadata:literal, legacy $legacy:expr
+        $(, v1_0_pointers $pointers:literal)?;)*) => {$(
         impl<'a> Request<'a> for conmon::$request::Reader<'a> {
             const SIZE: StructSize =
                 <conmon::$request::Builder<'static> as HasStructSize>::STRUCT_SIZE;
             const METADATA_SLOT: u32 = $metadata;
             const LEGACY_SLOT: Option<u32> = $legacy;
+            $(const V1_0_POINTERS: u16 = $pointers;)?
         }
     )*};
 }
@@ -74,7 +78,8 @@ requests! {
     attach_request: metadata 3, legacy Some(3);
     reopen_log_request: metadata 1, legacy Some(1);
     set_window_size_request: metadata 1, legacy Some(1);
-    create_namespaces_request: metadata 5, legacy Some(0);
+    // conmond appended `sysctls`.
+    create_namespaces_request: metadata 5, legacy Some(0), v1_0_pointers 6;
     start_fd_socket_request: metadata 0, legacy None;
     serve_exec_container_request: metadata 0, legacy None;
     serve_attach_container_request: metadata 0, legacy None;
@@ -121,7 +126,7 @@ impl<'a> Incoming<'a> {
         let Some(slot) = R::LEGACY_SLOT else {
             return Ok(incoming);
         };
-        if let Some(carrier) = legacy_carrier(wire, slot, R::SIZE.pointers) {
+        if let Some(carrier) = legacy_carrier(wire, slot, R::V1_0_POINTERS) {
             incoming.layout = Layout::V0_6;
             incoming.legacy_carrier = carrier.to_vec();
             incoming.view = View::Copied(without_slot(wire, slot, R::SIZE)?);

@@ -46,7 +46,17 @@ fn old_layout(
     metadata_old: Option<&[u8]>,
 ) -> Builder<HeapAllocator> {
     let source = v1.get_root_as_reader::<RawStruct<'_>>().unwrap().0;
-    let size = pointer_count(source);
+    old_layout_of(v1, slot, metadata_old, pointer_count(source))
+}
+
+/// [`old_layout`] of only the first `size` pointers of `v1` (those conmon-rs v1.0 had).
+fn old_layout_of(
+    v1: &Builder<HeapAllocator>,
+    slot: u32,
+    metadata_old: Option<&[u8]>,
+    size: u16,
+) -> Builder<HeapAllocator> {
+    let source = v1.get_root_as_reader::<RawStruct<'_>>().unwrap().0;
     let data_words = 2; // enough for every request here; unused words stay zero
     let mut message = Builder::new_default();
     let mut target = message
@@ -190,11 +200,13 @@ fn old_create_namespaces_has_metadata_old_first() {
         gid_mappings: vec![],
         base_path: PathBuf::from("/ns"),
         pod_id: "pod".into(),
+        sysctls: BTreeMap::new(),
     };
     let mut v1 = Builder::new_default();
     namespaces.write(v1.init_root()).unwrap();
     for metadata_old in [None, Some(&b"{}"[..])] {
-        let old = old_layout(&v1, 0, metadata_old);
+        // conmon-rs v0.6's struct: v1.0's six pointers plus `metadataOld`, without `sysctls`.
+        let old = old_layout_of(&v1, 0, metadata_old, 6);
         let request = old
             .get_root_as_reader::<conmon::create_namespaces_request::Reader<'_>>()
             .unwrap();
@@ -209,6 +221,26 @@ fn old_create_namespaces_has_metadata_old_first() {
         .get_root_as_reader::<conmon::create_namespaces_request::Reader<'_>>()
         .unwrap();
     assert_eq!(Incoming::new(request).unwrap().layout(), Layout::V1_0);
+}
+
+#[test]
+fn create_namespaces_with_sysctls_and_no_namespaces_is_v1_0() {
+    let namespaces = CreateNamespaces {
+        pod_id: "pod".into(),
+        sysctls: BTreeMap::from([("net.ipv4.ip_forward".into(), "1".into())]),
+        ..CreateNamespaces::default()
+    };
+    let mut v1 = Builder::new_default();
+    namespaces.write(v1.init_root()).unwrap();
+    let request = v1
+        .get_root_as_reader::<conmon::create_namespaces_request::Reader<'_>>()
+        .unwrap();
+    let incoming = Incoming::new(request).unwrap();
+    assert_eq!(incoming.layout(), Layout::V1_0);
+    assert_eq!(
+        CreateNamespaces::read(incoming.request().unwrap()).unwrap(),
+        namespaces
+    );
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub mod conmon_oci;
 pub mod cri_log;
 pub mod engine;
 pub mod error;
+pub mod fd_socket;
 pub mod handle;
 pub mod monitor;
 mod poll;

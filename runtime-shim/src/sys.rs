@@ -1,4 +1,4 @@
-//! The runtime-shim's only unsafe code: signalling monitor processes.
+//! The runtime-shim's only unsafe code: signalling monitor processes and passing descriptors.
 #![allow(
     unsafe_code,
     reason = "this module is the crate's inventory of unsafe code"
@@ -20,4 +20,61 @@ pub(crate) fn kill(pid: u32, signal: i32) -> io::Result<bool> {
     } else {
         Err(err)
     }
+}
+
+/// Sends `data` with `fds` attached as one SCM_RIGHTS message on a connected Unix socket.
+pub(crate) fn send_with_fds(
+    socket: std::os::fd::BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let raw: Vec<libc::c_int> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let payload = std::mem::size_of_val(raw.as_slice());
+    let payload = u32::try_from(payload).map_err(|_| io::Error::other("too many descriptors"))?;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
+    // u64 elements give the alignment cmsghdr requires.
+    let mut control = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain old data; zeroed is a valid empty header.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_iov = &mut iov;
+    header.msg_iovlen = 1;
+    if !raw.is_empty() {
+        header.msg_control = control.as_mut_ptr().cast();
+        header.msg_controllen = space;
+        // SAFETY: the header's control buffer is set and non-empty; CMSG_FIRSTHDR only
+        // computes its first header's address.
+        let cmsg = unsafe { libc::CMSG_FIRSTHDR(&header) };
+        // SAFETY: CMSG_LEN only computes a size.
+        let cmsg_len = unsafe { libc::CMSG_LEN(payload) } as usize;
+        // SAFETY: the buffer holds CMSG_SPACE(payload) bytes, so the first header fits, and
+        // the u64 elements align it.
+        let first = unsafe { &mut *cmsg };
+        first.cmsg_level = libc::SOL_SOCKET;
+        first.cmsg_type = libc::SCM_RIGHTS;
+        first.cmsg_len = cmsg_len;
+        // SAFETY: CMSG_DATA only computes the payload's address, inside the buffer.
+        let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
+        // SAFETY: the payload has room for `raw.len()` ints (CMSG_SPACE(payload)); the
+        // regions do not overlap; the buffer may not align ints, so copy bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                raw.as_ptr().cast::<u8>(),
+                data.cast::<u8>(),
+                std::mem::size_of_val(raw.as_slice()),
+            );
+        }
+    }
+    // SAFETY: the header points at `data` (only read) and the control buffer built above; the
+    // descriptors are borrowed, so open for the call.
+    let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &header, libc::MSG_NOSIGNAL) };
+    if sent == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

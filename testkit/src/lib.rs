@@ -22,8 +22,8 @@ pub use shim::{ShimEnv, shim_binary};
 pub use conmon_telemetry::receiver as otlp;
 pub use runtime_shim::attach::{AttachSocket, Packet};
 pub use runtime_shim::client::{
-    Attach, CgroupManager, CreateContainer, ExecSync, LogDriver, LogFormat, MonitorClient,
-    ServeAttach, ServeExec, WindowSize,
+    Attach, CgroupManager, CreateContainer, CreateNamespaces, ExecSync, LogDriver, LogFormat,
+    MonitorClient, Namespace, ServeAttach, ServeExec, WindowSize,
 };
 
 /// The runtime the tests drive.
@@ -106,7 +106,8 @@ pub fn runc_list(root: &Path) -> Result<Vec<String>> {
 }
 
 /// Leaves nothing behind a test: kills every process whose command line mentions `dir` (its
-/// monitors), then deletes every container runc knows under `runc_root`.
+/// monitors), deletes every container runc knows under `runc_root`, and detaches mounts left
+/// under `dir` (pinned namespaces of a monitor that failed to clean up).
 pub fn teardown(dir: &Path, runc_root: &Path) {
     // Monitors first, so they do not race the deletes below.
     for pid in processes_mentioning(&dir.display().to_string()) {
@@ -120,6 +121,12 @@ pub fn teardown(dir: &Path, runc_root: &Path) {
             .arg(runc_root)
             .args(["delete", "--force", &id])
             .status();
+    }
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for mount_point in table.lines().filter_map(|line| line.split(' ').nth(4)) {
+        if Path::new(mount_point).starts_with(dir) {
+            let _ = Command::new("umount").args(["-l", mount_point]).status();
+        }
     }
 }
 

@@ -14,15 +14,13 @@
 // The streaming URLs (Serve* RPCs, v1.0 only) are driven with Kubernetes' own websocket
 // client, client-go's remotecommand executor.
 //
-// Every RPC conmond does not implement yet must answer with an error containing
-// "not implemented"; such calls print "PENDING <CallName>: not implemented by
-// conmond yet". Once conmond implements one and the call succeeds, its subtest
-// still passes (and prints "IMPLEMENTED <CallName>").
+// Every RPC of the protocol is called, CreateNamespaces and StartFdSocket included.
 package interop
 
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -40,31 +38,6 @@ import (
 // conmond reports (v0.6.6 sends createNamespaces only to 0.5.0 or later). If it
 // succeeds, conmond has implemented it and the subtest passes so long as success
 // checks whatever the call returned.
-func pending(t *testing.T, call string, err error, onSuccess func() error) {
-	t.Helper()
-	switch {
-	case err == nil:
-		if onSuccess != nil {
-			if err := onSuccess(); err != nil {
-				t.Fatalf("%s succeeded but returned a bad result: %v", call, err)
-			}
-		}
-		msg := fmt.Sprintf("IMPLEMENTED %s: conmond answered it successfully", call)
-		fmt.Println(msg)
-		t.Log(msg)
-	case strings.Contains(err.Error(), "not implemented"):
-		msg := fmt.Sprintf("PENDING %s: not implemented by conmond yet", call)
-		fmt.Println(msg)
-		t.Logf("%s (error: %v)", msg, err)
-	case errors.Is(err, client.ErrUnsupported):
-		msg := fmt.Sprintf("PENDING %s: the %s client refuses to send it to this conmond: %v", call, clientVersion, err)
-		fmt.Println(msg)
-		t.Log(msg)
-	default:
-		t.Fatalf("%s failed with an error that is not \"not implemented\": %v", call, err)
-	}
-}
-
 func TestConmond(t *testing.T) {
 	e := requirements(t)
 
@@ -307,38 +280,95 @@ func TestConmond(t *testing.T) {
 			t.Fatalf("resize of a container without terminal: want a \"has no terminal\" error, got %v", err)
 		}
 	})
-	// Calls conmond does not implement yet.
+	// Pins removed at shutdown (checked in the Shutdown step).
+	var pins []string
 	check("CreateNamespaces", func(t *testing.T) {
 		ctx, cancel := rpcCtx()
 		defer cancel()
 		nsDir := filepath.Join(e.tmp, "ns")
+		podID := fmt.Sprintf("interop-%d-pod", os.Getpid())
+		requested := map[client.Namespace]bool{client.NamespaceIPC: true, client.NamespaceUTS: true}
 		res, err := cl.CreateNamespaces(ctx, &client.CreateNamespacesConfig{
 			Namespaces: []client.Namespace{client.NamespaceIPC, client.NamespaceUTS},
 			BasePath:   nsDir,
-			PodID:      fmt.Sprintf("interop-%d-pod", os.Getpid()),
+			PodID:      podID,
 		})
-		pending(t, "CreateNamespaces", err, func() error {
-			for _, ns := range res.Namespaces {
-				_ = unix.Unmount(ns.Path, unix.MNT_DETACH)
+		if err != nil {
+			t.Fatalf("CreateNamespaces: %v", err)
+		}
+		order := []client.Namespace{client.NamespaceIPC, client.NamespacePID, client.NamespaceNet, client.NamespaceUser, client.NamespaceUTS}
+		names := []string{"ipc", "pid", "net", "user", "uts"}
+		if len(res.Namespaces) != len(order) {
+			t.Fatalf("CreateNamespaces answered %d namespaces, want all 5", len(res.Namespaces))
+		}
+		for i, ns := range res.Namespaces {
+			want := filepath.Join(nsDir, names[i]+"ns", podID)
+			if ns.Type != order[i] || ns.Path != want {
+				t.Fatalf("namespace %d: got %v at %s, want %v at %s", i, ns.Type, ns.Path, order[i], want)
 			}
-			if len(res.Namespaces) == 0 {
-				return errors.New("no namespaces returned")
+			pins = append(pins, ns.Path)
+			var pin, host unix.Stat_t
+			if err := unix.Stat(ns.Path, &pin); err != nil {
+				t.Fatalf("stat %s: %v", ns.Path, err)
 			}
-			return nil
-		})
+			if err := unix.Stat("/proc/self/ns/"+names[i], &host); err != nil {
+				t.Fatal(err)
+			}
+			if isNew := pin.Ino != host.Ino; isNew != requested[ns.Type] {
+				t.Fatalf("%s: new namespace %v, requested %v", ns.Path, isNew, requested[ns.Type])
+			}
+		}
 	})
-	check("RemoteFDs", func(t *testing.T) {
+	check("RemoteFDsIntoContainer", func(t *testing.T) {
 		ctx, cancel := rpcCtx()
 		defer cancel()
 		fds, err := cl.RemoteFDs(ctx) // the StartFdSocket RPC
-		pending(t, "RemoteFDs/StartFdSocket", err, func() error { return fds.Close() })
+		if err != nil {
+			t.Fatalf("RemoteFDs: %v", err)
+		}
+		defer fds.Close()
+		var pipe [2]int
+		if err := unix.Pipe2(pipe[:], unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		read := os.NewFile(uintptr(pipe[0]), "pipe-read")
+		defer read.Close()
+		slots, err := fds.Send(pipe[1], pipe[1])
+		unix.Close(pipe[1])
+		if err != nil || len(slots) != 2 {
+			t.Fatalf("Send: slots %v, error %v", slots, err)
+		}
+		// fd 3 is the pipe (additional); the second copy is held by conmond (leaked)
+		// until the container exits, so the pipe ends only then.
+		id := fmt.Sprintf("interop-%d-fds", os.Getpid())
+		bundle := e.bundle(t, id, "sh", "-c", "echo via-fd-3 >&3")
+		e.containers = append(e.containers, id)
+		if _, err := cl.CreateContainer(ctx, &client.CreateContainerConfig{
+			ID:            id,
+			BundlePath:    bundle,
+			ExitPaths:     []string{filepath.Join(e.tmp, id+".exit")},
+			AdditionalFDs: slots[:1],
+			LeakFDs:       slots[1:],
+		}); err != nil {
+			t.Fatalf("CreateContainer with passed fds: %v", err)
+		}
+		e.start(t, id)
+		if err := read.SetReadDeadline(time.Now().Add(pollTimeout)); err != nil {
+			t.Logf("no read deadline on the pipe: %v", err)
+		}
+		got, err := io.ReadAll(read)
+		if err != nil {
+			t.Fatalf("read what the container wrote to fd 3: %v", err)
+		}
+		if want := "via-fd-3\n"; string(got) != want {
+			t.Fatalf("container wrote %q to fd 3, want %q", got, want)
+		}
 	})
 	// The Serve* subtests (streaming_test.go, v1.0 clients only).
 	streamingChecks(check, cl, longID, longPID)
 
-	// After the pending calls: the server must still answer (an unimplemented
-	// answer must not have broken it).
-	check("VersionAfterPendingCalls", func(t *testing.T) {
+	// After every call: the server still answers.
+	check("VersionAfterAllCalls", func(t *testing.T) {
 		checkServerPID(t, cl, serverPID)
 	})
 
@@ -361,6 +391,11 @@ func TestConmond(t *testing.T) {
 			waitFor(t, pollTimeout, "container process "+strconv.Itoa(longPID)+" to be killed", func() (bool, string) {
 				return processGone(longPID)
 			})
+		}
+		for _, pin := range pins {
+			if _, err := os.Lstat(pin); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("pinned namespace %s still there after shutdown (%v)", pin, err)
+			}
 		}
 		if _, err := os.Stat(filepath.Join(e.runDir, "conmon.sock")); err == nil {
 			t.Logf("note: %s still exists after shutdown", filepath.Join(e.runDir, "conmon.sock"))

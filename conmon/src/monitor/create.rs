@@ -33,9 +33,6 @@ impl Monitor {
         self: &Rc<Self>,
         request: CreateContainer,
     ) -> Result<u32, MonitorError> {
-        if !request.additional_fds.is_empty() || !request.leak_fds.is_empty() {
-            return Err(MonitorError::NotImplemented("file descriptor passing"));
-        }
         validate::container_id(&request.id)?;
         for path in request.exit_paths.iter().chain(&request.oom_exit_paths) {
             validate::exit_file_dir(path)?;
@@ -46,10 +43,15 @@ impl Monitor {
             }
         }
         let reservation = self.registry.reserve(&request.id)?;
+        // Taken before anything runs: the container's now, whatever becomes of the create.
+        let passed = [request.additional_fds.as_slice(), &request.leak_fds].concat();
+        let mut passed_fds = self.fd_socket.take(&passed)?;
+        let leaked_fds = passed_fds.split_off(request.additional_fds.len());
 
         let logs = tracing::info_span!("log setup", drivers = request.log_drivers.len())
             .in_scope(|| LogSet::open(&request.id, &request.log_drivers))?;
-        let (mut pipes, stdio) = Pipes::new(request.stdin)?;
+        let (mut pipes, mut stdio) = Pipes::new(request.stdin)?;
+        stdio.extra_fds = passed_fds;
         let console = request
             .terminal
             .then(|| self.console_socket())
@@ -63,6 +65,7 @@ impl Monitor {
             command_args: &request.command_args,
             cgroup_manager: request.cgroup_manager,
             console_socket: console.as_ref().map(ConsoleSocket::path),
+            preserve_fds: request.additional_fds.len(),
         });
         tracing::debug!(container_id = %request.id, ?args, "runtime create");
         let call = Call {
@@ -143,6 +146,7 @@ impl Monitor {
             oom_exit_paths: request.oom_exit_paths,
             cleanup_cmd: request.cleanup_cmd,
             exited_tx,
+            leaked_fds,
         };
         let monitor = self.clone();
         tokio::task::spawn_local(async move {

@@ -21,6 +21,8 @@ pub(crate) use self::registry::Container;
 use self::registry::Registry;
 use crate::attach;
 use crate::error::MonitorError;
+use crate::fd_socket::FdSocket;
+use crate::namespaces::PodNamespaces;
 use crate::reaper::Reaper;
 use crate::runtime::invocation::Call;
 use crate::runtime::pidfile::ExecPidfile;
@@ -28,7 +30,7 @@ use crate::runtime::{Runtime, RuntimeStdio};
 use crate::sys;
 use crate::terminal::{self, ConsoleSocket};
 use crate::validate;
-pub use conmon_proto::types::{Attach, CreateContainer};
+pub use conmon_proto::types::{Attach, CreateContainer, CreateNamespaces, Namespace};
 use conmon_telemetry::propagation;
 
 /// How long shutdown waits for killed containers to be reaped and for `runtime delete`.
@@ -46,6 +48,10 @@ pub struct Monitor {
     console_dir: OnceCell<PathBuf>,
     /// Exec-syncs running now; memory goes back to the system once they are over.
     execs: Rc<ExecCount>,
+    /// Pods' pinned namespaces.
+    namespaces: PodNamespaces,
+    /// Descriptors handed over for containers.
+    fd_socket: FdSocket,
 }
 
 /// How long exec-syncs must have been over before freed memory is returned to the system:
@@ -86,7 +92,10 @@ impl Monitor {
     pub fn new(runtime: Runtime, runtime_dir: PathBuf, reaper: Rc<Reaper>) -> Self {
         Self {
             runtime,
+            fd_socket: FdSocket::new(&runtime_dir),
             runtime_dir,
+            namespaces: PodNamespaces::new(reaper.clone()),
+
             reaper,
             registry: Registry::default(),
             next_exec: Cell::new(0),
@@ -230,6 +239,28 @@ impl Monitor {
             // Best effort: it is empty once no runtime call is in flight.
             let _ = std::fs::remove_dir(dir);
         }
+        // Last: no container of the pod is left to need them.
+        self.namespaces.release_all();
+        self.fd_socket.remove();
+    }
+
+    /// Starts the fd socket (`startFdSocket`); returns its path.
+    ///
+    /// # Errors
+    /// The socket could not be bound.
+    pub fn start_fd_socket(&self) -> Result<PathBuf, MonitorError> {
+        self.fd_socket.start()
+    }
+
+    /// Creates and pins a pod's namespaces (`createNamespaces`).
+    ///
+    /// # Errors
+    /// An invalid request, or a step of creating or pinning that failed.
+    pub async fn create_namespaces(
+        &self,
+        request: CreateNamespaces,
+    ) -> Result<Vec<(Namespace, PathBuf)>, MonitorError> {
+        Ok(self.namespaces.create(request).await?)
     }
 
     /// Removes a container from the runtime (`delete --force`); failures are logged.

@@ -39,6 +39,8 @@ pub(super) struct Supervision {
     pub(super) cleanup_cmd: Vec<String>,
     /// Announces the exit code once the exit files are written.
     pub(super) exited_tx: watch::Sender<Option<i32>>,
+    /// `leakFds`: held open for the container until it has exited.
+    pub(super) leaked_fds: Vec<std::os::fd::OwnedFd>,
 }
 
 /// Waits for `container` to exit and sees `supervision` through; `reaper` watches the cleanup
@@ -54,6 +56,8 @@ pub(super) async fn supervise(
         return;
     };
     let code = status.code();
+    // Held for the container's life, which is over.
+    drop(supervision.leaked_fds);
     // The exit happens long after the create request returned: it gets its own span, linked to
     // the create span, and is traced exactly when the create was.
     let span = propagation::linked_root(&supervision.create_span, || {

@@ -9,7 +9,7 @@ pub(crate) mod pidfile;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -59,6 +59,8 @@ pub struct CreateArgs<'a> {
     pub cgroup_manager: CgroupManager,
     /// Where the runtime sends the terminal master, for terminal containers.
     pub console_socket: Option<&'a Path>,
+    /// Descriptors passed beyond stdio, for `--preserve-fds`.
+    pub preserve_fds: usize,
 }
 
 impl Runtime {
@@ -82,6 +84,17 @@ impl Runtime {
         args.extend(create.global_args.iter().map(OsString::from));
         args.extend(["create".into(), "--bundle".into(), create.bundle.into()]);
         args.extend(["--pid-file".into(), create.pidfile.into()]);
+        // Unless the caller already says how many (as conmon-rs's callers must).
+        let caller_preserves = create
+            .command_args
+            .iter()
+            .any(|arg| arg.starts_with("--preserve-fds"));
+        if create.preserve_fds > 0 && !caller_preserves {
+            args.extend([
+                "--preserve-fds".into(),
+                create.preserve_fds.to_string().into(),
+            ]);
+        }
         args.extend(create.command_args.iter().map(OsString::from));
         if let Some(socket) = create.console_socket {
             args.extend(["--console-socket".into(), socket.into()]);
@@ -132,15 +145,19 @@ impl Runtime {
     ) -> std::io::Result<u32> {
         // Its own process group: at a deadline the runtime and what it started are killed
         // together.
-        let child = Command::new(&self.path)
+        let mut child = Command::new(&self.path);
+        child
             .process_group(0)
             .args(args)
             .envs(env)
             .envs(conmon_telemetry::propagation::to_env())
             .stdin(stdio.stdin)
             .stdout(stdio.stdout)
-            .stderr(stdio.stderr)
-            .spawn()?;
+            .stderr(stdio.stderr);
+        let extra: Vec<BorrowedFd<'_>> = stdio.extra_fds.iter().map(AsFd::as_fd).collect();
+        crate::sys::map_fds_at_exec(&mut child, &extra);
+        let child = child.spawn()?;
+        // `stdio` goes now: the passed descriptors are the child's alone.
         // The reaper, not `Child::wait`, collects the exit status.
         Ok(child.id())
     }
@@ -155,6 +172,8 @@ pub struct RuntimeStdio {
     pub stdout: Stdio,
     /// Standard error.
     pub stderr: Stdio,
+    /// Descriptors the runtime gets as 3, 4, …; closed here once it runs.
+    pub extra_fds: Vec<OwnedFd>,
 }
 
 impl RuntimeStdio {
@@ -164,6 +183,7 @@ impl RuntimeStdio {
             stdin: Stdio::null(),
             stdout: stdout.into(),
             stderr: stderr.into(),
+            extra_fds: Vec::new(),
         }
     }
 
@@ -173,6 +193,7 @@ impl RuntimeStdio {
             stdin: Stdio::null(),
             stdout: Stdio::null(),
             stderr: Stdio::null(),
+            extra_fds: Vec::new(),
         }
     }
 }
@@ -203,6 +224,7 @@ mod tests {
             global_args: &["--debug".into()],
             command_args: &["--no-pivot".into()],
             cgroup_manager: CgroupManager::Cgroupfs,
+            preserve_fds: 0,
             console_socket: Some(Path::new("/tmp/c.sock")),
         });
         assert_eq!(
@@ -233,6 +255,7 @@ mod tests {
             command_args: &[],
             cgroup_manager: CgroupManager::Systemd,
             console_socket: None,
+            preserve_fds: 0,
         });
         assert_eq!(
             strings(&args),
@@ -245,6 +268,29 @@ mod tests {
                 "/b/pidfile",
                 "c1"
             ]
+        );
+    }
+
+    #[test]
+    fn passed_fds_are_preserved_unless_the_caller_says_so() {
+        let args = |command_args: &[String]| {
+            let args = runc(None).create_args(&CreateArgs {
+                id: "c1",
+                bundle: Path::new("/b"),
+                pidfile: Path::new("/b/pidfile"),
+                global_args: &[],
+                command_args,
+                cgroup_manager: CgroupManager::Cgroupfs,
+                console_socket: None,
+                preserve_fds: 2,
+            });
+            strings(&args).join(" ")
+        };
+        assert!(args(&[]).ends_with("--pid-file /b/pidfile --preserve-fds 2 c1"));
+        let own = args(&["--preserve-fds=3".into()]);
+        assert!(
+            own.ends_with("--pid-file /b/pidfile --preserve-fds=3 c1"),
+            "{own}"
         );
     }
 

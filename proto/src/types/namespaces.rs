@@ -1,5 +1,6 @@
 //! `createNamespaces`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{EncodeError, count, path_text, read_strings, write_strings};
@@ -32,10 +33,13 @@ pub struct CreateNamespaces {
     pub base_path: PathBuf,
     /// The pod.
     pub pod_id: String,
+    /// Namespaced sysctls to set in the new namespaces (conmond's appended field).
+    pub sysctls: BTreeMap<String, String>,
 }
 
 impl Namespace {
-    fn wire(self) -> conmon::Namespace {
+    /// The wire enum.
+    pub fn to_wire(self) -> conmon::Namespace {
         match self {
             Self::Ipc => conmon::Namespace::Ipc,
             Self::Net => conmon::Namespace::Net,
@@ -80,6 +84,7 @@ impl CreateNamespaces {
             gid_mappings: read_strings(r.get_gid_mappings()?)?,
             base_path: PathBuf::from(r.get_base_path()?.to_string()?),
             pod_id: r.get_pod_id()?.to_string()?,
+            sysctls: crate::map::read(r.get_sysctls()?)?,
         })
     }
 
@@ -93,7 +98,7 @@ impl CreateNamespaces {
     ) -> Result<(), EncodeError> {
         let mut namespaces = r.reborrow().init_namespaces(count(self.namespaces.len()));
         for (i, namespace) in (0u32..).zip(&self.namespaces) {
-            namespaces.set(i, namespace.wire());
+            namespaces.set(i, namespace.to_wire());
         }
         write_strings(
             |n| r.reborrow().init_uid_mappings(n),
@@ -105,6 +110,12 @@ impl CreateNamespaces {
         );
         r.set_base_path(path_text(&self.base_path)?);
         r.set_pod_id(&self.pod_id);
+        if !self.sysctls.is_empty() {
+            crate::map::write(
+                r.init_sysctls(count(self.sysctls.len())),
+                self.sysctls.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+        }
         Ok(())
     }
 }

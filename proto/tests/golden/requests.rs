@@ -145,23 +145,23 @@ fn attach_reopen_and_resize_requests() {
     }
 }
 
-/// Only from v1.0.1: the v0.6.6 client refuses `createNamespaces` to a server older than
-/// 0.5.0, which conmond's version is (the old layout's `metadataOld` comes first there; the
-/// layout unit tests cover it).
+/// In v0.6.6's layout, `metadataOld` comes first, before `namespaces`.
 #[test]
-fn create_namespaces_request() {
-    let client = V1_0;
-    let m = fixture(client, "requests", "create_namespaces");
-    request!(request: create_namespaces_request = &m, client, 6, create_namespaces_params);
-    // The Go client sends ID mappings only with a user namespace.
-    let expected = CreateNamespaces {
-        namespaces: vec![Namespace::Ipc, Namespace::Net, Namespace::Uts],
-        uid_mappings: vec![],
-        gid_mappings: vec![],
-        base_path: path("ns"),
-        pod_id: "golden-pod".into(),
-    };
-    assert_eq!(CreateNamespaces::read(request).unwrap(), expected);
+fn create_namespaces_requests() {
+    for client in CLIENTS {
+        let m = fixture(client, "requests", "create_namespaces");
+        request!(request: create_namespaces_request = &m, client, 6, create_namespaces_params);
+        // The Go client sends ID mappings only with a user namespace.
+        let expected = CreateNamespaces {
+            namespaces: vec![Namespace::Ipc, Namespace::Net, Namespace::Uts],
+            uid_mappings: vec![],
+            gid_mappings: vec![],
+            base_path: path("ns"),
+            pod_id: "golden-pod".into(),
+            sysctls: Default::default(),
+        };
+        assert_eq!(CreateNamespaces::read(request).unwrap(), expected, "{}", client.version);
+    }
 }
 
 /// `StartFdSocketRequest` is laid out the same in both schemas: read as v1.0's.

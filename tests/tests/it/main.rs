@@ -19,7 +19,9 @@ pub(crate) async fn run_to_exit(
 }
 
 mod exec;
+mod fds;
 mod logs;
+mod namespaces;
 mod terminal;
 
 /// A running container for exec tests.
@@ -173,28 +175,6 @@ fn oom_killed_container_gets_its_oom_file() -> Result<()> {
             !calm_oom.exists(),
             "OOM file for a container that was not OOM-killed"
         );
-        Ok(())
-    })
-}
-
-#[test]
-fn calls_of_later_features_are_clear_errors() -> Result<()> {
-    with_pod(async |pod, client| {
-        let mut request = client.capnp_client().start_fd_socket_request();
-        request.get().init_request();
-        let err = request
-            .send()
-            .promise
-            .await
-            .err()
-            .expect("fd passing is not implemented yet");
-        assert_eq!(err.kind, capnp::ErrorKind::Unimplemented);
-        assert!(
-            err.to_string().contains("not implemented: startFdSocket"),
-            "{err}"
-        );
-        // The monitor keeps serving.
-        assert_eq!(client.version(false).await?.process_id, pod.pid);
         Ok(())
     })
 }
