@@ -12,11 +12,13 @@ use std::os::fd::{AsFd as _, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 mod fds;
 mod namespace;
+mod notify;
 pub(crate) use fds::{Received, map_fds_at_exec, recv_fd, recv_with_fds};
 pub(crate) use namespace::{
     HolderMessage, HolderPlan, HolderStep, RECORD_LEN, bind_mount, seqpacket_pair,
     spawn_namespace_holder, unmount,
 };
+pub(crate) use notify::{eventfd, watch_file};
 
 /// Which side of a [`fork`] the caller is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -101,9 +101,12 @@ impl Monitor {
             }
         };
         let exit = self.reaper.watch(pid);
-        let oom_watch = OomWatch::start(pid);
-
         let create_span = propagation::span_context(&tracing::Span::current());
+        let oom_watch = OomWatch::start(
+            pid,
+            supervise::report_oom(&request.id, &request.oom_exit_paths, &create_span),
+        );
+
         let logs = Rc::new(RefCell::new(logs));
         let (pumps, io) = match invocation.terminal {
             // A terminal carries all output and input; the runtime's pipes have served.

@@ -13,7 +13,7 @@ use tracing::Instrument as _;
 
 use super::registry::Container;
 use crate::atomic_file;
-use crate::oom::OomWatch;
+use crate::oom::{OomOutcome, OomWatch};
 use crate::reaper::{ExitStatus, Reaper};
 use conmon_telemetry::propagation;
 
@@ -33,7 +33,7 @@ pub(super) struct Supervision {
     pub(super) exit: oneshot::Receiver<ExitStatus>,
     /// The tasks copying the container's output; done at end of file.
     pub(super) pumps: Vec<JoinHandle<()>>,
-    pub(super) oom_watch: Option<OomWatch>,
+    pub(super) oom_watch: OomWatch,
     pub(super) exit_paths: Vec<PathBuf>,
     pub(super) oom_exit_paths: Vec<PathBuf>,
     pub(super) cleanup_cmd: Vec<String>,
@@ -89,16 +89,20 @@ pub(super) async fn supervise(
             pumps.iter().for_each(tokio::task::AbortHandle::abort);
         }
         container.io.finish();
-        let oom_killed = supervision
-            .oom_watch
-            .is_some_and(|watch| watch.oom_killed());
-        tracing::Span::current().record("container.oom_killed", oom_killed);
+        let oom = supervision.oom_watch.finish().await;
+        tracing::Span::current().record("container.oom_killed", oom != OomOutcome::NotKilled);
         let files = tracing::info_span!("write exit files");
-        if oom_killed {
-            tracing::info!(container_id = %id, "container was OOM-killed");
-            write_files(id, &supervision.oom_exit_paths, b"")
-                .instrument(files.clone())
-                .await;
+        match oom {
+            OomOutcome::NotKilled => {}
+            OomOutcome::Live => {
+                tracing::info!(container_id = %id, oom.noticed = "while running", "oom");
+            }
+            OomOutcome::AtExit => {
+                tracing::info!(container_id = %id, oom.noticed = "at exit", "oom");
+                write_files(id, &supervision.oom_exit_paths, b"")
+                    .instrument(files.clone())
+                    .await;
+            }
         }
         write_files(id, &supervision.exit_paths, code.to_string().as_bytes())
             .instrument(files)
@@ -109,6 +113,28 @@ pub(super) async fn supervise(
     };
     finish.instrument(span).await;
     supervision.exited_tx.send_replace(Some(code));
+}
+
+/// What to do the moment container `id` is OOM-killed: write its OOM files, in a span of its
+/// own linked to the create (the exit span does not exist yet).
+pub(super) fn report_oom(
+    id: &str,
+    oom_exit_paths: &[PathBuf],
+    create_span: &opentelemetry::trace::SpanContext,
+) -> impl Future<Output = ()> + 'static {
+    let (id, paths, origin) = (id.to_owned(), oom_exit_paths.to_vec(), create_span.clone());
+    async move {
+        let span = propagation::linked_root(
+            &origin,
+            || tracing::info_span!(parent: None, "container oom", container.id = %id),
+        );
+        async {
+            tracing::warn!(container_id = %id, "oom");
+            write_files(&id, &paths, b"").await;
+        }
+        .instrument(span)
+        .await;
+    }
 }
 
 /// Writes `contents` atomically to every path. A write that fails (a full file system, say)

@@ -160,7 +160,12 @@ fn create_namespaces_requests() {
             pod_id: "golden-pod".into(),
             sysctls: Default::default(),
         };
-        assert_eq!(CreateNamespaces::read(request).unwrap(), expected, "{}", client.version);
+        assert_eq!(
+            CreateNamespaces::read(request).unwrap(),
+            expected,
+            "{}",
+            client.version
+        );
     }
 }
 

@@ -22,6 +22,7 @@ mod exec;
 mod fds;
 mod logs;
 mod namespaces;
+mod oom;
 mod terminal;
 
 /// A running container for exec tests.
@@ -144,37 +145,6 @@ fn cleanup_command_runs_after_the_exit_file() -> Result<()> {
         ];
         assert_eq!(run_to_exit(pod, client, request).await?, "5");
         assert_eq!(wait_for_file(&marker, WAIT).await?, "5");
-        Ok(())
-    })
-}
-
-#[test]
-fn oom_killed_container_gets_its_oom_file() -> Result<()> {
-    with_pod(async |pod, client| {
-        let limit = 16 << 20;
-        let bundle = pod.bundle_with(
-            "oom",
-            &["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
-            |config| {
-                config["linux"]["resources"]["memory"] =
-                    serde_json::json!({"limit": limit, "swap": limit});
-            },
-        )?;
-        let mut request = pod.create_request("oom", bundle);
-        let oom_path = pod.path("oom.marker");
-        request.oom_exit_paths = vec![oom_path.clone()];
-        assert_eq!(run_to_exit(pod, client, request).await?, "137");
-        assert_eq!(std::fs::read(&oom_path)?, b"");
-
-        let calm = pod.bundle("calm", &["true"])?;
-        let mut request = pod.create_request("calm", calm);
-        let calm_oom = pod.path("calm.marker");
-        request.oom_exit_paths = vec![calm_oom.clone()];
-        assert_eq!(run_to_exit(pod, client, request).await?, "0");
-        assert!(
-            !calm_oom.exists(),
-            "OOM file for a container that was not OOM-killed"
-        );
         Ok(())
     })
 }
