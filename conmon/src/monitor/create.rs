@@ -13,7 +13,7 @@ use super::registry::Container;
 use super::supervise::{self, Supervision};
 use crate::error::{MonitorError, error_chain};
 use crate::io_hub::ProcessIo;
-use crate::logs::LogSet;
+use crate::logs::{self, LogSet};
 use crate::oom::OomWatch;
 use crate::runtime::CreateArgs;
 use crate::runtime::invocation::{Call, Pipes};
@@ -47,8 +47,18 @@ impl Monitor {
         }
         let reservation = self.registry.reserve(&request.id)?;
 
+        // Only the journal shows the container's name.
+        let journald = request
+            .log_drivers
+            .iter()
+            .any(|d| d.format == LogFormat::Journald);
+        let name = if journald {
+            logs::container_name(&request.bundle).await
+        } else {
+            None
+        };
         let logs = tracing::info_span!("log setup", drivers = request.log_drivers.len())
-            .in_scope(|| LogSet::open(&request.id, &request.log_drivers))?;
+            .in_scope(|| LogSet::open(&request.id, name.as_deref(), &request.log_drivers))?;
         let (mut pipes, stdio) = Pipes::new(request.stdin)?;
         let console = request
             .terminal
