@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+pub mod journal;
 pub mod k8s;
 mod pod;
 mod shim;

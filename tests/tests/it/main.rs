@@ -19,6 +19,7 @@ pub(crate) async fn run_to_exit(
 }
 
 mod exec;
+mod journald;
 mod logs;
 mod terminal;
 
