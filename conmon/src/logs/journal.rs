@@ -15,7 +15,7 @@ use crate::stream::Stream;
 /// Most bytes of a line one entry carries (C conmon's buffer, `STDIO_BUF_SIZE`): a longer
 /// line is sent in pieces of this size marked partial, and the entries stay far below the
 /// datagram size the journald socket accepts.
-pub(super) const LINE_MAX: usize = 8192;
+const LINE_MAX: usize = 8192;
 
 /// Length of `CONTAINER_ID`, the short ID docker and C conmon cut from the full one.
 const SHORT_ID_LEN: usize = 12;
