@@ -27,11 +27,15 @@ pub const JOURNALCTL: &str = "/usr/bin/journalctl";
 /// How long journald may take to open its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// journald's settings: volatile storage only (never the host's `/var/log/journal`), nothing
-/// read from or forwarded to the host's kernel log, syslog, console or terminals, no rate limit.
+/// journald's settings: volatile storage only (never the host's `/var/log/journal`), at most
+/// 16 MiB; nothing read from or forwarded to the host's kernel log, syslog, console or
+/// terminals; the kernel's audit switch left as it is (Debian's default turns it off); no rate
+/// limit.
 const CONFIG: &str = "[Journal]\n\
     Storage=volatile\n\
+    RuntimeMaxUse=16M\n\
     ReadKMsg=no\n\
+    Audit=\n\
     ForwardToSyslog=no\n\
     ForwardToKMsg=no\n\
     ForwardToConsole=no\n\
@@ -188,7 +192,7 @@ impl Drop for PrivateJournal {
     }
 }
 
-/// The bytes of `field` in a journal entry from [`PrivateJournal::entries`], if it has it.
+/// The bytes of field `name` of a journal entry from [`PrivateJournal::entries`], if it has it.
 pub fn field(entry: &Value, name: &str) -> Option<Vec<u8>> {
     match entry.get(name)? {
         Value::String(text) => Some(text.clone().into_bytes()),
@@ -200,7 +204,7 @@ pub fn field(entry: &Value, name: &str) -> Option<Vec<u8>> {
     }
 }
 
-/// `field` as text, for fields that hold printable UTF-8.
+/// Field `name` as text, for fields that hold printable UTF-8.
 pub fn text(entry: &Value, name: &str) -> Option<String> {
     entry.get(name)?.as_str().map(str::to_owned)
 }
