@@ -5,8 +5,8 @@
 //! `streaming::http`, `streaming::protocol`), which no path from the crate root reaches, and
 //! their visibility stays as it is. So their source files are compiled a second time, unchanged,
 //! as children of this module (`#[path]`): the code fuzzed is the same text the monitor runs.
-//! The `super::` items they import (`error`, `timestamp`, `protocol`) are provided here under
-//! the same names. The functions below are thin wrappers with plain types.
+//! The `super::` items they import (`timestamp`, `protocol`) are provided here under the same
+//! names. The functions below are thin wrappers with plain types.
 #![allow(
     dead_code,
     unreachable_pub,
@@ -18,18 +18,14 @@ use std::time::SystemTime;
 
 pub use crate::stream::Stream;
 
-#[path = "logs/render.rs"]
-mod render;
-#[path = "logs/timestamp.rs"]
-mod timestamp;
-/// What `logs/render.rs` imports as `super::error`.
-mod error {
-    pub(crate) use crate::logs::LogError;
-}
 #[path = "streaming/http.rs"]
 mod http;
 #[path = "streaming/protocol.rs"]
 mod protocol;
+#[path = "logs/render.rs"]
+mod render;
+#[path = "logs/timestamp.rs"]
+mod timestamp;
 
 /// A chunk rendered as CRI records: the bytes, and the end offset of each record.
 pub fn cri(stream: Stream, chunk: &[u8], time: SystemTime) -> (Vec<u8>, Vec<usize>) {

@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         path: dir.path().join(format!("ctr.{format:?}")),
         max_size,
     });
-    let mut logs = LogSet::open("ctr", &drivers).expect("open logs");
+    let mut logs = LogSet::open("ctr", None, &drivers).expect("open logs");
     let (mut cri_records, mut json_records) = (Vec::new(), Vec::new());
     for (i, chunk) in payload.split(|&b| b == SEPARATOR).enumerate() {
         let stream = if streams >> (i % 8) & 1 == 1 {

@@ -1,5 +1,5 @@
-//! A minimal client of journald's native protocol (`/run/systemd/journal/socket`), for log
-//! lines of a process ([`LogOutput::Journald`](crate::LogOutput)) and for container logs.
+//! A minimal client of journald's native protocol ([`SOCKET`]), for log lines of a process
+//! ([`LogOutput::Journald`](crate::LogOutput)) and for container logs.
 
 use std::io::{self, Write};
 use std::os::unix::net::UnixDatagram;
@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 
-const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
+/// journald's native-protocol socket.
+pub const SOCKET: &str = "/run/systemd/journal/socket";
 
 /// An unbound datagram socket connected to journald.
 #[derive(Debug)]
@@ -21,15 +22,15 @@ impl Journald {
     /// Connects to the local journald; fails when journald does not run here.
     pub fn connect() -> io::Result<Self> {
         let socket = UnixDatagram::unbound()?;
-        socket.connect(JOURNALD_SOCKET)?;
+        socket.connect(SOCKET)?;
         Ok(Self {
             socket,
             buf: Vec::new(),
         })
     }
 
-    /// Sends one entry (`fields` are journal field names and values). Values may hold any bytes, newlines included (the binary-safe form of
-    /// the protocol is used for those).
+    /// Sends one entry (`fields` are journal field names and values). Values may hold any
+    /// bytes, newlines included (the binary-safe form of the protocol is used for those).
     pub fn send(&mut self, fields: &[(&str, &[u8])]) -> io::Result<()> {
         self.buf.clear();
         for (key, value) in fields {

@@ -3,6 +3,7 @@
 //! Each test gets a [`Pod`]: its own temporary runtime directory, runc state root and conmond
 //! daemon, all torn down on drop (containers deleted, daemon killed), so a failing test leaks
 //! nothing. Tests need root, runc and a static busybox; without them they fail loudly.
+//! The journald tests get a private `systemd-journald` of their own ([`journal`]).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+pub mod journal;
 pub mod k8s;
 mod pod;
 mod shim;

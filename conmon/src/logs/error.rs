@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Failures of the log drivers; each names the file.
+/// Failures of the log drivers; each names the file or socket.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     /// The log file could not be created or opened.
@@ -35,8 +35,23 @@ pub enum LogError {
         source: std::io::Error,
     },
     /// The journald driver was requested but journald is not reachable.
-    #[error("journald log driver: journald socket not reachable")]
-    Journald(#[source] std::io::Error),
+    #[error("journald log driver: cannot connect to journald at {socket}")]
+    JournaldConnect {
+        /// journald's socket.
+        socket: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// journald did not take an entry (it stopped, say); the entry is lost.
+    #[error("journald log driver: send to journald at {socket}")]
+    JournaldSend {
+        /// journald's socket.
+        socket: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl LogError {

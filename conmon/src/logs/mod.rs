@@ -1,12 +1,15 @@
 //! Container log drivers: CRI (the kubelet format), JSON lines and journald.
 //!
-//! Output is written as it is read, one chunk at a time, with no cross-chunk line buffering: a
-//! line split across two reads becomes a `P` (partial) record followed by an `F` record, which
-//! CRI readers join. Nothing is held back, so a log is complete as soon as the container's
-//! pipes reach end of file.
+//! File output is written as it is read, one chunk at a time, with no cross-chunk line
+//! buffering: a line split across two reads becomes a `P` (partial) record followed by an `F`
+//! record, which CRI readers join. The journald driver holds the start of a line back until
+//! its end (see [`journal`]). Either way a log is complete as soon as the container's pipes
+//! reach end of file and [`LogSet::finish`] has run.
 
 mod error;
 mod file;
+mod journal;
+mod name;
 mod render;
 mod timestamp;
 
@@ -14,14 +17,14 @@ use std::time::SystemTime;
 
 pub use self::error::LogError;
 use self::file::{FileFormat, LogFile};
+use self::journal::JournalLog;
+pub(crate) use self::name::container_name;
 pub use crate::stream::Stream;
 pub use conmon_proto::types::{LogDriver, LogFormat};
-use conmon_telemetry::journald::Journald;
 
 /// All log drivers of one container, fed by both of its output streams.
 #[derive(Debug)]
 pub struct LogSet {
-    container_id: String,
     drivers: Vec<Driver>,
     /// Scratch buffer the records of one chunk are rendered into.
     buf: Vec<u8>,
@@ -30,18 +33,23 @@ pub struct LogSet {
 #[derive(Debug)]
 enum Driver {
     File(LogFile),
-    Journald(Journald),
+    Journald(JournalLog),
 }
 
 impl LogSet {
-    /// Opens (creating or truncating) every driver's file.
-    pub fn open(container_id: &str, configs: &[LogDriver]) -> Result<Self, LogError> {
+    /// Opens (creating or truncating) every driver's file and connects to journald if asked
+    /// to, for container `container_id` (named `name` in the journal, if it has a name).
+    pub fn open(
+        container_id: &str,
+        name: Option<&str>,
+        configs: &[LogDriver],
+    ) -> Result<Self, LogError> {
         let drivers = configs
             .iter()
             .map(|config| match config.format {
-                LogFormat::Journald => Journald::connect()
-                    .map(Driver::Journald)
-                    .map_err(LogError::Journald),
+                LogFormat::Journald => {
+                    JournalLog::connect(container_id, name).map(Driver::Journald)
+                }
                 LogFormat::Cri => LogFile::create(FileFormat::Cri, &config.path, config.max_size)
                     .map(Driver::File),
                 LogFormat::Json => LogFile::create(FileFormat::Json, &config.path, config.max_size)
@@ -49,7 +57,6 @@ impl LogSet {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            container_id: container_id.to_owned(),
             drivers,
             buf: Vec::new(),
         })
@@ -72,12 +79,26 @@ impl LogSet {
         for driver in &mut self.drivers {
             let written = match driver {
                 Driver::File(file) => file.write(stream, chunk, time, &mut self.buf),
-                Driver::Journald(journald) => {
-                    render::write_journald(journald, &self.container_id, stream, chunk)
-                }
+                Driver::Journald(journal) => journal.write(stream, chunk),
             };
             if result.is_ok() {
                 result = written;
+            }
+        }
+        result
+    }
+
+    /// Writes out what drivers hold of a last line, once the output has ended.
+    pub fn finish(&mut self) -> Result<(), LogError> {
+        let mut result = Ok(());
+        for driver in &mut self.drivers {
+            if let Driver::Journald(journal) = driver {
+                for stream in [Stream::Stdout, Stream::Stderr] {
+                    let finished = journal.finish(stream);
+                    if result.is_ok() {
+                        result = finished;
+                    }
+                }
             }
         }
         result
@@ -115,7 +136,7 @@ mod tests {
             path: path.clone(),
             max_size,
         };
-        (dir, LogSet::open("ctr", &[config]).unwrap(), path)
+        (dir, LogSet::open("ctr", None, &[config]).unwrap(), path)
     }
 
     #[test]
@@ -205,7 +226,7 @@ mod tests {
             path: path.clone(),
             max_size: 0,
         };
-        let mut logs = LogSet::open("ctr", &[config]).unwrap();
+        let mut logs = LogSet::open("ctr", None, &[config]).unwrap();
         logs.write(Stream::Stderr, b"  hello \"q\"\ntail", at(7))
             .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -223,7 +244,7 @@ mod tests {
             path: PathBuf::from("/nonexistent/dir/c.log"),
             max_size: 0,
         };
-        let err = LogSet::open("c", &[config]).unwrap_err();
+        let err = LogSet::open("c", None, &[config]).unwrap_err();
         assert_eq!(err.to_string(), "open log file '/nonexistent/dir/c.log'");
     }
 }

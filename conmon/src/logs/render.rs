@@ -1,11 +1,9 @@
-//! Rendering of output chunks into log records: CRI lines, JSON lines and journald entries.
+//! Rendering of output chunks into log file records: CRI lines and JSON lines.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::error::LogError;
 use super::timestamp;
 use crate::stream::Stream;
-use conmon_telemetry::journald::Journald;
 
 /// Splits a chunk into line segments: each ends with `\n`, except possibly the last one.
 /// `memchr` finds the newlines many bytes at a time instead of testing each byte.
@@ -114,35 +112,6 @@ pub(super) fn json(
         buf.push(b'\n');
         records.push(buf.len());
     }
-}
-
-/// Sends one journald entry per line segment, with the container's ID and stream.
-pub(super) fn write_journald(
-    journald: &mut Journald,
-    container_id: &str,
-    stream: Stream,
-    chunk: &[u8],
-) -> Result<(), LogError> {
-    // Priorities as C conmon uses them: info for stdout, error for stderr.
-    let priority: &[u8] = if stream == Stream::Stdout { b"6" } else { b"3" };
-    for segment in segments(chunk) {
-        let (line, partial) = match segment.strip_suffix(b"\n") {
-            Some(line) => (line, false),
-            None => (segment, true),
-        };
-        let mut fields = vec![
-            ("MESSAGE", line),
-            ("PRIORITY", priority),
-            ("CONTAINER_ID_FULL", container_id.as_bytes()),
-            ("CONTAINER_STREAM", stream.name().as_bytes()),
-            ("SYSLOG_IDENTIFIER", b"conmond".as_slice()),
-        ];
-        if partial {
-            fields.push(("CONTAINER_PARTIAL_MESSAGE", b"true".as_slice()));
-        }
-        journald.send(&fields).map_err(LogError::Journald)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

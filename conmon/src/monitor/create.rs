@@ -13,7 +13,7 @@ use super::registry::Container;
 use super::supervise::{self, Supervision};
 use crate::error::{MonitorError, error_chain};
 use crate::io_hub::ProcessIo;
-use crate::logs::LogSet;
+use crate::logs::{self, LogSet};
 use crate::oom::OomWatch;
 use crate::runtime::CreateArgs;
 use crate::runtime::invocation::{Call, Pipes};
@@ -48,8 +48,18 @@ impl Monitor {
         let mut passed_fds = self.fd_socket.take(&passed)?;
         let leaked_fds = passed_fds.split_off(request.additional_fds.len());
 
+        // Only the journal shows the container's name.
+        let journald = request
+            .log_drivers
+            .iter()
+            .any(|d| d.format == LogFormat::Journald);
+        let name = if journald {
+            logs::container_name(&request.bundle).await
+        } else {
+            None
+        };
         let logs = tracing::info_span!("log setup", drivers = request.log_drivers.len())
-            .in_scope(|| LogSet::open(&request.id, &request.log_drivers))?;
+            .in_scope(|| LogSet::open(&request.id, name.as_deref(), &request.log_drivers))?;
         let (mut pipes, mut stdio) = Pipes::new(request.stdin)?;
         stdio.extra_fds = passed_fds;
         let console = request

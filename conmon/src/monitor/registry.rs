@@ -212,7 +212,7 @@ mod tests {
     use super::*;
 
     fn container(id: &str, exited: watch::Receiver<Option<i32>>) -> Rc<Container> {
-        let logs = LogSet::open(id, &[]).expect("no drivers to open");
+        let logs = LogSet::open(id, None, &[]).expect("no drivers to open");
         let io = Rc::new(ProcessIo::new(None, None));
         Rc::new(Container::new(
             id.into(),

@@ -13,6 +13,7 @@ use tracing::Instrument as _;
 
 use super::registry::Container;
 use crate::atomic_file;
+use crate::error::error_chain;
 use crate::oom::{OomOutcome, OomWatch};
 use crate::reaper::{ExitStatus, Reaper};
 use conmon_telemetry::propagation;
@@ -87,6 +88,11 @@ pub(super) async fn supervise(
             // the pipes and log files are released (its writes then fail with EPIPE).
             tracing::warn!(container_id = %id, "output still open after exit; writing exit files anyway");
             pumps.iter().for_each(tokio::task::AbortHandle::abort);
+        }
+        // The journald driver holds the start of a line until its end: the output has ended
+        // (or was cut off), so what is held goes out now, before the exit files.
+        if let Err(err) = container.logs.borrow_mut().finish() {
+            tracing::error!(container_id = %id, error = %error_chain(&err), "container log: the last line was not written");
         }
         container.io.finish();
         let oom = supervision.oom_watch.finish().await;

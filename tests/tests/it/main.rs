@@ -20,6 +20,7 @@ pub(crate) async fn run_to_exit(
 
 mod exec;
 mod fds;
+mod journald;
 mod logs;
 mod namespaces;
 mod oom;
