@@ -20,6 +20,8 @@ pub(crate) async fn run_to_exit(
 
 mod exec;
 mod logs;
+mod monitor_cgroup;
+mod systemd_scope;
 mod terminal;
 
 /// A running container for exec tests.
