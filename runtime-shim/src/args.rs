@@ -139,6 +139,11 @@ pub(crate) enum PodCommand {
     Run {
         /// The pod.
         pod: String,
+        /// The pod's cgroup parent (CRI's `cgroup_parent`): an absolute cgroup path with
+        /// cgroupfs, a slice with systemd. Its busybox containers go under it, and so does its
+        /// monitor with `monitor_cgroup = "pod"`. Kept from the pod's first run.
+        #[arg(long)]
+        cgroup_parent: Option<String>,
     },
     /// Stop every container of the pod.
     Stop {

@@ -89,10 +89,12 @@ async fn traced(engine: &Engine, command: Command) -> ExitCode {
 
 async fn dispatch(engine: &Engine, command: Command) -> Result<ExitCode> {
     match command {
-        Command::Pod(PodCommand::Run { pod }) => match engine.pod_run(&pod).await? {
-            Some(monitor) => println_out(&format!("pod {pod}: monitor pid {}", monitor.pid)),
-            None => println_out(&format!("pod {pod}: one conmon per container")),
-        },
+        Command::Pod(PodCommand::Run { pod, cgroup_parent }) => {
+            match engine.pod_run_in(&pod, cgroup_parent.as_deref()).await? {
+                Some(monitor) => println_out(&format!("pod {pod}: monitor pid {}", monitor.pid)),
+                None => println_out(&format!("pod {pod}: one conmon per container")),
+            }
+        }
         Command::Pod(PodCommand::Stop { pod }) => engine.pod_stop(&pod).await?,
         Command::Pod(PodCommand::Rm { pod }) => engine.pod_rm(&pod).await?,
         Command::Pod(PodCommand::Ls) => {

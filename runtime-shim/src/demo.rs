@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 use conmon_proto::types::CgroupManager;
 use conmon_telemetry::receiver::{self, Receiver, Span};
 use conmon_telemetry::{LogLevel, propagation};
+use runtime_shim::cgroup::MonitorCgroup;
 use runtime_shim::config::{Config, MonitorLogDriver, RuntimeHandler, RuntimeType, TracingConfig};
 use runtime_shim::engine::{BundleSource, Engine, Stdio};
 use tracing::Instrument as _;
@@ -66,7 +67,7 @@ async fn demo(args: Args) -> Result<()> {
         runtime_root: root.join("runc"),
         monitor_path: monitor,
         monitor_env: Vec::new(),
-        monitor_cgroup: String::new(),
+        monitor_cgroup: MonitorCgroup::Default,
         monitor_log_driver: MonitorLogDriver::None,
     };
     let config = Config {

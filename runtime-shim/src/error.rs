@@ -76,6 +76,9 @@ pub enum ShimError {
         /// What it holds.
         content: String,
     },
+    /// The monitor could not be placed in its cgroup, or its cgroup not removed.
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroup::CgroupError),
     /// A local file operation (lock, run directory) failed.
     #[error("{what} '{}'", path.display())]
     Io {

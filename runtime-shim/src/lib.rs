@@ -4,7 +4,8 @@
 //!   disk so separate processes cooperate. The `runtime-shim` command line and its demo are
 //!   thin layers over it.
 //! - [`config`] reads CRI-O's configuration format (`crio.conf` and drop-ins) into types.
-//! - [`monitor`] finds, spawns and stops one monitor per pod.
+//! - [`monitor`] finds, spawns and stops one monitor per pod; [`cgroup`] puts it where
+//!   `monitor_cgroup` says (cgroupfs directly, systemd through [`dbus`]).
 //! - [`handle::MonitorHandle`] is a `Send + Clone` typed client of the monitor's RPCs that
 //!   puts the current trace context into every request; [`client::MonitorClient`] is the
 //!   single-threaded client underneath.
@@ -19,10 +20,12 @@
 
 pub mod attach;
 pub mod bundle;
+pub mod cgroup;
 pub mod client;
 pub mod config;
 pub mod conmon_oci;
 pub mod cri_log;
+pub mod dbus;
 pub mod engine;
 pub mod error;
 pub mod fd_socket;

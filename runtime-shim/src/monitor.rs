@@ -4,6 +4,10 @@
 //! [`ensure_monitor`] is idempotent and safe across processes: an exclusive lock on
 //! `<run dir>/monitor.lock` makes concurrent callers for one pod wait for each other, and a
 //! live monitor (one that answers `version`) is reused, never replaced.
+//!
+//! A new monitor is put where [`MonitorSpec::placement`] says before it is used; cgroup
+//! directories made for it are listed in `<run dir>/monitor.cgroups` and removed by
+//! [`release_cgroups`] once the pod is gone.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt as _;
@@ -13,6 +17,7 @@ use std::time::Duration;
 
 use conmon_telemetry::LogLevel;
 
+use crate::cgroup::{self, Placement};
 use crate::config::{Config, MonitorLogDriver, RuntimeHandler};
 use crate::error::ShimError;
 use crate::handle::MonitorHandle;
@@ -40,7 +45,12 @@ pub struct MonitorSpec {
     pub log_driver: MonitorLogDriver,
     /// OTLP endpoint URL when tracing is on.
     pub tracing_endpoint: Option<String>,
+    /// Where the monitor runs (the engine resolves it per pod).
+    pub placement: Placement,
 }
+
+/// The record of cgroup directories made for a pod's monitors, in its run directory.
+const CGROUP_RECORD: &str = "monitor.cgroups";
 
 impl MonitorSpec {
     /// The spec for handler `name` under `config`, as CRI-O derives it: the log driver from
@@ -56,6 +66,7 @@ impl MonitorSpec {
                 .tracing
                 .enable_tracing
                 .then(|| config.tracing.endpoint_url()),
+            placement: Placement::Inherit,
         }
     }
 
@@ -145,7 +156,12 @@ pub async fn ensure_monitor(spec: &MonitorSpec, run_dir: &Path) -> Result<PodMon
         }
     }
     let pid = spawn(spec, run_dir).await?;
-    match wait_ready(run_dir).await {
+    // Placed before anything uses it: runc, which it runs, starts in its cgroup.
+    let ready = match place(&spec.placement, pid, run_dir).await {
+        Ok(()) => wait_ready(run_dir).await,
+        Err(err) => Err(err),
+    };
+    match ready {
         Ok(handle) => {
             drop(lock);
             Ok(PodMonitor {
@@ -216,6 +232,62 @@ async fn spawn(spec: &MonitorSpec, run_dir: &Path) -> Result<u32, ShimError> {
     // Like conmon-rs's client: the pidfile is only the hand-over from the forking parent.
     let _ = std::fs::remove_file(&pidfile);
     Ok(pid)
+}
+
+/// Moves the new monitor `pid` where `placement` says.
+async fn place(placement: &Placement, pid: u32, run_dir: &Path) -> Result<(), ShimError> {
+    let placement = placement.clone();
+    let record = run_dir.join(CGROUP_RECORD);
+    tokio::task::spawn_blocking(move || match placement {
+        Placement::Inherit => Ok(()),
+        Placement::Cgroupfs(cgroup) => {
+            // A dead monitor's directories stay listed until the pod is removed.
+            let mut created = cgroup::fs::load_record(&record)?;
+            let moved = cgroup::fs::move_process(&cgroup, pid, &mut created);
+            cgroup::fs::save_record(&record, &created)?;
+            moved
+        }
+        Placement::Scope { bus, unit, slice } => {
+            cgroup::systemd::start_scope(&cgroup::systemd::Scope {
+                bus: &bus,
+                unit: &unit,
+                slice: &slice,
+                pid,
+            })
+            .map_err(cgroup::CgroupError::from)
+        }
+    })
+    .await
+    .map_err(|err| ShimError::Io {
+        what: "place the monitor of",
+        path: run_dir.to_owned(),
+        source: std::io::Error::other(err),
+    })?
+    .map_err(ShimError::from)
+}
+
+/// Removes the cgroup directories made for the pod's monitors (call after they exited);
+/// systemd removes its scopes itself.
+///
+/// # Errors
+/// A directory that cannot be removed, or an unreadable record.
+pub async fn release_cgroups(run_dir: &Path) -> Result<(), ShimError> {
+    let record = run_dir.join(CGROUP_RECORD);
+    tokio::task::spawn_blocking(move || {
+        cgroup::fs::remove_created(&cgroup::fs::load_record(&record)?)?;
+        match std::fs::remove_file(&record) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                Err(ShimError::io("remove", &record)(err))
+            }
+            _ => Ok(()),
+        }
+    })
+    .await
+    .map_err(|err| ShimError::Io {
+        what: "remove the cgroups of",
+        path: run_dir.to_owned(),
+        source: std::io::Error::other(err),
+    })?
 }
 
 /// Polls the new monitor until it answers `version`.

@@ -292,6 +292,7 @@ impl ShimPod {
             log_level: conmon_telemetry::LogLevel::Debug,
             log_driver: runtime_shim::config::MonitorLogDriver::Stdout,
             tracing_endpoint: None,
+            placement: runtime_shim::cgroup::Placement::Inherit,
         }
     }
 

@@ -38,12 +38,29 @@ impl ShimEnv {
 
     /// A handler of `runtime_type` with `monitor` as its `monitor_path`.
     pub fn with_handler(runtime_type: &str, monitor: &Path, tracing: &str) -> Result<Self> {
+        Self::build(runtime_type, monitor, "cgroupfs", "", tracing)
+    }
+
+    /// A pod handler with `monitor_cgroup` under `cgroup_manager`.
+    pub fn with_monitor_cgroup(cgroup_manager: &str, monitor_cgroup: &str) -> Result<Self> {
+        let handler_keys = format!("monitor_cgroup = \"{monitor_cgroup}\"\n");
+        Self::build("pod", &conmond_binary(), cgroup_manager, &handler_keys, "")
+    }
+
+    fn build(
+        runtime_type: &str,
+        monitor: &Path,
+        cgroup_manager: &str,
+        handler_keys: &str,
+        tracing: &str,
+    ) -> Result<Self> {
         require_privileged();
         let dir = tempfile::Builder::new().prefix("shim-env").tempdir()?;
         let config = format!(
-            "[crio.runtime]\ndefault_runtime = \"runc-pod\"\ncgroup_manager = \"cgroupfs\"\n\
+            "[crio.runtime]\ndefault_runtime = \"runc-pod\"\ncgroup_manager = \"{cgroup_manager}\"\n\
              [crio.runtime.runtimes.runc-pod]\nruntime_type = \"{runtime_type}\"\nruntime_path = \"{RUNC}\"\n\
-             runtime_root = \"{}\"\nmonitor_path = \"{}\"\nmonitor_env = [\"LOG_DRIVER=stdout\"]\n{tracing}",
+             runtime_root = \"{}\"\nmonitor_path = \"{}\"\nmonitor_env = [\"LOG_DRIVER=stdout\"]\n\
+             {handler_keys}{tracing}",
             dir.path().join("runc").display(),
             monitor.display(),
         );

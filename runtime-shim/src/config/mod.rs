@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use conmon_proto::types::CgroupManager;
 use conmon_telemetry::LogLevel;
 
+use crate::cgroup::{self, MonitorCgroup};
+
 /// How a runtime handler runs containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RuntimeType {
@@ -67,8 +69,8 @@ pub struct RuntimeHandler {
     /// `monitor_env`: `KEY=VALUE` entries (for pod runtimes, `LOG_DRIVER=` selects the
     /// monitor's log driver).
     pub monitor_env: Vec<String>,
-    /// `monitor_cgroup`.
-    pub monitor_cgroup: String,
+    /// `monitor_cgroup`: where the pod monitor runs (see [`crate::cgroup`]).
+    pub monitor_cgroup: MonitorCgroup,
     /// The monitor's own log driver, from `LOG_DRIVER=` in `monitor_env` (default `none`).
     pub monitor_log_driver: MonitorLogDriver,
 }
@@ -286,6 +288,20 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A handler's `monitor_cgroup` that the cgroup manager cannot place a monitor in.
+    #[error(
+        "crio.runtime.runtimes.{handler}.monitor_cgroup = '{value}' does not work with \
+         cgroup_manager = \"{manager}\": cgroupfs takes \"\", \"pod\" or an absolute cgroup path, \
+         systemd \"\", \"pod\" or a slice (NAME.slice)"
+    )]
+    MonitorCgroup {
+        /// The handler.
+        handler: String,
+        /// Its `monitor_cgroup`.
+        value: MonitorCgroup,
+        /// `cgroup_manager`.
+        manager: &'static str,
+    },
     /// `default_runtime` names no handler.
     #[error("default_runtime '{0}' has no [crio.runtime.runtimes.{0}] table")]
     MissingDefaultRuntime(String),
@@ -362,6 +378,16 @@ impl Config {
             return Err(ConfigError::MissingDefaultRuntime(
                 self.default_runtime.clone(),
             ));
+        }
+        // Checked once every file is applied: the manager may come from a later one.
+        for (name, handler) in &self.runtimes {
+            if !handler.monitor_cgroup.works_with(self.cgroup_manager) {
+                return Err(ConfigError::MonitorCgroup {
+                    handler: name.clone(),
+                    value: handler.monitor_cgroup.clone(),
+                    manager: cgroup::manager_name(self.cgroup_manager),
+                });
+            }
         }
         Ok(())
     }

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use toml::{Table, Value};
 
+use crate::cgroup::MonitorCgroup;
+
 use super::{Config, ConfigError, MonitorLogDriver, Named, RuntimeHandler};
 
 /// What applying a table gives: nothing, or the first invalid value.
@@ -119,7 +121,10 @@ fn apply_handler(
             "runtime_path" => handler.runtime_path = file.string(&dotted, value)?.into(),
             "runtime_root" => handler.runtime_root = file.string(&dotted, value)?.into(),
             "monitor_path" => handler.monitor_path = file.string(&dotted, value)?.into(),
-            "monitor_cgroup" => handler.monitor_cgroup = file.string(&dotted, value)?,
+            "monitor_cgroup" => {
+                handler.monitor_cgroup = MonitorCgroup::parse(&file.string(&dotted, value)?)
+                    .map_err(|message| file.invalid(&dotted, message))?;
+            }
             "monitor_env" => {
                 let Value::Array(entries) = value else {
                     return Err(

@@ -176,3 +176,45 @@ fn unknown_keys_are_warned_about() {
             .any(|w| w.contains("crio.runtime.frobnicate"))
     );
 }
+
+#[test]
+fn monitor_cgroup_is_read_once_and_checked_against_the_manager() {
+    let handler = |value: &str| {
+        format!(
+            "[crio.runtime]\ncgroup_manager = \"cgroupfs\"\n\
+             [crio.runtime.runtimes.crun]\nmonitor_cgroup = \"{value}\"\n"
+        )
+    };
+    let monitor_cgroup = |text: &str| {
+        let (config, _) = load(&[("crio.conf", text)], &Overrides::default()).unwrap();
+        config.runtimes["crun"].monitor_cgroup.clone()
+    };
+    assert_eq!(monitor_cgroup(&handler("pod")), MonitorCgroup::Pod);
+    assert_eq!(
+        monitor_cgroup(&handler("/m/x")),
+        MonitorCgroup::parse("/m/x").unwrap()
+    );
+    let err = load_error("crio.conf", &handler("m/x"));
+    assert!(
+        err.contains("crio.runtime.runtimes.crun.monitor_cgroup"),
+        "{err}"
+    );
+    // The manager may come from a later file: checked once all are applied.
+    let later = "[crio.runtime]\ncgroup_manager = \"systemd\"\n";
+    let err = load(
+        &[("crio.conf", &handler("/m/x")), ("10-systemd.conf", later)],
+        &Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("crio.runtime.runtimes.crun.monitor_cgroup = '/m/x'")
+            && err.contains("cgroup_manager = \"systemd\""),
+        "{err}"
+    );
+    let err = load_error("crio.conf", &handler("machine.slice"));
+    assert!(
+        err.contains("'machine.slice'") && err.contains("\"cgroupfs\""),
+        "{err}"
+    );
+}

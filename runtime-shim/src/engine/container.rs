@@ -8,6 +8,7 @@ use super::types::{BundleSource, ContainerInfo, Stdio};
 use super::{Engine, EngineError, list_dir, validate_name};
 use crate::attach::AttachSocket;
 use crate::bundle;
+use crate::cgroup;
 use crate::client::{Attach, CreateContainer, ExecSync, ExecSyncResult, LogDriver, LogFormat};
 use crate::conmon_oci::{self, ConmonContainer};
 use crate::error::ShimError;
@@ -40,7 +41,13 @@ impl Engine {
         let created = async {
             let exits = self.root.join("exits");
             std::fs::create_dir_all(&exits).map_err(ShimError::io("create", &exits))?;
-            let bundle = self.bundle(&dir, bundle, stdio)?;
+            let cgroups_path = cgroup::container_cgroups_path(
+                self.config.cgroup_manager,
+                &self.handler.monitor_cgroup,
+                self.cgroup_parent(pod)?.as_ref(),
+                id,
+            );
+            let bundle = self.bundle(&dir, bundle, stdio, cgroups_path)?;
             match &monitor {
                 Some(monitor) => {
                     let spec = self.create_spec(pod, id, &bundle, stdio)?;
@@ -64,11 +71,14 @@ impl Engine {
         }
     }
 
+    /// The container's bundle: `source`'s, or a busybox one written into `dir` (in
+    /// `cgroups_path`, under the pod's cgroup parent, when it has one).
     fn bundle(
         &self,
         dir: &Path,
         source: BundleSource,
         stdio: Stdio,
+        cgroups_path: Option<String>,
     ) -> Result<PathBuf, EngineError> {
         let command = match source {
             BundleSource::Path(path) => return Ok(path),
@@ -87,6 +97,9 @@ impl Engine {
             |config| {
                 if stdio.tty {
                     config["process"]["terminal"] = true.into();
+                }
+                if let Some(path) = cgroups_path {
+                    config["linux"]["cgroupsPath"] = path.into();
                 }
             },
         )?)

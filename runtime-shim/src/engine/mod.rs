@@ -4,6 +4,7 @@
 //!
 //! State lives on disk under a root directory, so separate processes work together:
 //! `<root>/pods/<pod>/run` is the monitor's runtime directory,
+//! `<root>/pods/<pod>/cgroup-parent` the pod's cgroup parent if it was given one,
 //! `<root>/pods/<pod>/containers/<id>` holds a container's bundle and CRI log, and
 //! `<root>/exits/<id>` its exit file.
 
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use conmon_proto::types::CgroupManager;
 
 pub use self::types::{BundleSource, ContainerInfo, PodInfo, Stdio};
+use crate::cgroup::CgroupError;
 use crate::config::{Config, RuntimeHandler, RuntimeType};
 use crate::error::ShimError;
 use crate::runtime::OciRuntime;
@@ -53,6 +55,9 @@ pub enum EngineError {
     /// A container's output ended but no exit file appeared.
     #[error("container '{0}' output ended but it has no exit file")]
     NoExitFile(String),
+    /// A cgroup parent or monitor cgroup that cannot be used.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
     /// The monitor, the runtime or the file system failed.
     #[error(transparent)]
     Shim(#[from] ShimError),

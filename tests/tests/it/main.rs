@@ -22,8 +22,10 @@ mod exec;
 mod fds;
 mod journald;
 mod logs;
+mod monitor_cgroup;
 mod namespaces;
 mod oom;
+mod systemd_scope;
 mod terminal;
 
 /// A running container for exec tests.
