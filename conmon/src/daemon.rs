@@ -74,6 +74,11 @@ pub fn start(settings: Settings) -> Result<(), DaemonError> {
     if std::env::var_os(NO_REEXEC_ENV).is_none() {
         sys::shed_inherited_fds().map_err(DaemonError::CloseFds)?;
     }
+    // Executed again through /proc/self/exe, the process would be called `exe` (in ps, and in
+    // the journal's _COMM): it keeps the name it was started under.
+    if let Some(name) = std::env::args_os().next() {
+        sys::set_process_name(Path::new(&name));
+    }
     sys::set_umask(0o022);
     // Best effort: the OOM killer should take containers, not their monitor.
     let oom_adjusted = std::fs::write("/proc/self/oom_score_adj", "-1000");

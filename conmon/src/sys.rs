@@ -109,6 +109,21 @@ pub(crate) fn shed_inherited_fds() -> io::Result<()> {
     Err(again.args(args).exec())
 }
 
+/// Names the process (`comm`, at most 15 bytes) after the file name of `program`, as the kernel
+/// names it at exec.
+pub(crate) fn set_process_name(program: &std::path::Path) {
+    let Some(name) = program.file_name() else {
+        return;
+    };
+    let mut bytes = name.as_encoded_bytes().to_vec();
+    bytes.truncate(15);
+    let Ok(name) = std::ffi::CString::new(bytes) else {
+        return;
+    };
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+}
+
 /// Whether the process has a descriptor above stderr besides the one listing them.
 fn has_fds_above_stderr() -> io::Result<bool> {
     let mut above_stderr = 0;

@@ -205,13 +205,25 @@ impl Runtime {
         let mut exit = std::pin::pin!(running.wait(deadline));
         let mut receive = std::pin::pin!(console.receive());
         let mut terminal = None;
+        // A runtime that fails may hang up on the console socket first: its own error, once
+        // it has exited, says more than the console's.
+        let mut console_error = None;
         let mut invocation = loop {
             tokio::select! {
-                fd = &mut receive, if terminal.is_none() => terminal = Some(fd.map_err(MonitorError::Console)?),
+                fd = &mut receive, if terminal.is_none() && console_error.is_none() => match fd {
+                    Ok(fd) => terminal = Some(fd),
+                    Err(err) => console_error = Some(err),
+                },
                 invocation = &mut exit => break invocation?,
             }
         };
-        if invocation.succeeded() && terminal.is_none() {
+        if !invocation.succeeded() {
+            return Ok(invocation);
+        }
+        if let Some(err) = console_error {
+            return Err(MonitorError::Console(err));
+        }
+        if terminal.is_none() {
             // The runtime sends the master before it exits; allow for the order of our reads.
             let received = tokio::time::timeout(CONSOLE_GRACE, receive)
                 .await

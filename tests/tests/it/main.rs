@@ -202,6 +202,9 @@ fn descriptors_inherited_from_the_engine_are_not_kept() -> Result<()> {
     let pod = Pod::start_via(&launcher, None, &[])?;
     let held = pod.fd_targets()?;
     assert!(!held.contains(&fifo), "conmond holds {held:?}");
+    // Executed again to shed them, it keeps its name (ps, the journal's _COMM).
+    let name = std::fs::read_to_string(format!("/proc/{}/comm", pod.pid))?;
+    assert_eq!(name.trim_end(), "conmond");
     run_local(async {
         let client = pod.client().await?;
         assert_eq!(client.version(false).await?.process_id, pod.pid);

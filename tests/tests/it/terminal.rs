@@ -138,3 +138,21 @@ fn attach_to_a_terminal_echoes_input_and_forwards_it() -> Result<()> {
         Ok(())
     })
 }
+
+#[test]
+fn a_runtime_failing_after_connecting_the_console_reports_its_own_error() -> Result<()> {
+    with_pod(async |pod, client| {
+        // runc 1.1's init alone needs more than 1 MiB, so runc connects to the console socket
+        // and then fails setting the limit.
+        let bundle = pod.bundle_with("tight", &["true"], |config| {
+            config["process"]["terminal"] = true.into();
+            config["linux"]["resources"]["memory"] = serde_json::json!({"limit": 1 << 20});
+        })?;
+        let mut request = pod.create_request("tight", bundle);
+        request.terminal = true;
+        let err = error_text(client.create_container(&request).await);
+        assert!(err.contains("runtime create failed"), "{err}");
+        assert!(err.contains("memory limit"), "{err}");
+        Ok(())
+    })
+}
