@@ -162,6 +162,56 @@ fn caller_trace_continues_through_rpc_and_runtime_spans_with_logs() -> Result<()
 }
 
 #[test]
+fn an_oom_kill_is_a_span_when_it_happens_and_an_oom_event_on_the_exit_span() -> Result<()> {
+    run_local(async {
+        let receiver = Receiver::start(otlp::free_addr()?).await?;
+        let pod = Pod::start_traced(&receiver.endpoint(), &[])?;
+        let client = pod.client().await?;
+        client.set_metadata(metadata(&trace_id(4), true));
+        // The hog is OOM-killed; its shell lives on and exits 3.
+        let bundle = pod.bundle_with("hog", &["sh", "-c", "tail /dev/zero; exit 3"], |config| {
+            let limit = 16 << 20;
+            config["linux"]["resources"]["memory"] =
+                serde_json::json!({"limit": limit, "swap": limit});
+        })?;
+        let request = pod.create_request("hog", bundle);
+        pod.start_container(&client, &request).await?;
+        assert_eq!(wait_for_file(&request.exit_paths[0], WAIT).await?, "3");
+
+        let linked_to_create = |name: &str| {
+            let spans = receiver.spans();
+            let create = spans.iter().find(|s| s.name == "Conmon/createContainer")?;
+            spans
+                .iter()
+                .find(|s| s.name == name && s.links.contains(&create.span_id))
+                .cloned()
+        };
+        let has_oom_event = |span: &otlp::Span| {
+            span.events.iter().any(|(name, attrs)| {
+                name == "log" && attrs.get("log.message").is_some_and(|m| m == "oom")
+            })
+        };
+        let oom = wait_for("container oom span", WAIT, || {
+            linked_to_create("container oom")
+        })
+        .await?;
+        assert!(has_oom_event(&oom), "{oom:?}");
+        let exit = wait_for("container exit span", WAIT, || {
+            linked_to_create("container exit")
+        })
+        .await?;
+        assert_eq!(exit.attributes["container.oom_killed"], "true");
+        assert!(has_oom_event(&exit), "{exit:?}");
+        // The kill came first.
+        assert!(
+            oom.start_unix_nano <= exit.start_unix_nano,
+            "{oom:?} {exit:?}"
+        );
+        Ok(())
+    })
+}
+
+#[test]
 fn unsampled_parent_exports_nothing() -> Result<()> {
     run_local(async {
         let receiver = Receiver::start(otlp::free_addr()?).await?;
