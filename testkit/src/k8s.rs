@@ -1,10 +1,12 @@
 //! A Kubernetes streaming client, as kubectl's websocket executor speaks it: the channel
-//! protocol (`v5.channel.k8s.io`/`v4.channel.k8s.io`) over tokio-tungstenite.
+//! protocols (binary: `v5.channel.k8s.io`, `v4.channel.k8s.io`, `channel.k8s.io` or none; text:
+//! the base64 ones) over tokio-tungstenite.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use data_encoding::BASE64;
 use futures::{SinkExt as _, StreamExt as _};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -29,8 +31,10 @@ const WAIT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Session {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    /// The subprotocol the server chose.
+    /// The subprotocol the server chose (empty for none).
     pub protocol: String,
+    /// Messages are text: a channel digit, then base64.
+    base64: bool,
     /// Everything received so far, by channel.
     pub received: BTreeMap<u8, Vec<u8>>,
     /// Every message received, in order (channel, payload).
@@ -39,15 +43,17 @@ pub struct Session {
     pub close_code: Option<u16>,
 }
 
-/// Opens `url` offering `protocols` (comma-separated, like kubectl). A refused request is an
-/// error carrying the HTTP status and body.
+/// Opens `url` offering `protocols` (comma-separated, like kubectl; none if empty). A refused
+/// request is an error carrying the HTTP status and body.
 pub async fn connect(url: &str, protocols: &str) -> Result<Session> {
     // The serve RPCs return http:// URLs; the websocket upgrade goes to the same place.
     let url = url.replacen("http://", "ws://", 1);
     let mut request = url.into_client_request()?;
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", protocols.parse()?);
+    if !protocols.is_empty() {
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", protocols.parse()?);
+    }
     let connected = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
         .await
         .context("connect timed out")?;
@@ -71,6 +77,7 @@ pub async fn connect(url: &str, protocols: &str) -> Result<Session> {
         .to_owned();
     Ok(Session {
         ws,
+        base64: protocol.contains("base64"),
         protocol,
         received: BTreeMap::new(),
         messages: Vec::new(),
@@ -81,9 +88,15 @@ pub async fn connect(url: &str, protocols: &str) -> Result<Session> {
 impl Session {
     /// Sends `data` on `channel`.
     pub async fn send(&mut self, channel: u8, data: &[u8]) -> Result<()> {
-        let mut message = vec![channel];
-        message.extend_from_slice(data);
-        self.ws.send(Message::Binary(message.into())).await?;
+        let message = if self.base64 {
+            let text = format!("{}{}", char::from(b'0' + channel), BASE64.encode(data));
+            Message::Text(text.into())
+        } else {
+            let mut message = vec![channel];
+            message.extend_from_slice(data);
+            Message::Binary(message.into())
+        };
+        self.ws.send(message).await?;
         Ok(())
     }
 
@@ -107,14 +120,19 @@ impl Session {
             .await
             .context("timed out waiting for the server")?;
         match message {
-            Some(Ok(Message::Binary(bytes))) => {
+            Some(Ok(Message::Binary(bytes))) if !self.base64 => {
                 let (&channel, data) = bytes.split_first().context("empty message")?;
-                self.received
-                    .entry(channel)
-                    .or_default()
-                    .extend_from_slice(data);
-                self.messages.push((channel, data.to_vec()));
+                self.record(channel, data.to_vec());
                 Ok(true)
+            }
+            Some(Ok(Message::Text(text))) if self.base64 => {
+                let (&digit, data) = text.as_bytes().split_first().context("empty message")?;
+                let channel = digit.checked_sub(b'0').context("no channel digit")?;
+                self.record(channel, BASE64.decode(data)?);
+                Ok(true)
+            }
+            Some(Ok(Message::Binary(_) | Message::Text(_))) => {
+                bail!("a message in the wrong encoding for {:?}", self.protocol)
             }
             Some(Ok(Message::Close(frame))) => {
                 self.close_code = Some(frame.map_or(1005, |frame| u16::from(frame.code)));
@@ -124,6 +142,14 @@ impl Session {
             Some(Err(err)) => Err(err.into()),
             None => Ok(false),
         }
+    }
+
+    fn record(&mut self, channel: u8, data: Vec<u8>) {
+        self.received
+            .entry(channel)
+            .or_default()
+            .extend_from_slice(&data);
+        self.messages.push((channel, data));
     }
 
     /// Receives until `done` holds for what arrived so far; fails if the session ends first.

@@ -9,6 +9,7 @@ package interop
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -91,7 +92,10 @@ func attachURL(ctx context.Context, t *testing.T, url string) *lockedBuffer {
 // portForwardURL opens a port-forward URL with a plain websocket client and
 // returns every binary message until the server closes the session.
 func portForwardURL(url, protocol string) ([][]byte, error) {
-	dialer := websocket.Dialer{Subprotocols: []string{protocol}, HandshakeTimeout: rpcTimeout}
+	dialer := websocket.Dialer{HandshakeTimeout: rpcTimeout}
+	if protocol != "" {
+		dialer.Subprotocols = []string{protocol}
+	}
 	conn, response, err := dialer.Dial(strings.Replace(url, "http://", "ws://", 1), nil)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w (response %v)", url, err, response)
@@ -112,8 +116,16 @@ func portForwardURL(url, protocol string) ([][]byte, error) {
 		if err != nil {
 			return messages, err
 		}
-		if kind == websocket.BinaryMessage {
+		switch {
+		case kind == websocket.BinaryMessage:
 			messages = append(messages, data)
+		case kind == websocket.TextMessage && strings.Contains(protocol, "base64") && len(data) > 0:
+			// The channel as a digit, then base64: returned in the binary form.
+			decoded, err := base64.StdEncoding.DecodeString(string(data[1:]))
+			if err != nil {
+				return messages, fmt.Errorf("base64 message %q: %w", data, err)
+			}
+			messages = append(messages, append([]byte{data[0] - '0'}, decoded...))
 		}
 	}
 }
@@ -186,14 +198,33 @@ func streamingChecks(check func(string, func(*testing.T)), cl *client.ConmonClie
 			t.Fatalf("ServePortForwardContainer: %v", err)
 		}
 		// Nothing listens on port 9 in the container: kubelet's protocol answers with the
-		// port on both channels, then the error on the error channel, then closes.
-		messages, err := portForwardURL(res.URL+"?ports=9", "v4.channel.k8s.io")
-		if err != nil {
-			t.Fatalf("port-forward: %v", err)
+		// port on both channels, then the error on the error channel, then closes. Each
+		// subprotocol kubelet's library serves, with its `port` parameter; `ports` too.
+		forwards := []struct{ query, protocol string }{
+			{"?port=9", "v4.channel.k8s.io"},
+			{"?port=9", "v4.base64.channel.k8s.io"},
+			{"?port=9", ""},
+			{"?ports=9", "v4.channel.k8s.io"},
 		}
-		if len(messages) != 3 || string(messages[0]) != "\x00\x09\x00" || string(messages[1]) != "\x01\x09\x00" ||
-			!strings.Contains(string(messages[2]), "error forwarding port 9") {
-			t.Fatalf("port-forward messages: %q", messages)
+		for i, forward := range forwards {
+			url := res.URL
+			if i > 0 {
+				again, err := cl.ServePortForwardContainer(ctx, &client.ServePortForwardContainerConfig{
+					NetNsPath: fmt.Sprintf("/proc/%d/ns/net", longPID),
+				})
+				if err != nil {
+					t.Fatalf("ServePortForwardContainer: %v", err)
+				}
+				url = again.URL
+			}
+			messages, err := portForwardURL(url+forward.query, forward.protocol)
+			if err != nil {
+				t.Fatalf("port-forward %+v: %v", forward, err)
+			}
+			if len(messages) != 3 || string(messages[0]) != "\x00\x09\x00" || string(messages[1]) != "\x01\x09\x00" ||
+				!strings.Contains(string(messages[2]), "error forwarding port 9") {
+				t.Fatalf("port-forward %+v messages: %q", forward, messages)
+			}
 		}
 	})
 }

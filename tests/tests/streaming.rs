@@ -86,6 +86,44 @@ fn exec_streams_pipes_takes_stdin_until_half_close_and_reports_the_exit() -> Res
 }
 
 #[test]
+fn exec_speaks_every_subprotocol_kubelets_library_serves() -> Result<()> {
+    with_pod(async |pod, client| {
+        let id = unique_id("sproto");
+        start(pod, client, &id, &["sleep", "1000"], false).await?;
+        for protocol in [
+            "",
+            "channel.k8s.io",
+            "base64.channel.k8s.io",
+            "v4.channel.k8s.io",
+            "v4.base64.channel.k8s.io",
+            "v5.channel.k8s.io",
+        ] {
+            let mut request = exec(&id, &["sh", "-c", "head -c 3; echo; echo e >&2; exit 3"]);
+            request.stdin = true;
+            let url = client.serve_exec(&request).await?;
+            let mut session = k8s::connect(&url, protocol).await?;
+            assert_eq!(session.protocol, protocol);
+            session.send(STDIN, b"abc").await?;
+            session.receive_to_end().await?;
+            assert_eq!(session.channel_text(STDOUT), "abc\n", "{protocol}");
+            assert_eq!(session.channel_text(STDERR), "e\n", "{protocol}");
+            if protocol.starts_with('v') {
+                let status = session.status()?;
+                assert_eq!(status["reason"], "NonZeroExitCode", "{protocol}: {status}");
+            } else {
+                // Before v4 the status channel carries the error's message only.
+                let text = session.channel_text(k8s::STATUS);
+                assert_eq!(
+                    text, "command terminated with non-zero exit code 3",
+                    "{protocol}"
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
+#[test]
 fn exec_on_a_tty_echoes_and_sees_resizes() -> Result<()> {
     with_pod(async |pod, client| {
         let id = unique_id("stty");
@@ -213,6 +251,20 @@ fn port_forward_reaches_a_server_inside_the_pod_network_namespace() -> Result<()
         assert!(refused.contains("Connection refused"), "{refused}");
         assert_eq!(text(1), "", "no error for 8080");
         assert_eq!(session.close_code, Some(1000));
+
+        // kubelet's `port` parameter, in each subprotocol its library serves for port-forward.
+        for protocol in ["", "v4.channel.k8s.io", "v4.base64.channel.k8s.io"] {
+            let url = client.serve_port_forward(netns.as_ref()).await?;
+            let mut session = k8s::connect(&format!("{url}?port=8080"), protocol).await?;
+            assert_eq!(session.protocol, protocol);
+            session.send(0, b"GET / HTTP/1.0\r\n\r\n").await?;
+            session.receive_to_end().await?;
+            let response = String::from_utf8_lossy(&session.received[&0][2..]).into_owned();
+            assert!(
+                response.ends_with("hello from the pod\n"),
+                "{protocol}: {response:?}"
+            );
+        }
         Ok(())
     })
 }
@@ -252,8 +304,8 @@ fn bad_urls_and_requests_get_clear_errors() -> Result<()> {
             .to_string();
         assert!(err.starts_with("HTTP 404"), "{err}");
         assert!(err.contains("no exec session 'not-a-token'"), "{err}");
-        // A client speaking only SPDY-era protocols is told what we speak; the URL survives.
-        let err = k8s::connect(&url, "channel.k8s.io")
+        // A client speaking only SPDY is told what we speak; the URL survives.
+        let err = k8s::connect(&url, "SPDY/3.1")
             .await
             .unwrap_err()
             .to_string();
@@ -291,7 +343,7 @@ fn bad_urls_and_requests_get_clear_errors() -> Result<()> {
             .await?;
         let err = k8s::connect(&url, V5_V4).await.unwrap_err().to_string();
         assert!(
-            err.contains("HTTP 400") && err.contains("at least one port"),
+            err.contains("HTTP 400") && err.contains(r#"query parameter "port" is required"#),
             "{err}"
         );
         Ok(())

@@ -18,9 +18,8 @@ pub(super) async fn run(monitor: &Rc<Monitor>, request: ServeAttach, mut channel
         Err(err) => {
             let message = error_chain(&err);
             tracing::error!(error = %message, "attach failed");
-            return channels
-                .finish(Some(protocol::internal_error(&message)))
-                .await;
+            let status = protocol::internal_error(channels.protocol, &message);
+            return channels.finish(Some(status)).await;
         }
     };
     let io = container.io.clone();
@@ -38,24 +37,24 @@ pub(super) async fn run(monitor: &Rc<Monitor>, request: ServeAttach, mut channel
             output = output.recv() => {
                 let (stream, data) = match output {
                     Some(Output::Data(stream, data)) => (stream, data),
-                    Some(Output::End) => break protocol::exit_status(0),
+                    Some(Output::End) => break protocol::exit_status(channels.protocol, 0),
                     None => {
                         let message = "the client did not keep up with the container's output";
                         tracing::warn!("{message}; detached");
-                        break protocol::internal_error(message);
+                        break Some(protocol::internal_error(channels.protocol, message));
                     }
                 };
                 let wanted = match stream {
                     Stream::Stdout => request.stdout,
                     Stream::Stderr => request.stderr,
                 };
-                let message = protocol::frame(protocol::output_channel(stream), &data);
-                if wanted && channels.send(message).await.is_err() {
+                let channel = protocol::output_channel(stream);
+                if wanted && channels.send_frame(channel, &data).await.is_err() {
                     return;
                 }
             }
             message = channels.receive() => match message {
-                ClientMessage::Binary(bytes) => {
+                ClientMessage::Data(bytes) => {
                     if let Some(incoming) = protocol::incoming(channels.protocol, &bytes) {
                         // Other clients may still write: the end of this one's input leaves the
                         // container's stdin open.
@@ -68,5 +67,5 @@ pub(super) async fn run(monitor: &Rc<Monitor>, request: ServeAttach, mut channel
         }
     };
     tracing::info!("container output ended");
-    channels.finish(Some(status)).await;
+    channels.finish(status).await;
 }

@@ -31,9 +31,9 @@ pub(super) struct Channels {
 
 /// How a client's message is to be handled.
 pub(super) enum ClientMessage {
-    /// A binary message (channel byte first).
-    Binary(Bytes),
-    /// Text, ping, pong: nothing to do.
+    /// A data message, binary or text (channel first; see [`protocol::incoming`]).
+    Data(Bytes),
+    /// Ping, pong: nothing to do.
     Ignored,
     /// The client closed the websocket or the connection.
     Gone,
@@ -56,7 +56,8 @@ impl Channels {
     /// The next message from the client. Cancel-safe.
     pub(super) async fn receive(&mut self) -> ClientMessage {
         match self.source.next().await {
-            Some(Ok(Message::Binary(bytes))) => ClientMessage::Binary(bytes),
+            Some(Ok(Message::Binary(bytes))) => ClientMessage::Data(bytes),
+            Some(Ok(Message::Text(text))) => ClientMessage::Data(text.into()),
             Some(Ok(Message::Close(_))) | None => ClientMessage::Gone,
             Some(Err(err)) => {
                 tracing::info!(error = %err, "streaming connection failed");
@@ -81,7 +82,13 @@ impl Channels {
             (false, true) => protocol::STDERR,
             (false, false) => protocol::STATUS,
         };
-        self.send(protocol::frame(first, &[])).await
+        self.send_frame(first, &[]).await
+    }
+
+    /// Sends `data` on `channel`, encoded for the session's subprotocol.
+    pub(super) async fn send_frame(&mut self, channel: u8, data: &[u8]) -> Result<(), ClientGone> {
+        self.send(protocol::frame(self.protocol, channel, data))
+            .await
     }
 
     /// Ends the session with `status` on the status channel and a normal close.
@@ -115,7 +122,7 @@ pub(super) async fn apply_input(
             channel: protocol::STDIN,
             data,
         } if *stdin_open => {
-            if let Err(err) = io.stdin.write_all(data).await {
+            if let Err(err) = io.stdin.write_all(&data).await {
                 tracing::info!(error = %err, "write to stdin; input closed");
                 *stdin_open = false;
             }
@@ -123,7 +130,7 @@ pub(super) async fn apply_input(
         Incoming::Data {
             channel: protocol::RESIZE,
             data,
-        } => match protocol::resize(data) {
+        } => match protocol::resize(&data) {
             Ok((width, height)) => match io.resize(width, height) {
                 Ok(true) => tracing::debug!(width, height, "terminal resized"),
                 Ok(false) => tracing::debug!("resize without a terminal ignored"),

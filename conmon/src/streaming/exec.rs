@@ -58,18 +58,16 @@ pub(super) async fn run(
 async fn fail(channels: Channels, err: &MonitorError) {
     let message = error_chain(err);
     tracing::error!(error = %message, "exec failed");
-    channels
-        .finish(Some(protocol::internal_error(&message)))
-        .await;
+    let status = protocol::internal_error(channels.protocol, &message);
+    channels.finish(Some(status)).await;
 }
 
 /// Ends the session with the process's exit status; a client that left gets nothing.
 async fn report(channels: Channels, served: Result<ExitStatus, ClientGone>) {
     if let Ok(status) = served {
         tracing::info!(exit_code = status.code(), "exec exited");
-        channels
-            .finish(Some(protocol::exit_status(status.code())))
-            .await;
+        let status = protocol::exit_status(channels.protocol, status.code());
+        channels.finish(status).await;
     }
 }
 
@@ -111,7 +109,7 @@ async fn serve<R: AsyncRead + Unpin>(
                     stderr_open = forward(channels, &process.io, read).await?;
                 }
                 message = channels.receive() => match message {
-                    ClientMessage::Binary(bytes) => {
+                    ClientMessage::Data(bytes) => {
                         let Some(incoming) = protocol::incoming(channels.protocol, &bytes) else { continue };
                         // A terminal stays open for the output; only a pipe can signal the end.
                         apply_input(&process.io, incoming, &mut stdin_open, !request.tty).await;
@@ -178,7 +176,7 @@ async fn forward(
     io.broadcast(read.stream, data);
     if read.wanted {
         let channel = protocol::output_channel(read.stream);
-        channels.send(protocol::frame(channel, data)).await?;
+        channels.send_frame(channel, data).await?;
     }
     Ok(true)
 }

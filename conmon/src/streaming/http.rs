@@ -27,12 +27,11 @@ impl Kind {
         }
     }
 
-    /// Subprotocols in order of preference. Kubelet serves port-forward over v4 only; v5 adds
-    /// nothing to it but the close signal.
-    fn protocols(self) -> [Protocol; 2] {
+    /// The subprotocols it is served with.
+    fn protocols(self) -> &'static [Protocol] {
         match self {
-            Self::Exec | Self::Attach => [Protocol::V5, Protocol::V4],
-            Self::PortForward => [Protocol::V4, Protocol::V5],
+            Self::Exec | Self::Attach => &Protocol::REMOTE_COMMAND,
+            Self::PortForward => &Protocol::PORT_FORWARD,
         }
     }
 }
@@ -52,11 +51,15 @@ pub(crate) struct Upgrade {
 impl Upgrade {
     /// The `101 Switching Protocols` response that completes the handshake.
     pub(crate) fn accept(&self) -> Vec<u8> {
+        let protocol = self
+            .protocol
+            .name()
+            .map(|name| format!("Sec-WebSocket-Protocol: {name}\r\n"))
+            .unwrap_or_default();
         format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: {}\r\n\r\n",
+             Sec-WebSocket-Accept: {}\r\n{protocol}\r\n",
             derive_accept_key(self.key.as_bytes()),
-            self.protocol.name()
         )
         .into_bytes()
     }
@@ -151,22 +154,21 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<(Upgrade, usize)>, Rejection> {
              Sec-WebSocket-Version: 13, Sec-WebSocket-Key)",
         ));
     };
-    let offered: Vec<&str> = header("sec-websocket-protocol").collect();
-    let protocol = kind
-        .protocols()
-        .into_iter()
-        .find(|protocol| offered.contains(&protocol.name()))
-        .ok_or_else(|| {
-            let supported: Vec<&str> = kind.protocols().iter().map(|p| p.name()).collect();
-            Rejection::new(
-                400,
-                format!(
-                    "no supported websocket subprotocol offered (offered: '{}'; supported: {})",
-                    offered.join(", "),
-                    supported.join(", ")
-                ),
-            )
-        })?;
+    let offered: Vec<&str> = header("sec-websocket-protocol")
+        .filter(|name| !name.is_empty())
+        .collect();
+    let protocol = Protocol::negotiate(kind.protocols(), &offered).ok_or_else(|| {
+        let supported: Vec<&str> = kind.protocols().iter().filter_map(|p| p.name()).collect();
+        Rejection::new(
+            400,
+            format!(
+                "no supported websocket subprotocol offered (offered: '{}'; supported: {}, \
+                 or none)",
+                offered.join(", "),
+                supported.join(", ")
+            ),
+        )
+    })?;
     let upgrade = Upgrade {
         kind,
         token: token.to_owned(),
@@ -224,10 +226,10 @@ mod tests {
     }
 
     #[test]
-    fn exec_upgrade_prefers_v5_and_accepts_like_rfc_6455() {
+    fn exec_upgrade_takes_the_clients_first_protocol_and_accepts_like_rfc_6455() {
         let upgrade = upgrade(
             "/exec/abc?command=sh",
-            &["v4.channel.k8s.io, v5.channel.k8s.io"],
+            &["v5.channel.k8s.io, v4.channel.k8s.io"],
         );
         assert_eq!(upgrade.kind, Kind::Exec);
         assert_eq!(upgrade.token, "abc");
@@ -240,13 +242,17 @@ mod tests {
     }
 
     #[test]
-    fn port_forward_prefers_v4_and_repeated_protocol_headers_count() {
+    fn repeated_protocol_headers_count_and_none_means_binary_without_a_header() {
         let upgrade = upgrade(
-            "/port-forward/t?ports=80",
-            &["v5.channel.k8s.io", "v4.channel.k8s.io"],
+            "/port-forward/t?port=80",
+            &["SPDY/3.1", "v4.base64.channel.k8s.io"],
         );
         assert_eq!(upgrade.kind, Kind::PortForward);
-        assert_eq!(upgrade.protocol, Protocol::V4);
+        assert_eq!(upgrade.protocol, Protocol::V4Base64);
+        let bare = self::upgrade("/attach/t", &[]);
+        assert_eq!(bare.protocol, Protocol::Unnamed);
+        let response = String::from_utf8(bare.accept()).unwrap();
+        assert!(!response.contains("Sec-WebSocket-Protocol"), "{response}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod exec;
 mod http;
 mod port_forward;
 mod protocol;
+mod query;
 mod registry;
 mod server;
 

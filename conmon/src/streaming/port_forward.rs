@@ -39,7 +39,7 @@ pub(super) async fn run(namespace: File, path: &Path, ports: Vec<u16>, mut chann
         let [data, error] = channels_of(index);
         for channel in [data, error] {
             if channels
-                .send(protocol::frame(channel, &port.to_le_bytes()))
+                .send_frame(channel, &port.to_le_bytes())
                 .await
                 .is_err()
             {
@@ -78,7 +78,7 @@ pub(super) async fn run(namespace: File, path: &Path, ports: Vec<u16>, mut chann
             event = received.recv() => match event {
                 Some(Event::Data(index, data)) => {
                     let [channel, _] = channels_of(index);
-                    if channels.send(protocol::frame(channel, &data)).await.is_err() {
+                    if channels.send_frame(channel, &data).await.is_err() {
                         return;
                     }
                 }
@@ -95,7 +95,7 @@ pub(super) async fn run(namespace: File, path: &Path, ports: Vec<u16>, mut chann
                 None => break,
             },
             message = channels.receive() => match message {
-                ClientMessage::Binary(bytes) => {
+                ClientMessage::Data(bytes) => {
                     let Some(incoming) = protocol::incoming(channels.protocol, &bytes) else { continue };
                     let (channel, data) = match incoming {
                         Incoming::Data { channel, data } => (channel, Some(data)),
@@ -110,7 +110,7 @@ pub(super) async fn run(namespace: File, path: &Path, ports: Vec<u16>, mut chann
                         }
                     };
                     let written = match data {
-                        Some(data) => writer.write_all(data).await,
+                        Some(data) => writer.write_all(&data).await,
                         None => writer.shutdown().await,
                     };
                     if let Err(err) = written {
@@ -149,9 +149,7 @@ async fn report(
     );
     tracing::warn!(port, error = %err, "port forward failed");
     let [_, error] = channels_of(index);
-    channels
-        .send(protocol::frame(error, message.as_bytes()))
-        .await
+    channels.send_frame(error, message.as_bytes()).await
 }
 
 /// Copies what the pod sends into `events` until it closes.

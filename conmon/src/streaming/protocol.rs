@@ -1,8 +1,18 @@
-//! The Kubernetes channel protocol spoken over the streaming websockets
-//! (`v5.channel.k8s.io`, `v4.channel.k8s.io`): every binary message starts with a channel byte.
-//! Exec and attach use channels 0 stdin, 1 stdout, 2 stderr, 3 status, 4 resize; port-forward
-//! uses 2i for the data and 2i+1 for the errors of the i-th requested port.
+//! The Kubernetes channel protocols spoken over the streaming websockets, as kubelet's streaming
+//! library serves them: every message starts with a channel. Exec and attach use channels
+//! 0 stdin, 1 stdout, 2 stderr, 3 status, 4 resize; port-forward uses 2i for the data and
+//! 2i+1 for the errors of the i-th requested port.
+//!
+//! The binary protocols (`channel.k8s.io`, `v4.channel.k8s.io`, `v5.channel.k8s.io`, and no
+//! subprotocol at all) carry the channel as the first byte of a binary message; the base64 ones
+//! (`base64.channel.k8s.io`, `v4.base64.channel.k8s.io`) as an ASCII digit starting a text
+//! message whose rest is the data in base64. From v4 on, the status channel carries a
+//! Kubernetes `Status` as JSON; before, only an error's message, and nothing on success. Only
+//! v5 has the close signal.
 
+use std::borrow::Cow;
+
+use data_encoding::BASE64;
 use serde_json::json;
 
 use crate::stream::Stream;
@@ -14,7 +24,7 @@ pub(crate) const STDIN: u8 = 0;
 pub(crate) const STDOUT: u8 = 1;
 /// Process error output.
 pub(crate) const STDERR: u8 = 2;
-/// The outcome, as a Kubernetes `Status` object.
+/// The outcome.
 pub(crate) const STATUS: u8 = 3;
 /// Terminal size changes, as `{"Width":W,"Height":H}`.
 pub(crate) const RESIZE: u8 = 4;
@@ -24,38 +34,100 @@ const CLOSE: u8 = 255;
 /// The negotiated subprotocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Protocol {
-    /// `v4.channel.k8s.io`: no close signal.
+    /// The client offered none: binary, as `channel.k8s.io`.
+    Unnamed,
+    /// `channel.k8s.io`.
+    Channel,
+    /// `base64.channel.k8s.io`.
+    Base64Channel,
+    /// `v4.channel.k8s.io`.
     V4,
-    /// `v5.channel.k8s.io`: adds the close signal.
+    /// `v4.base64.channel.k8s.io`.
+    V4Base64,
+    /// `v5.channel.k8s.io`.
     V5,
 }
 
 impl Protocol {
-    /// The `Sec-WebSocket-Protocol` name.
-    pub(crate) fn name(self) -> &'static str {
+    /// Those exec and attach speak, as kubelet's library, plus v5 (what the API server speaks).
+    pub(crate) const REMOTE_COMMAND: [Self; 6] = [
+        Self::Unnamed,
+        Self::Channel,
+        Self::Base64Channel,
+        Self::V4,
+        Self::V4Base64,
+        Self::V5,
+    ];
+    /// Those port-forward speaks, exactly kubelet's library's.
+    pub(crate) const PORT_FORWARD: [Self; 3] = [Self::Unnamed, Self::V4, Self::V4Base64];
+
+    /// The `Sec-WebSocket-Protocol` name; `None` for [`Protocol::Unnamed`].
+    pub(crate) fn name(self) -> Option<&'static str> {
         match self {
-            Self::V4 => "v4.channel.k8s.io",
-            Self::V5 => "v5.channel.k8s.io",
+            Self::Unnamed => None,
+            Self::Channel => Some("channel.k8s.io"),
+            Self::Base64Channel => Some("base64.channel.k8s.io"),
+            Self::V4 => Some("v4.channel.k8s.io"),
+            Self::V4Base64 => Some("v4.base64.channel.k8s.io"),
+            Self::V5 => Some("v5.channel.k8s.io"),
         }
+    }
+
+    fn base64(self) -> bool {
+        matches!(self, Self::Base64Channel | Self::V4Base64)
+    }
+
+    /// The status channel carries a JSON `Status` (v4 and later).
+    fn json_status(self) -> bool {
+        matches!(self, Self::V4 | Self::V4Base64 | Self::V5)
+    }
+
+    /// Picks, as kubelet does, the first of the client's `offered` names (in its order) that
+    /// is one of `supported`; a client that offers none gets [`Protocol::Unnamed`].
+    pub(crate) fn negotiate(supported: &[Self], offered: &[&str]) -> Option<Self> {
+        if offered.is_empty() {
+            return supported.contains(&Self::Unnamed).then_some(Self::Unnamed);
+        }
+        offered.iter().find_map(|name| {
+            supported
+                .iter()
+                .copied()
+                .find(|protocol| protocol.name() == Some(*name))
+        })
     }
 }
 
-/// What a client's binary message says.
+/// What a client's message says.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Incoming<'a> {
     /// Bytes for a channel.
-    Data { channel: u8, data: &'a [u8] },
+    Data { channel: u8, data: Cow<'a, [u8]> },
     /// The client closed its side of a channel.
     Close(u8),
 }
 
-/// Decodes a client's binary message; `None` for an empty one.
+/// Decodes a client's message (binary or text, as kubelet reads either); `None` for an empty
+/// one, or for base64 that does not decode.
 pub(crate) fn incoming(protocol: Protocol, message: &[u8]) -> Option<Incoming<'_>> {
-    let (&channel, data) = message.split_first()?;
-    match (protocol, channel, data) {
-        (Protocol::V5, CLOSE, &[closed]) => Some(Incoming::Close(closed)),
-        _ => Some(Incoming::Data { channel, data }),
+    let (&first, data) = message.split_first()?;
+    if protocol == Protocol::V5
+        && first == CLOSE
+        && let &[closed] = data
+    {
+        return Some(Incoming::Close(closed));
     }
+    if !protocol.base64() {
+        return Some(Incoming::Data {
+            channel: first,
+            data: Cow::Borrowed(data),
+        });
+    }
+    let channel = first.checked_sub(b'0')?;
+    let data = BASE64.decode(data).ok()?;
+    Some(Incoming::Data {
+        channel,
+        data: Cow::Owned(data),
+    })
 }
 
 /// The channel that carries output `stream`.
@@ -66,8 +138,14 @@ pub(crate) fn output_channel(stream: Stream) -> u8 {
     }
 }
 
-/// A message for `channel`.
-pub(crate) fn frame(channel: u8, data: &[u8]) -> Message {
+/// A message for `channel`, encoded as `protocol` wants.
+pub(crate) fn frame(protocol: Protocol, channel: u8, data: &[u8]) -> Message {
+    if protocol.base64() {
+        let mut text = String::with_capacity(BASE64.encode_len(data.len()) + 1);
+        text.push(char::from(b'0'.saturating_add(channel)));
+        text.push_str(&BASE64.encode(data));
+        return Message::Text(text.into());
+    }
     let mut bytes = Vec::with_capacity(data.len() + 1);
     bytes.push(channel);
     bytes.extend_from_slice(data);
@@ -87,25 +165,30 @@ pub(crate) fn resize(data: &[u8]) -> Result<(u16, u16), String> {
         .map_err(|err| format!("invalid resize message: {err}"))
 }
 
-/// The `Status` of a command that exited with `code` (Kubernetes' `NonZeroExitCode` for
-/// anything but 0).
-pub(crate) fn exit_status(code: i32) -> Message {
-    let status = if code == 0 {
-        json!({"metadata": {}, "status": "Success"})
-    } else {
-        json!({
+/// What the status channel says about a command that exited with `code` (Kubernetes'
+/// `NonZeroExitCode` for anything but 0); before v4, success says nothing.
+pub(crate) fn exit_status(protocol: Protocol, code: i32) -> Option<Message> {
+    let message = format!("command terminated with non-zero exit code {code}");
+    let status = match (code, protocol.json_status()) {
+        (0, false) => return None,
+        (_, false) => return Some(frame(protocol, STATUS, message.as_bytes())),
+        (0, true) => json!({"metadata": {}, "status": "Success"}),
+        (_, true) => json!({
             "metadata": {},
             "status": "Failure",
-            "message": format!("command terminated with non-zero exit code {code}"),
+            "message": message,
             "reason": "NonZeroExitCode",
             "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
-        })
+        }),
     };
-    frame(STATUS, status.to_string().as_bytes())
+    Some(frame(protocol, STATUS, status.to_string().as_bytes()))
 }
 
-/// The `Status` of a session that failed for `message`.
-pub(crate) fn internal_error(message: &str) -> Message {
+/// What the status channel says about a session that failed for `message`.
+pub(crate) fn internal_error(protocol: Protocol, message: &str) -> Message {
+    if !protocol.json_status() {
+        return frame(protocol, STATUS, message.as_bytes());
+    }
     let status = json!({
         "metadata": {},
         "status": "Failure",
@@ -114,101 +197,81 @@ pub(crate) fn internal_error(message: &str) -> Message {
         "details": {"causes": [{"message": message}]},
         "code": 500,
     });
-    frame(STATUS, status.to_string().as_bytes())
-}
-
-/// Most ports one port-forward session carries.
-const MAX_PORTS: usize = 127;
-
-/// The ports of a port-forward request, from its `ports` query parameters (each a
-/// comma-separated list; kubelet's form).
-pub(crate) fn ports(query: &str) -> Result<Vec<u16>, String> {
-    let mut ports = Vec::new();
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if key != "ports" {
-            continue;
-        }
-        let value = percent_decode(value).ok_or_else(|| format!("malformed query '{pair}'"))?;
-        for port in value.split(',').map(str::trim) {
-            match port.parse::<u16>() {
-                Ok(port) if port > 0 => ports.push(port),
-                _ => return Err(format!("invalid port '{port}'")),
-            }
-        }
-    }
-    if ports.is_empty() {
-        return Err("at least one port must be given as ?ports=PORT[,PORT…]".into());
-    }
-    // Two channels a port, in one channel byte.
-    if ports.len() > MAX_PORTS {
-        return Err(format!(
-            "at most {MAX_PORTS} ports can be forwarded at once"
-        ));
-    }
-    Ok(ports)
-}
-
-/// Decodes `%XX` escapes and `+` (a space in forms).
-fn percent_decode(text: &str) -> Option<String> {
-    let mut bytes = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&byte, tail)) = rest.split_first() {
-        rest = tail;
-        match byte {
-            b'%' => {
-                // Exactly two hex digits (`from_str_radix` alone would take `+8`).
-                let digits = rest.get(..2)?;
-                let value = |digit: u8| char::from(digit).to_digit(16);
-                let (high, low) = (value(digits[0])?, value(digits[1])?);
-                bytes.push(u8::try_from(high * 16 + low).ok()?);
-                rest = &rest[2..];
-            }
-            b'+' => bytes.push(b' '),
-            byte => bytes.push(byte),
-        }
-    }
-    String::from_utf8(bytes).ok()
+    frame(protocol, STATUS, status.to_string().as_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn percent_escapes_take_exactly_two_hex_digits() {
-        assert_eq!(percent_decode("a%2Fb+c").as_deref(), Some("a/b c"));
-        assert_eq!(percent_decode("%+8"), None);
-        assert_eq!(percent_decode("%4"), None);
-        assert_eq!(percent_decode("%zz"), None);
-    }
-
-    fn json_of(message: &Message) -> serde_json::Value {
-        let Message::Binary(bytes) = message else {
+    fn json_of(message: Option<Message>) -> serde_json::Value {
+        let Some(Message::Binary(bytes)) = message else {
             panic!("not binary: {message:?}");
         };
         assert_eq!(bytes[0], STATUS);
         serde_json::from_slice(&bytes[1..]).expect("status is JSON")
     }
 
+    fn data(channel: u8, data: &[u8]) -> Option<Incoming<'_>> {
+        Some(Incoming::Data {
+            channel,
+            data: Cow::Borrowed(data),
+        })
+    }
+
     #[test]
     fn close_signal_only_exists_in_v5() {
         assert_eq!(incoming(Protocol::V5, &[255, 0]), Some(Incoming::Close(0)));
-        assert_eq!(
-            incoming(Protocol::V4, &[255, 0]),
-            Some(Incoming::Data {
-                channel: 255,
-                data: &[0]
-            })
-        );
-        assert_eq!(
-            incoming(Protocol::V5, b"\x00ls\n"),
-            Some(Incoming::Data {
-                channel: STDIN,
-                data: b"ls\n"
-            })
-        );
+        assert_eq!(incoming(Protocol::V4, &[255, 0]), data(255, &[0]));
+        assert_eq!(incoming(Protocol::V5, b"\x00ls\n"), data(STDIN, b"ls\n"));
         assert_eq!(incoming(Protocol::V5, b""), None);
+    }
+
+    #[test]
+    fn base64_protocols_carry_a_digit_and_base64() {
+        for protocol in [Protocol::Base64Channel, Protocol::V4Base64] {
+            let Message::Text(text) = frame(protocol, STDOUT, b"hi\n") else {
+                panic!("base64 frames are text");
+            };
+            assert_eq!(text.as_str(), "1aGkK");
+            assert_eq!(incoming(protocol, b"0bHMK"), data(STDIN, b"ls\n"));
+            assert_eq!(incoming(protocol, b"0not base64!"), None);
+            assert_eq!(incoming(protocol, b"\x00bHMK"), None);
+        }
+        let Message::Binary(bytes) = frame(Protocol::Unnamed, STDERR, b"x") else {
+            panic!("binary frames are binary");
+        };
+        assert_eq!(&bytes[..], b"\x02x");
+    }
+
+    #[test]
+    fn negotiation_follows_the_clients_order_and_defaults_to_binary() {
+        let exec = &Protocol::REMOTE_COMMAND;
+        let pick = |offered: &[&str]| Protocol::negotiate(exec, offered);
+        assert_eq!(
+            pick(&["v5.channel.k8s.io", "v4.channel.k8s.io"]),
+            Some(Protocol::V5)
+        );
+        assert_eq!(
+            pick(&["v4.channel.k8s.io", "v5.channel.k8s.io"]),
+            Some(Protocol::V4)
+        );
+        assert_eq!(
+            pick(&["SPDY/3.1", "base64.channel.k8s.io"]),
+            Some(Protocol::Base64Channel)
+        );
+        assert_eq!(pick(&[]), Some(Protocol::Unnamed));
+        assert_eq!(pick(&["SPDY/3.1"]), None);
+        let forward = &Protocol::PORT_FORWARD;
+        assert_eq!(Protocol::negotiate(forward, &["channel.k8s.io"]), None);
+        assert_eq!(
+            Protocol::negotiate(forward, &["v5.channel.k8s.io", "v4.channel.k8s.io"]),
+            Some(Protocol::V4)
+        );
+        assert_eq!(
+            Protocol::negotiate(forward, &["v4.base64.channel.k8s.io"]),
+            Some(Protocol::V4Base64)
+        );
     }
 
     #[test]
@@ -219,25 +282,33 @@ mod tests {
 
     #[test]
     fn non_zero_exit_is_reported_like_kubelet() {
-        let status = json_of(&exit_status(7));
+        let status = json_of(exit_status(Protocol::V4, 7));
         assert_eq!(status["status"], "Failure");
         assert_eq!(status["reason"], "NonZeroExitCode");
         assert_eq!(status["details"]["causes"][0]["reason"], "ExitCode");
         assert_eq!(status["details"]["causes"][0]["message"], "7");
-        assert_eq!(json_of(&exit_status(0))["status"], "Success");
-        let error = json_of(&internal_error("container 'x' not found"));
+        assert_eq!(json_of(exit_status(Protocol::V5, 0))["status"], "Success");
+        let error = json_of(Some(internal_error(
+            Protocol::V5,
+            "container 'x' not found",
+        )));
         assert_eq!(error["reason"], "InternalError");
         assert_eq!(error["message"], "container 'x' not found");
     }
 
     #[test]
-    fn ports_accept_lists_repeats_and_escaped_commas() {
-        assert_eq!(ports("ports=80"), Ok(vec![80]));
-        assert_eq!(ports("ports=80,8080&x=1&ports=9"), Ok(vec![80, 8080, 9]));
-        assert_eq!(ports("ports=80%2C81"), Ok(vec![80, 81]));
-        assert!(ports("").unwrap_err().contains("at least one port"));
-        assert!(ports("ports=0").unwrap_err().contains("invalid port '0'"));
-        assert!(ports("ports=http").unwrap_err().contains("invalid port"));
-        assert!(ports("ports=%zz").unwrap_err().contains("malformed"));
+    fn before_v4_the_status_channel_has_only_error_messages() {
+        assert_eq!(exit_status(Protocol::Channel, 0), None);
+        let Some(Message::Binary(failed)) = exit_status(Protocol::Unnamed, 2) else {
+            panic!("a failure is reported");
+        };
+        assert_eq!(
+            &failed[..],
+            b"\x03command terminated with non-zero exit code 2"
+        );
+        let Message::Text(text) = internal_error(Protocol::Base64Channel, "boom") else {
+            panic!("base64 frames are text");
+        };
+        assert_eq!(text.as_str(), "3Ym9vbQ==");
     }
 }

@@ -16,7 +16,7 @@ use tracing::Instrument as _;
 use super::channel::{Channels, Transport};
 use super::http::{self, Kind, Rejection, Upgrade};
 use super::registry::{Registry, Session};
-use super::{attach, exec, port_forward, protocol};
+use super::{attach, exec, port_forward, query};
 use crate::error::MonitorError;
 use crate::gate::Gate;
 use crate::monitor::Monitor;
@@ -93,7 +93,7 @@ impl Server {
             Ok(Err(rejection)) => return reject(stream, &rejection).await,
         };
         let ports = match upgrade.kind {
-            Kind::PortForward => match protocol::ports(&upgrade.query) {
+            Kind::PortForward => match query::ports(&upgrade.query) {
                 Ok(ports) => ports,
                 Err(message) => return reject(stream, &Rejection::new(400, message)).await,
             },
