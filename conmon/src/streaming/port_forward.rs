@@ -1,4 +1,4 @@
-//! A port-forward session, kubelet's websocket protocol: for the i-th port of `?ports=`, channel
+//! A port-forward session, kubelet's websocket protocol: for the i-th port of `?port=`, channel
 //! 2i carries the data and 2i+1 the errors, and the first message on each is the port (two
 //! bytes, little-endian). Each port is one TCP connection to localhost inside the pod's network
 //! namespace, made when the client connects; a port is done when the server in the pod closes
