@@ -126,6 +126,8 @@ async fn watch<F: Future<Output = ()>>(
     detected: Rc<Cell<bool>>,
     on_oom: F,
 ) {
+    // Registering takes a few system calls: they wait until the create's reply is on its way.
+    tokio::task::yield_now().await;
     loop {
         let Some((cgroup, baseline)) = watched.borrow().clone() else {
             return;
