@@ -222,7 +222,8 @@ fn port_forward_reaches_a_server_inside_the_pod_network_namespace() -> Result<()
         assert!(url.contains("/port-forward/"), "{url}");
         // Port 8080 has the server; 8081 has nothing listening.
         let mut session = k8s::connect(&format!("{url}?ports=8080,8081"), V5_V4).await?;
-        assert_eq!(session.protocol, "v4.channel.k8s.io");
+        // The client's first choice, as kubelet picks.
+        assert_eq!(session.protocol, "v5.channel.k8s.io");
         session
             .send(0, b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")
             .await?;

@@ -58,8 +58,9 @@ impl Protocol {
         Self::V4Base64,
         Self::V5,
     ];
-    /// Those port-forward speaks, exactly kubelet's library's.
-    pub(crate) const PORT_FORWARD: [Self; 3] = [Self::Unnamed, Self::V4, Self::V4Base64];
+    /// Those port-forward speaks: kubelet's library's, plus v5, which conmon-rs's server offers
+    /// for port-forward (so its clients may send it; it adds nothing there).
+    pub(crate) const PORT_FORWARD: [Self; 4] = [Self::Unnamed, Self::V4, Self::V4Base64, Self::V5];
 
     /// The `Sec-WebSocket-Protocol` name; `None` for [`Protocol::Unnamed`].
     pub(crate) fn name(self) -> Option<&'static str> {
@@ -265,7 +266,7 @@ mod tests {
         let forward = &Protocol::PORT_FORWARD;
         assert_eq!(Protocol::negotiate(forward, &["channel.k8s.io"]), None);
         assert_eq!(
-            Protocol::negotiate(forward, &["v5.channel.k8s.io", "v4.channel.k8s.io"]),
+            Protocol::negotiate(forward, &["v4.channel.k8s.io", "v5.channel.k8s.io"]),
             Some(Protocol::V4)
         );
         assert_eq!(
