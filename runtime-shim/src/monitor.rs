@@ -238,7 +238,7 @@ async fn spawn(spec: &MonitorSpec, run_dir: &Path) -> Result<u32, ShimError> {
 async fn place(placement: &Placement, pid: u32, run_dir: &Path) -> Result<(), ShimError> {
     let placement = placement.clone();
     let record = run_dir.join(CGROUP_RECORD);
-    tokio::task::spawn_blocking(move || match placement {
+    on_blocking_pool("place the monitor of", run_dir, move || match placement {
         Placement::Inherit => Ok(()),
         Placement::Cgroupfs(cgroup) => {
             // A dead monitor's directories stay listed until the pod is removed.
@@ -258,12 +258,6 @@ async fn place(placement: &Placement, pid: u32, run_dir: &Path) -> Result<(), Sh
         }
     })
     .await
-    .map_err(|err| ShimError::Io {
-        what: "place the monitor of",
-        path: run_dir.to_owned(),
-        source: std::io::Error::other(err),
-    })?
-    .map_err(ShimError::from)
 }
 
 /// Removes the cgroup directories made for the pod's monitors (call after they exited);
@@ -273,7 +267,7 @@ async fn place(placement: &Placement, pid: u32, run_dir: &Path) -> Result<(), Sh
 /// A directory that cannot be removed, or an unreadable record.
 pub async fn release_cgroups(run_dir: &Path) -> Result<(), ShimError> {
     let record = run_dir.join(CGROUP_RECORD);
-    tokio::task::spawn_blocking(move || {
+    on_blocking_pool("remove the cgroups of", run_dir, move || {
         cgroup::fs::remove_created(&cgroup::fs::load_record(&record)?)?;
         match std::fs::remove_file(&record) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
@@ -283,11 +277,23 @@ pub async fn release_cgroups(run_dir: &Path) -> Result<(), ShimError> {
         }
     })
     .await
-    .map_err(|err| ShimError::Io {
-        what: "remove the cgroups of",
-        path: run_dir.to_owned(),
-        source: std::io::Error::other(err),
-    })?
+}
+
+/// Runs `work` (file system work on `run_dir`'s pod, `what` in an error) off the async
+/// threads.
+async fn on_blocking_pool<E: Into<ShimError> + Send + 'static>(
+    what: &'static str,
+    run_dir: &Path,
+    work: impl FnOnce() -> Result<(), E> + Send + 'static,
+) -> Result<(), ShimError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| ShimError::Io {
+            what,
+            path: run_dir.to_owned(),
+            source: std::io::Error::other(err),
+        })?
+        .map_err(Into::into)
 }
 
 /// Polls the new monitor until it answers `version`.

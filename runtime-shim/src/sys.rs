@@ -31,7 +31,6 @@ pub(crate) fn send_with_fds(
     data: &[u8],
     fds: &[std::os::fd::BorrowedFd<'_>],
 ) -> io::Result<()> {
-    use std::os::fd::AsRawFd as _;
     let raw: Vec<libc::c_int> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
     let payload = std::mem::size_of_val(raw.as_slice());
     let payload = u32::try_from(payload).map_err(|_| io::Error::other("too many descriptors"))?;

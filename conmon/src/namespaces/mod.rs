@@ -201,11 +201,7 @@ impl PodNamespaces {
             move |source| NamespaceError::Holder { step, source }
         };
         let (ours, theirs) = sys::seqpacket_pair().map_err(holder_error("socket pair"))?;
-        let flags: Vec<libc::c_int> = plan
-            .create
-            .iter()
-            .filter_map(|namespace| clone_flag(*namespace))
-            .collect();
+        let flags: Vec<libc::c_int> = unshared(plan).map(|(_, flag)| flag).collect();
         let sysctls = plan.sysctl_files();
         let holder_plan = HolderPlan {
             user: plan.create.contains(&Namespace::User),
@@ -258,15 +254,20 @@ impl PodNamespaces {
     }
 }
 
-fn clone_flag(namespace: Namespace) -> Option<libc::c_int> {
-    match namespace {
-        Namespace::Ipc => Some(libc::CLONE_NEWIPC),
-        Namespace::Net => Some(libc::CLONE_NEWNET),
-        Namespace::Pid => Some(libc::CLONE_NEWPID),
-        Namespace::Uts => Some(libc::CLONE_NEWUTS),
-        // Created first, on its own.
-        Namespace::User => None,
-    }
+/// The namespaces the holder unshares one by one after the user namespace, with their flags,
+/// in the order the holder reports failures by.
+fn unshared(plan: &Plan) -> impl Iterator<Item = (Namespace, libc::c_int)> + '_ {
+    plan.create.iter().filter_map(|namespace| {
+        let flag = match namespace {
+            Namespace::Ipc => libc::CLONE_NEWIPC,
+            Namespace::Net => libc::CLONE_NEWNET,
+            Namespace::Pid => libc::CLONE_NEWPID,
+            Namespace::Uts => libc::CLONE_NEWUTS,
+            // Created first, on its own.
+            Namespace::User => return None,
+        };
+        Some((*namespace, flag))
+    })
 }
 
 fn channel(fd: OwnedFd) -> io::Result<UnixDatagram> {
@@ -409,12 +410,9 @@ fn describe(plan: &Plan, step: HolderStep, index: u8) -> String {
         HolderStep::AwaitMaps => "wait for the user namespace's ID maps".into(),
         HolderStep::StartInit => "start the pid namespace's init".into(),
         HolderStep::Unshare => {
-            let namespace = plan
-                .create
-                .iter()
-                .filter(|namespace| clone_flag(**namespace).is_some())
+            let namespace = unshared(plan)
                 .nth(index)
-                .map_or("?", |namespace| name(*namespace));
+                .map_or("?", |(namespace, _)| name(namespace));
             format!("create the {namespace} namespace")
         }
         HolderStep::Sysctl => {

@@ -9,33 +9,15 @@ use std::process::Command;
 /// arrives is owned at once, so none leaks: a message with more than one, or whose control data
 /// was truncated, is an error and closes what did arrive.
 pub(crate) fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    let mut data = [0u8; 64];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    // Room for a few descriptors, so that a sender of more is told apart from a truncation;
-    // u64 elements give the alignment cmsghdr requires.
-    let mut control = [0u64; 8];
-    // SAFETY: msghdr is plain old data; zeroed is a valid empty header.
-    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
-    header.msg_iov = &mut iov;
-    header.msg_iovlen = 1;
-    header.msg_control = control.as_mut_ptr().cast();
-    header.msg_controllen = std::mem::size_of_val(&control);
-    // SAFETY: header points at live buffers (iov, control) sized as declared above.
-    let received =
-        unsafe { libc::recvmsg(socket.as_raw_fd(), &mut header, libc::MSG_CMSG_CLOEXEC) };
-    if received == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut fds = received_fds(&header);
-    if header.msg_flags & libc::MSG_CTRUNC != 0 {
+    // Room for a few descriptors, so that a sender of more is told apart from a truncation.
+    let received = recv_with_fds(socket, &mut [0u8; 64], 12)?;
+    if received.fds_truncated {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "control message truncated: more descriptors were sent than expected",
         ));
     }
+    let mut fds = received.fds;
     match (fds.pop(), fds.is_empty()) {
         (Some(fd), true) => Ok(fd),
         (None, _) => Err(io::Error::new(
@@ -96,8 +78,8 @@ pub(crate) struct Received {
     pub(crate) fds: Vec<OwnedFd>,
 }
 
-/// Receives one message and up to `max_fds` descriptors on a non-blocking Unix socket. Every
-/// descriptor that arrives is owned at once, so none leaks whatever the message holds.
+/// Receives one message and up to `max_fds` descriptors on a Unix socket, without waiting.
+/// Every descriptor that arrives is owned at once, so none leaks whatever the message holds.
 pub(crate) fn recv_with_fds(
     socket: BorrowedFd<'_>,
     data: &mut [u8],
