@@ -143,7 +143,8 @@ fn log_state(monitor: &Monitor, streaming: &Streaming) {
 fn finish_parent(runtime_dir: &Path, daemon_pid: u32) -> ! {
     let pidfile = runtime_dir.join(PIDFILE_NAME);
     match atomic_file::write_atomic(&pidfile, daemon_pid.to_string().as_bytes()) {
-        Ok(()) => sys::exit_immediately(0),
+        // Not synced: a pidfile means nothing after the machine went down.
+        Ok(_) => sys::exit_immediately(0),
         Err(err) => {
             // Without a pidfile no client can find the daemon: do not leave it running.
             let _ = sys::kill(daemon_pid, libc::SIGKILL);

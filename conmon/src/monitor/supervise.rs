@@ -143,21 +143,30 @@ pub(super) fn report_oom(
     }
 }
 
-/// Writes `contents` atomically to every path. A write that fails (a full file system, say)
-/// is retried with a growing pause for up to [`EXIT_FILE_RETRY`]; each path's first failure and
-/// its final outcome are logged.
+/// Writes `contents` atomically to every path, off the monitor's thread (a caller-given path
+/// may be slow). A write that fails (a full file system, say) is retried with a growing pause
+/// for up to [`EXIT_FILE_RETRY`]; each path's first failure and its final outcome are logged.
+/// Returns once every file is visible; they are synced to disk afterwards, in the background.
 async fn write_files(id: &str, paths: &[PathBuf], contents: &[u8]) {
+    let mut written = Vec::with_capacity(paths.len());
     for path in paths {
         let give_up = tokio::time::Instant::now() + EXIT_FILE_RETRY;
         let mut pause = Duration::from_millis(100);
         let mut failures = 0;
         loop {
-            match atomic_file::write_atomic(path, contents) {
-                Ok(()) if failures > 0 => {
-                    tracing::warn!(container_id = %id, path = %path.display(), failures, "exit file written after retries");
+            let (target, bytes) = (path.clone(), contents.to_vec());
+            let attempt =
+                tokio::task::spawn_blocking(move || atomic_file::write_atomic(&target, &bytes))
+                    .await
+                    .unwrap_or_else(|join| Err(std::io::Error::other(join)));
+            match attempt {
+                Ok(file) => {
+                    if failures > 0 {
+                        tracing::warn!(container_id = %id, path = %path.display(), failures, "exit file written after retries");
+                    }
+                    written.push(file);
                     break;
                 }
-                Ok(()) => break,
                 Err(err) if tokio::time::Instant::now() + pause > give_up => {
                     tracing::error!(container_id = %id, path = %path.display(), error = %err, "exit file could not be written; giving up");
                     break;
@@ -173,6 +182,18 @@ async fn write_files(id: &str, paths: &[PathBuf], contents: &[u8]) {
             }
         }
     }
+    if written.is_empty() {
+        return;
+    }
+    let id = id.to_owned();
+    tokio::task::spawn_blocking(move || {
+        for file in written {
+            let path = file.path().to_owned();
+            if let Err(err) = file.sync() {
+                tracing::warn!(container_id = %id, path = %path.display(), error = %err, "sync exit file");
+            }
+        }
+    });
 }
 
 /// Starts the cleanup command without waiting for it; its outcome is logged.
