@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -33,6 +34,11 @@ func streamURL(ctx context.Context, url, protocol, stdin string, tty bool) (stri
 	if err != nil {
 		return "", "", err
 	}
+	return stream(ctx, executor, stdin, tty)
+}
+
+// stream runs executor's session as streamURL describes.
+func stream(ctx context.Context, executor remotecommand.Executor, stdin string, tty bool) (string, string, error) {
 	var stdout, stderr bytes.Buffer
 	options := remotecommand.StreamOptions{Stdout: &stdout, Tty: tty}
 	if !tty {
@@ -41,7 +47,7 @@ func streamURL(ctx context.Context, url, protocol, stdin string, tty bool) (stri
 	if stdin != "" {
 		options.Stdin = strings.NewReader(stdin)
 	}
-	err = executor.StreamWithContext(ctx, options)
+	err := executor.StreamWithContext(ctx, options)
 	return stdout.String(), stderr.String(), err
 }
 
@@ -64,29 +70,58 @@ func (b *lockedBuffer) String() string {
 }
 
 // attachURL attaches to a streaming attach URL with client-go (v5) until ctx
-// ends or the test finishes; the returned buffer fills with the container's
-// stdout.
-func attachURL(ctx context.Context, t *testing.T, url string) *lockedBuffer {
+// ends or the test finishes.
+func attachURL(ctx context.Context, t *testing.T, url string) *attachment {
 	t.Helper()
 	executor, err := remotecommand.NewWebSocketExecutor(&rest.Config{}, "GET", url)
 	if err != nil {
 		t.Fatalf("attach executor: %v", err)
 	}
-	out := &lockedBuffer{}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
+	return attach(ctx, t, executor)
+}
+
+// attachment is an attach session running in the background.
+type attachment struct {
+	out    lockedBuffer // the container's stdout and stderr
+	cancel context.CancelFunc
+	ended  chan struct{} // closed when the session has ended, with err
+	err    error
+}
+
+// attach runs executor's attach session until ctx ends, stop is called or the test finishes.
+func attach(ctx context.Context, t *testing.T, executor remotecommand.Executor) *attachment {
+	a := &attachment{ended: make(chan struct{})}
+	ctx, a.cancel = context.WithCancel(ctx)
 	go func() {
-		done <- executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: out, Stderr: out})
+		defer close(a.ended)
+		a.err = executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &a.out, Stderr: &a.out})
 	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(pollTimeout):
-			t.Errorf("attach stream did not end after its context was cancelled")
-		}
-	})
-	return out
+	t.Cleanup(func() { _ = a.stop(t) })
+	return a
+}
+
+// output returns what arrived so far; the test fails if the session ended, which only
+// stop may end.
+func (a *attachment) output(t *testing.T) string {
+	t.Helper()
+	select {
+	case <-a.ended:
+		t.Fatalf("attach stream ended early: %v (output %q)", a.err, a.out.String())
+	default:
+	}
+	return a.out.String()
+}
+
+// stop cancels the session and returns how it ended; the test fails if it does not end.
+func (a *attachment) stop(t *testing.T) error {
+	a.cancel()
+	select {
+	case <-a.ended:
+		return a.err
+	case <-time.After(pollTimeout):
+		t.Errorf("attach stream did not end after its context was cancelled")
+		return nil
+	}
 }
 
 // portForwardURL opens a port-forward URL with a plain websocket client and
@@ -184,40 +219,25 @@ func streamingChecks(check func(string, func(*testing.T)), cl *client.ConmonClie
 			if err != nil {
 				return false, err.Error()
 			}
-			out := attached.String()
+			out := attached.output(t)
 			return strings.Contains(out, "attached-line\n"), out
 		})
 	})
 	check("ServePortForwardContainer", func(t *testing.T) {
 		ctx, cancel := rpcCtx()
 		defer cancel()
-		res, err := cl.ServePortForwardContainer(ctx, &client.ServePortForwardContainerConfig{
-			NetNsPath: fmt.Sprintf("/proc/%d/ns/net", longPID),
-		})
-		if err != nil {
-			t.Fatalf("ServePortForwardContainer: %v", err)
-		}
 		// Nothing listens on port 9 in the container: kubelet's protocol answers with the
 		// port on both channels, then the error on the error channel, then closes. Each
 		// subprotocol kubelet's library serves, with its `port` parameter; `ports` too.
 		forwards := []struct{ query, protocol string }{
 			{"?port=9", "v4.channel.k8s.io"},
 			{"?port=9", "v4.base64.channel.k8s.io"},
+			{"?port=9", "v5.channel.k8s.io"},
 			{"?port=9", ""},
 			{"?ports=9", "v4.channel.k8s.io"},
 		}
-		for i, forward := range forwards {
-			url := res.URL
-			if i > 0 {
-				again, err := cl.ServePortForwardContainer(ctx, &client.ServePortForwardContainerConfig{
-					NetNsPath: fmt.Sprintf("/proc/%d/ns/net", longPID),
-				})
-				if err != nil {
-					t.Fatalf("ServePortForwardContainer: %v", err)
-				}
-				url = again.URL
-			}
-			messages, err := portForwardURL(url+forward.query, forward.protocol)
+		for _, forward := range forwards {
+			messages, err := portForwardURL(servePortForward(ctx, t, cl, longPID)+forward.query, forward.protocol)
 			if err != nil {
 				t.Fatalf("port-forward %+v: %v", forward, err)
 			}
@@ -226,5 +246,39 @@ func streamingChecks(check func(string, func(*testing.T)), cl *client.ConmonClie
 				t.Fatalf("port-forward %+v messages: %q", forward, messages)
 			}
 		}
+		// Two ports, neither listened on: the i-th port's data and error channels are 2i and
+		// 2i+1, each opened with the port; each error arrives on its port's error channel.
+		messages, err := portForwardURL(servePortForward(ctx, t, cl, longPID)+"?port=9,10", "v4.channel.k8s.io")
+		if err != nil {
+			t.Fatalf("port-forward ?port=9,10: %v", err)
+		}
+		opened := []string{"\x00\x09\x00", "\x01\x09\x00", "\x02\x0a\x00", "\x03\x0a\x00"}
+		if len(messages) != 6 || !slices.EqualFunc(messages[:4], opened, func(m []byte, o string) bool { return string(m) == o }) {
+			t.Fatalf("port-forward ?port=9,10 messages: %q", messages)
+		}
+		// The protocol does not order the two errors.
+		errs := map[byte]string{}
+		for _, message := range messages[4:] {
+			if len(message) > 0 {
+				errs[message[0]] = string(message[1:])
+			}
+		}
+		if !strings.Contains(errs[1], "error forwarding port 9 ") || !strings.Contains(errs[3], "error forwarding port 10 ") {
+			t.Fatalf("port-forward ?port=9,10 errors: %q", messages[4:])
+		}
 	})
+	spdyChecks(check, cl, longID, longPID)
+}
+
+// servePortForward returns a fresh port-forward URL for longPID's network namespace (a URL
+// serves one session).
+func servePortForward(ctx context.Context, t *testing.T, cl *client.ConmonClient, longPID int) string {
+	t.Helper()
+	res, err := cl.ServePortForwardContainer(ctx, &client.ServePortForwardContainerConfig{
+		NetNsPath: fmt.Sprintf("/proc/%d/ns/net", longPID),
+	})
+	if err != nil {
+		t.Fatalf("ServePortForwardContainer: %v", err)
+	}
+	return res.URL
 }

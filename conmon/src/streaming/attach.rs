@@ -54,12 +54,10 @@ pub(super) async fn run(monitor: &Rc<Monitor>, request: ServeAttach, mut channel
                 }
             }
             message = channels.receive() => match message {
-                ClientMessage::Data(bytes) => {
-                    if let Some(incoming) = protocol::incoming(channels.protocol, &bytes) {
-                        // Other clients may still write: the end of this one's input leaves the
-                        // container's stdin open.
-                        apply_input(&io, incoming, &mut stdin_open, false).await;
-                    }
+                ClientMessage::Input(incoming) => {
+                    // Other clients may still write: the end of this one's input leaves the
+                    // container's stdin open.
+                    apply_input(&io, incoming, &mut stdin_open, false).await;
                 }
                 ClientMessage::Ignored => {}
                 ClientMessage::Gone => return,

@@ -1,15 +1,16 @@
-//! The websocket of one streaming session, split so that input and output can wait at once, and
-//! the rules for a client's input to the process.
+//! The connection of one exec or attach session (a websocket or SPDY streams), and the rules
+//! for a client's input to the process.
 
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt as _, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use super::protocol::{self, Incoming, Protocol};
+use super::spdy::RemoteCommand;
 use crate::io_hub::ProcessIo;
 
 /// The byte stream under a session's websocket: the client's TCP connection (or, in tests, an
@@ -21,21 +22,29 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Transport for T {}
 /// A session's websocket.
 pub(super) type Socket = WebSocketStream<Box<dyn Transport>>;
 
-/// The websocket of a session, split so that input and output can wait at once.
+/// The connection of an exec or attach session, split into its channels.
 pub(super) struct Channels {
-    sink: SplitSink<Socket, Message>,
-    source: SplitStream<Socket>,
+    link: Link,
     /// The subprotocol the client and the server agreed on.
     pub(super) protocol: Protocol,
 }
 
+enum Link {
+    /// Split so that input and output can wait at once.
+    WebSocket {
+        sink: SplitSink<Socket, Message>,
+        source: SplitStream<Socket>,
+    },
+    Spdy(Box<RemoteCommand>),
+}
+
 /// How a client's message is to be handled.
 pub(super) enum ClientMessage {
-    /// A data message, binary or text (channel first; see [`protocol::incoming`]).
-    Data(Bytes),
-    /// Ping, pong: nothing to do.
+    /// Input for a channel, or the end of it.
+    Input(Incoming),
+    /// Ping, pong, an empty or undecodable message: nothing to do.
     Ignored,
-    /// The client closed the websocket or the connection.
+    /// The client closed the connection.
     Gone,
 }
 
@@ -44,39 +53,65 @@ pub(super) enum ClientMessage {
 pub(super) struct ClientGone;
 
 impl Channels {
-    pub(super) fn new(socket: Socket, protocol: Protocol) -> Self {
+    pub(super) fn websocket(socket: Socket, protocol: Protocol) -> Self {
         let (sink, source) = socket.split();
         Self {
-            sink,
-            source,
+            link: Link::WebSocket { sink, source },
+            protocol,
+        }
+    }
+
+    pub(super) fn spdy(streams: RemoteCommand, protocol: Protocol) -> Self {
+        Self {
+            link: Link::Spdy(Box::new(streams)),
             protocol,
         }
     }
 
     /// The next message from the client. Cancel-safe.
     pub(super) async fn receive(&mut self) -> ClientMessage {
-        match self.source.next().await {
-            Some(Ok(Message::Binary(bytes))) => ClientMessage::Data(bytes),
-            Some(Ok(Message::Text(text))) => ClientMessage::Data(text.into()),
-            Some(Ok(Message::Close(_))) | None => ClientMessage::Gone,
+        let message = match &mut self.link {
+            Link::Spdy(streams) => {
+                return match streams.receive().await {
+                    Ok(incoming) => ClientMessage::Input(incoming),
+                    Err(ClientGone) => ClientMessage::Gone,
+                };
+            }
+            Link::WebSocket { source, .. } => source.next().await,
+        };
+        let bytes = match message {
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Text(text))) => text.into(),
+            Some(Ok(Message::Close(_))) | None => return ClientMessage::Gone,
             Some(Err(err)) => {
                 tracing::info!(error = %err, "streaming connection failed");
-                ClientMessage::Gone
+                return ClientMessage::Gone;
             }
-            Some(Ok(_)) => ClientMessage::Ignored,
+            Some(Ok(_)) => return ClientMessage::Ignored,
+        };
+        match protocol::incoming(self.protocol, &bytes) {
+            Some(incoming) => ClientMessage::Input(incoming),
+            None => ClientMessage::Ignored,
         }
     }
 
-    /// Sends one message; an error means the client is gone.
-    pub(super) async fn send(&mut self, message: Message) -> Result<(), ClientGone> {
-        self.sink.send(message).await.map_err(|err| {
+    /// Sends one websocket message; an error means the client is gone.
+    async fn send(
+        sink: &mut SplitSink<Socket, Message>,
+        message: Message,
+    ) -> Result<(), ClientGone> {
+        sink.send(message).await.map_err(|err| {
             tracing::info!(error = %err, "streaming client gone");
             ClientGone
         })
     }
 
-    /// Kubelet's greeting: an empty message on the first channel the client reads.
+    /// Kubelet's websocket greeting: an empty message on the first channel the client reads.
+    /// SPDY has none.
     pub(super) async fn greet(&mut self, stdout: bool, stderr: bool) -> Result<(), ClientGone> {
+        if let Link::Spdy(_) = self.link {
+            return Ok(());
+        }
         let first = match (stdout, stderr) {
             (true, _) => protocol::STDOUT,
             (false, true) => protocol::STDERR,
@@ -85,27 +120,40 @@ impl Channels {
         self.send_frame(first, &[]).await
     }
 
-    /// Sends `data` on `channel`, encoded for the session's subprotocol.
+    /// Sends `data` on `channel`.
     pub(super) async fn send_frame(&mut self, channel: u8, data: &[u8]) -> Result<(), ClientGone> {
-        self.send(protocol::frame(self.protocol, channel, data))
-            .await
+        match &mut self.link {
+            Link::WebSocket { sink, .. } => {
+                Self::send(sink, protocol::frame(self.protocol, channel, data)).await
+            }
+            Link::Spdy(streams) => streams.send(channel, data).await,
+        }
     }
 
     /// Ends the session with `status` on the status channel and a normal close.
-    pub(super) async fn finish(mut self, status: Option<Message>) {
-        if let Some(status) = status
-            && self.send(status).await.is_err()
-        {
-            return;
+    pub(super) async fn finish(self, status: Option<Vec<u8>>) {
+        let (mut sink, source) = match self.link {
+            Link::Spdy(streams) => return streams.finish(status).await,
+            Link::WebSocket { sink, source } => (sink, source),
+        };
+        if let Some(status) = status {
+            let message = protocol::frame(self.protocol, protocol::STATUS, &status);
+            if Self::send(&mut sink, message).await.is_err() {
+                return;
+            }
         }
         let close = CloseFrame {
             code: CloseCode::Normal,
             // conmon-rs's reason, for clients that show it.
             reason: "done".into(),
         };
-        if self.send(Message::Close(Some(close))).await.is_ok() {
-            let _ = self.sink.close().await;
+        if Self::send(&mut sink, Message::Close(Some(close)))
+            .await
+            .is_ok()
+        {
+            let _ = sink.close().await;
         }
+        drop(source);
     }
 }
 
@@ -113,7 +161,7 @@ impl Channels {
 /// closes the process's stdin if `close_stdin`).
 pub(super) async fn apply_input(
     io: &ProcessIo,
-    incoming: Incoming<'_>,
+    incoming: Incoming,
     stdin_open: &mut bool,
     close_stdin: bool,
 ) {

@@ -109,8 +109,7 @@ async fn serve<R: AsyncRead + Unpin>(
                     stderr_open = forward(channels, &process.io, read).await?;
                 }
                 message = channels.receive() => match message {
-                    ClientMessage::Data(bytes) => {
-                        let Some(incoming) = protocol::incoming(channels.protocol, &bytes) else { continue };
+                    ClientMessage::Input(incoming) => {
                         // A terminal stays open for the output; only a pipe can signal the end.
                         apply_input(&process.io, incoming, &mut stdin_open, !request.tty).await;
                     }
@@ -219,7 +218,7 @@ mod tests {
         let server: Box<dyn Transport> = Box::new(server);
         let socket = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
         let client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
-        (Channels::new(socket, Protocol::V5), client)
+        (Channels::websocket(socket, Protocol::V5), client)
     }
 
     /// The fake command's ends: its exit, its input (a real pipe) and its two outputs.

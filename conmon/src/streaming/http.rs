@@ -1,6 +1,8 @@
-//! The HTTP side of the streaming server: one request head per connection, which must be a
-//! websocket upgrade (`GET`) of `/exec/TOKEN`, `/attach/TOKEN` or `/port-forward/TOKEN` offering
-//! a subprotocol we speak. Anything else gets a plain-text error response.
+//! The HTTP side of the streaming server: one request head per connection, which must be an
+//! upgrade (`GET` or `POST`, as kubelet's routes) of `/exec/TOKEN`, `/attach/TOKEN` or
+//! `/port-forward/TOKEN` to a websocket offering a subprotocol we speak, or else, as kubelet's
+//! library decides, to SPDY/3.1 with an `X-Stream-Protocol-Version` we speak. Anything else gets
+//! a plain-text error response with kubelet's status code.
 
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
@@ -27,13 +29,31 @@ impl Kind {
         }
     }
 
-    /// The subprotocols it is served with.
+    /// The subprotocols it is served with over a websocket.
     fn protocols(self) -> &'static [Protocol] {
         match self {
             Self::Exec | Self::Attach => &Protocol::REMOTE_COMMAND,
             Self::PortForward => &Protocol::PORT_FORWARD,
         }
     }
+
+    /// The protocol versions it is served with over SPDY.
+    fn spdy_protocols(self) -> &'static [Protocol] {
+        match self {
+            Self::Exec | Self::Attach => &Protocol::SPDY_REMOTE_COMMAND,
+            Self::PortForward => &Protocol::SPDY_PORT_FORWARD,
+        }
+    }
+}
+
+/// What the connection is upgraded to.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Handshake {
+    /// With the client's `Sec-WebSocket-Key`.
+    WebSocket {
+        key: String,
+    },
+    Spdy,
 }
 
 /// A valid websocket upgrade request for a streaming session.
@@ -43,25 +63,40 @@ pub(crate) struct Upgrade {
     pub(crate) token: String,
     /// The query string, without `?`.
     pub(crate) query: String,
-    /// `Sec-WebSocket-Key`.
-    key: String,
+    pub(crate) handshake: Handshake,
     pub(crate) protocol: Protocol,
 }
 
 impl Upgrade {
     /// The `101 Switching Protocols` response that completes the handshake.
     pub(crate) fn accept(&self) -> Vec<u8> {
-        let protocol = self
-            .protocol
-            .name()
-            .map(|name| format!("Sec-WebSocket-Protocol: {name}\r\n"))
-            .unwrap_or_default();
-        format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {}\r\n{protocol}\r\n",
-            derive_accept_key(self.key.as_bytes()),
-        )
-        .into_bytes()
+        let name = self.protocol.name().unwrap_or_default();
+        let response = match &self.handshake {
+            Handshake::WebSocket { key } => {
+                let protocol = match name {
+                    "" => String::new(),
+                    name => format!("Sec-WebSocket-Protocol: {name}\r\n"),
+                };
+                format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                     Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{protocol}\r\n",
+                    derive_accept_key(key.as_bytes()),
+                )
+            }
+            Handshake::Spdy => format!(
+                "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
+                 X-Stream-Protocol-Version: {name}\r\n\r\n"
+            ),
+        };
+        response.into_bytes()
+    }
+
+    /// How the session's transport is named in traces.
+    pub(crate) fn transport(&self) -> &'static str {
+        match self.handshake {
+            Handshake::WebSocket { .. } => "websocket",
+            Handshake::Spdy => "SPDY/3.1",
+        }
     }
 }
 
@@ -70,6 +105,8 @@ impl Upgrade {
 pub(crate) struct Rejection {
     pub(crate) status: u16,
     pub(crate) message: String,
+    /// Header lines (with CRLF) the response adds.
+    headers: String,
 }
 
 impl Rejection {
@@ -77,6 +114,7 @@ impl Rejection {
         Self {
             status,
             message: message.into(),
+            headers: String::new(),
         }
     }
 
@@ -84,6 +122,7 @@ impl Rejection {
     pub(crate) fn render(&self) -> Vec<u8> {
         let reason = match self.status {
             400 => "Bad Request",
+            403 => "Forbidden",
             404 => "Not Found",
             405 => "Method Not Allowed",
             410 => "Gone",
@@ -92,15 +131,11 @@ impl Rejection {
             _ => "Error",
         };
         let body = format!("{}\n", self.message);
-        let allow = if self.status == 405 {
-            "Allow: GET\r\n"
-        } else {
-            ""
-        };
         format!(
-            "HTTP/1.1 {} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n{allow}\
+            "HTTP/1.1 {} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n{}\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.status,
+            self.headers,
             body.len()
         )
         .into_bytes()
@@ -136,25 +171,47 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<(Upgrade, usize)>, Rejection> {
             ),
         )
     })?;
-    if request.method != Some("GET") {
-        return Err(Rejection::new(
+    if !matches!(request.method, Some("GET" | "POST")) {
+        let mut rejection = Rejection::new(
             405,
-            "request method must be GET (a websocket upgrade)",
-        ));
+            "request method must be GET or POST (an upgrade to a websocket or SPDY/3.1)",
+        );
+        rejection.headers.push_str("Allow: GET, POST\r\n");
+        return Err(rejection);
     }
-    let header = |name: &'static str| header_values(request.headers, name);
-    let key = header("sec-websocket-key").next();
-    let is_upgrade = header("upgrade").any(|v| v.eq_ignore_ascii_case("websocket"))
-        && header("connection").any(|v| v.eq_ignore_ascii_case("upgrade"))
-        && header("sec-websocket-version").any(|v| v == "13");
-    let (Some(key), true) = (key, is_upgrade) else {
+    let headers = request.headers;
+    let connection_upgrade =
+        header_values(headers, "connection").any(|v| v.eq_ignore_ascii_case("upgrade"));
+    let websocket_upgrade =
+        header_values(headers, "upgrade").any(|v| v.eq_ignore_ascii_case("websocket"));
+    // Kubelet's test: a websocket if it says so, SPDY otherwise.
+    let (handshake, protocol) = match connection_upgrade && websocket_upgrade {
+        true => websocket(kind, headers)?,
+        false => spdy(kind, headers, connection_upgrade)?,
+    };
+    let upgrade = Upgrade {
+        kind,
+        token: token.to_owned(),
+        query: query.to_owned(),
+        handshake,
+        protocol,
+    };
+    Ok(Some((upgrade, length)))
+}
+
+fn websocket(
+    kind: Kind,
+    headers: &[httparse::Header<'_>],
+) -> Result<(Handshake, Protocol), Rejection> {
+    let key = header_values(headers, "sec-websocket-key").next();
+    let version_13 = header_values(headers, "sec-websocket-version").any(|v| v == "13");
+    let (Some(key), true) = (key, version_13) else {
         return Err(Rejection::new(
             400,
-            "a websocket upgrade is required (Connection: Upgrade, Upgrade: websocket, \
-             Sec-WebSocket-Version: 13, Sec-WebSocket-Key)",
+            "a websocket upgrade needs Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key",
         ));
     };
-    let offered: Vec<&str> = header("sec-websocket-protocol")
+    let offered: Vec<&str> = header_values(headers, "sec-websocket-protocol")
         .filter(|name| !name.is_empty())
         .collect();
     let protocol = Protocol::negotiate(kind.protocols(), &offered).ok_or_else(|| {
@@ -169,14 +226,56 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<(Upgrade, usize)>, Rejection> {
             ),
         )
     })?;
-    let upgrade = Upgrade {
-        kind,
-        token: token.to_owned(),
-        query: query.to_owned(),
+    let handshake = Handshake::WebSocket {
         key: key.to_owned(),
-        protocol,
     };
-    Ok(Some((upgrade, length)))
+    Ok((handshake, protocol))
+}
+
+/// Kubelet's SPDY handshake: the protocol version first (400 without one, 403 naming the
+/// accepted ones if none fits), then the upgrade headers.
+fn spdy(
+    kind: Kind,
+    headers: &[httparse::Header<'_>],
+    connection_upgrade: bool,
+) -> Result<(Handshake, Protocol), Rejection> {
+    let offered: Vec<&str> = header_values(headers, "x-stream-protocol-version")
+        .filter(|name| !name.is_empty())
+        .collect();
+    if offered.is_empty() {
+        return Err(Rejection::new(
+            400,
+            "unable to upgrade: X-Stream-Protocol-Version is required (for SPDY/3.1; a \
+             websocket upgrade needs Connection: Upgrade and Upgrade: websocket)",
+        ));
+    }
+    let supported = kind.spdy_protocols();
+    let Some(protocol) = Protocol::negotiate(supported, &offered) else {
+        let names: Vec<&str> = supported.iter().filter_map(|p| p.name()).collect();
+        let mut rejection = Rejection::new(
+            403,
+            format!(
+                "unable to upgrade: unable to negotiate protocol: client supports [{}], server \
+                 accepts [{}]",
+                offered.join(" "),
+                names.join(" ")
+            ),
+        );
+        for name in names {
+            rejection.headers += &format!("X-Accepted-Stream-Protocol-Versions: {name}\r\n");
+        }
+        return Err(rejection);
+    };
+    let spdy_upgrade =
+        header_values(headers, "upgrade").any(|v| v.eq_ignore_ascii_case("SPDY/3.1"));
+    if !(connection_upgrade && spdy_upgrade) {
+        return Err(Rejection::new(
+            400,
+            "unable to upgrade: missing upgrade headers in request (Connection: Upgrade, \
+             Upgrade: SPDY/3.1)",
+        ));
+    }
+    Ok((Handshake::Spdy, protocol))
 }
 
 /// The comma-separated values of every header called `name`.
@@ -265,13 +364,18 @@ mod tests {
     #[test]
     fn wrong_requests_get_errors_that_say_why() {
         let v5 = "Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n";
-        let post = request("POST", "/exec/abc", v5);
-        let err = parse(post.as_bytes()).unwrap_err();
+        let put = request("PUT", "/exec/abc", v5);
+        let err = parse(put.as_bytes()).unwrap_err();
         assert_eq!(err.status, 405);
         assert!(
             String::from_utf8(err.render())
                 .unwrap()
-                .contains("Allow: GET\r\n")
+                .contains("Allow: GET, POST\r\n")
+        );
+        let post = request("POST", "/exec/abc", v5);
+        assert_eq!(
+            parse(post.as_bytes()).unwrap().unwrap().0.protocol,
+            Protocol::V5
         );
 
         let unknown = request("GET", "/shell/abc", v5);
@@ -286,7 +390,13 @@ mod tests {
         let plain = "GET /exec/abc HTTP/1.1\r\nHost: x\r\n\r\n";
         let err = parse(plain.as_bytes()).unwrap_err();
         assert_eq!(err.status, 400);
-        assert!(err.message.contains("websocket upgrade is required"));
+        assert!(
+            err.message
+                .contains("X-Stream-Protocol-Version is required")
+        );
+        let keyless = "GET /exec/abc HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let err = parse(keyless.as_bytes()).unwrap_err();
+        assert!(err.message.contains("Sec-WebSocket-Key"), "{}", err.message);
 
         let spdy = request("GET", "/exec/abc", "Sec-WebSocket-Protocol: SPDY/3.1\r\n");
         let err = parse(spdy.as_bytes()).unwrap_err();
@@ -298,6 +408,79 @@ mod tests {
 
         let err = parse(b"NOT HTTP\r\n\r\n").unwrap_err();
         assert_eq!(err.status, 400);
+    }
+
+    fn spdy_request(target: &str, versions: &[&str]) -> String {
+        let versions: String = versions
+            .iter()
+            .map(|v| format!("X-Stream-Protocol-Version: {v}\r\n"))
+            .collect();
+        format!(
+            "POST {target} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n\
+             Upgrade: SPDY/3.1\r\n{versions}\r\n"
+        )
+    }
+
+    #[test]
+    fn spdy_upgrades_negotiate_like_kubelet() {
+        let head = spdy_request(
+            "/exec/abc",
+            &[
+                "v5.channel.k8s.io",
+                "v3.channel.k8s.io",
+                "v4.channel.k8s.io",
+            ],
+        );
+        let (upgrade, length) = parse(head.as_bytes()).unwrap().unwrap();
+        assert_eq!(length, head.len());
+        assert_eq!(upgrade.handshake, Handshake::Spdy);
+        assert_eq!(upgrade.protocol, Protocol::V3);
+        let response = String::from_utf8(upgrade.accept()).unwrap();
+        assert!(response.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+        assert!(response.contains("Upgrade: SPDY/3.1\r\n"));
+        assert!(response.contains("X-Stream-Protocol-Version: v3.channel.k8s.io\r\n"));
+
+        let forward = spdy_request("/port-forward/t", &["portforward.k8s.io"]);
+        let (upgrade, _) = parse(forward.as_bytes()).unwrap().unwrap();
+        assert_eq!(upgrade.protocol, Protocol::PortForward);
+
+        let v1 = spdy_request("/attach/t", &["channel.k8s.io"]);
+        assert_eq!(
+            parse(v1.as_bytes()).unwrap().unwrap().0.protocol,
+            Protocol::Channel
+        );
+    }
+
+    #[test]
+    fn spdy_refusals_carry_kubelets_codes() {
+        let none = spdy_request("/exec/abc", &[]);
+        let err = parse(none.as_bytes()).unwrap_err();
+        assert_eq!(err.status, 400);
+
+        let unknown = spdy_request("/exec/abc", &["v99.channel.k8s.io"]);
+        let err = parse(unknown.as_bytes()).unwrap_err();
+        assert_eq!(err.status, 403);
+        let text = String::from_utf8(err.render()).unwrap();
+        assert!(text.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{text}");
+        assert!(text.contains("X-Accepted-Stream-Protocol-Versions: v4.channel.k8s.io\r\n"));
+        assert!(text.contains("X-Accepted-Stream-Protocol-Versions: channel.k8s.io\r\n"));
+        assert!(
+            text.contains("client supports [v99.channel.k8s.io]"),
+            "{text}"
+        );
+
+        let websocket_names = spdy_request("/port-forward/t", &["v4.channel.k8s.io"]);
+        assert_eq!(parse(websocket_names.as_bytes()).unwrap_err().status, 403);
+
+        let no_upgrade =
+            "POST /exec/abc HTTP/1.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n";
+        let err = parse(no_upgrade.as_bytes()).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(
+            err.message.contains("missing upgrade headers"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

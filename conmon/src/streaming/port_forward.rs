@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::channel::{Channels, ClientGone, ClientMessage};
-use super::protocol::{self, Incoming};
+use super::protocol::Incoming;
 use crate::sys;
 
 /// How long connecting to a port in the pod may take.
@@ -27,11 +27,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes read from a pod connection at a time.
 const READ_CHUNK: usize = 32 * 1024;
 
-/// What a pod connection's reader reports.
-enum Event {
-    Data(usize, Vec<u8>),
+/// What a pod connection's reader reports about the connection `K` names.
+pub(super) enum PodEvent<K> {
+    Data(K, Vec<u8>),
     /// The pod side closed (with the error, if it failed).
-    Closed(usize, Option<io::Error>),
+    Closed(K, Option<io::Error>),
 }
 
 pub(super) async fn run(namespace: File, path: &Path, ports: Vec<u16>, mut channels: Channels) {
@@ -76,13 +76,13 @@ pub(super) async fn run(namespace: File, path: &Path, ports: Vec<u16>, mut chann
     while open > 0 {
         tokio::select! {
             event = received.recv() => match event {
-                Some(Event::Data(index, data)) => {
+                Some(PodEvent::Data(index, data)) => {
                     let [channel, _] = channels_of(index);
                     if channels.send_frame(channel, &data).await.is_err() {
                         return;
                     }
                 }
-                Some(Event::Closed(index, error)) => {
+                Some(PodEvent::Closed(index, error)) => {
                     if let Some(err) = error
                         && report(&mut channels, index, ports[index], path, &err).await.is_err()
                     {
@@ -95,8 +95,7 @@ pub(super) async fn run(namespace: File, path: &Path, ports: Vec<u16>, mut chann
                 None => break,
             },
             message = channels.receive() => match message {
-                ClientMessage::Data(bytes) => {
-                    let Some(incoming) = protocol::incoming(channels.protocol, &bytes) else { continue };
+                ClientMessage::Input(incoming) => {
                     let (channel, data) = match incoming {
                         Incoming::Data { channel, data } => (channel, Some(data)),
                         Incoming::Close(channel) => (channel, None),
@@ -143,25 +142,34 @@ async fn report(
     path: &Path,
     err: &io::Error,
 ) -> Result<(), ClientGone> {
-    let message = format!(
-        "error forwarding port {port} in network namespace {}: {err}",
-        path.display()
-    );
     tracing::warn!(port, error = %err, "port forward failed");
     let [_, error] = channels_of(index);
+    let message = failure_message(port, path, err);
     channels.send_frame(error, message.as_bytes()).await
 }
 
+/// What the client is told when forwarding `port` failed.
+pub(super) fn failure_message(port: u16, path: &Path, err: &io::Error) -> String {
+    format!(
+        "error forwarding port {port} in network namespace {}: {err}",
+        path.display()
+    )
+}
+
 /// Copies what the pod sends into `events` until it closes.
-async fn read_pod(index: usize, mut reader: OwnedReadHalf, events: mpsc::Sender<Event>) {
+pub(super) async fn read_pod<K: Clone>(
+    key: K,
+    mut reader: OwnedReadHalf,
+    events: mpsc::Sender<PodEvent<K>>,
+) {
     let mut buf = vec![0; READ_CHUNK];
     loop {
         let event = match reader.read(&mut buf).await {
-            Ok(0) => Event::Closed(index, None),
-            Ok(n) => Event::Data(index, buf[..n].to_vec()),
-            Err(err) => Event::Closed(index, Some(err)),
+            Ok(0) => PodEvent::Closed(key.clone(), None),
+            Ok(n) => PodEvent::Data(key.clone(), buf[..n].to_vec()),
+            Err(err) => PodEvent::Closed(key.clone(), Some(err)),
         };
-        let closed = matches!(event, Event::Closed(..));
+        let closed = matches!(event, PodEvent::Closed(..));
         if events.send(event).await.is_err() || closed {
             return;
         }
@@ -170,7 +178,7 @@ async fn read_pod(index: usize, mut reader: OwnedReadHalf, events: mpsc::Sender<
 
 /// Connects to `port` on localhost inside `namespace`: a short-lived thread enters the
 /// namespace and makes the socket there (a socket stays in the namespace it was made in).
-async fn connect(namespace: &File, port: u16) -> io::Result<TcpStream> {
+pub(super) async fn connect(namespace: &File, port: u16) -> io::Result<TcpStream> {
     let namespace = namespace.try_clone()?;
     let (sender, receiver) = oneshot::channel();
     std::thread::Builder::new()

@@ -9,8 +9,10 @@
 //! message whose rest is the data in base64. From v4 on, the status channel carries a
 //! Kubernetes `Status` as JSON; before, only an error's message, and nothing on success. Only
 //! v5 has the close signal.
-
-use std::borrow::Cow;
+//!
+//! Over SPDY (see [`spdy`](super::spdy)) each channel is a stream of its own, and the
+//! protocols are named by `X-Stream-Protocol-Version`: `v4.channel.k8s.io` down to
+//! `channel.k8s.io` for exec and attach, `portforward.k8s.io` for port-forward.
 
 use data_encoding::BASE64;
 use serde_json::json;
@@ -46,6 +48,12 @@ pub(crate) enum Protocol {
     V4Base64,
     /// `v5.channel.k8s.io`.
     V5,
+    /// SPDY only: `v2.channel.k8s.io` (as `channel.k8s.io`, with an error stream).
+    V2,
+    /// SPDY only: `v3.channel.k8s.io` (v2 with a resize stream).
+    V3,
+    /// SPDY only: `portforward.k8s.io`.
+    PortForward,
 }
 
 impl Protocol {
@@ -61,6 +69,10 @@ impl Protocol {
     /// Those port-forward speaks: kubelet's library's, plus v5, which conmon-rs's server offers
     /// for port-forward (so its clients may send it; it adds nothing there).
     pub(crate) const PORT_FORWARD: [Self; 4] = [Self::Unnamed, Self::V4, Self::V4Base64, Self::V5];
+    /// Those exec and attach speak over SPDY (`X-Stream-Protocol-Version`), as kubelet's library.
+    pub(crate) const SPDY_REMOTE_COMMAND: [Self; 4] = [Self::V4, Self::V3, Self::V2, Self::Channel];
+    /// The one port-forward speaks over SPDY.
+    pub(crate) const SPDY_PORT_FORWARD: [Self; 1] = [Self::PortForward];
 
     /// The `Sec-WebSocket-Protocol` name; `None` for [`Protocol::Unnamed`].
     pub(crate) fn name(self) -> Option<&'static str> {
@@ -71,6 +83,9 @@ impl Protocol {
             Self::V4 => Some("v4.channel.k8s.io"),
             Self::V4Base64 => Some("v4.base64.channel.k8s.io"),
             Self::V5 => Some("v5.channel.k8s.io"),
+            Self::V2 => Some("v2.channel.k8s.io"),
+            Self::V3 => Some("v3.channel.k8s.io"),
+            Self::PortForward => Some("portforward.k8s.io"),
         }
     }
 
@@ -100,16 +115,16 @@ impl Protocol {
 
 /// What a client's message says.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Incoming<'a> {
+pub(crate) enum Incoming {
     /// Bytes for a channel.
-    Data { channel: u8, data: Cow<'a, [u8]> },
+    Data { channel: u8, data: Bytes },
     /// The client closed its side of a channel.
     Close(u8),
 }
 
 /// Decodes a client's message (binary or text, as kubelet reads either); `None` for an empty
 /// one, or for base64 that does not decode.
-pub(crate) fn incoming(protocol: Protocol, message: &[u8]) -> Option<Incoming<'_>> {
+pub(crate) fn incoming(protocol: Protocol, message: &Bytes) -> Option<Incoming> {
     let (&first, data) = message.split_first()?;
     if protocol == Protocol::V5
         && first == CLOSE
@@ -120,14 +135,14 @@ pub(crate) fn incoming(protocol: Protocol, message: &[u8]) -> Option<Incoming<'_
     if !protocol.base64() {
         return Some(Incoming::Data {
             channel: first,
-            data: Cow::Borrowed(data),
+            data: message.slice(1..),
         });
     }
     let channel = first.checked_sub(b'0')?;
     let data = BASE64.decode(data).ok()?;
     Some(Incoming::Data {
         channel,
-        data: Cow::Owned(data),
+        data: Bytes::from(data),
     })
 }
 
@@ -168,11 +183,11 @@ pub(crate) fn resize(data: &[u8]) -> Result<(u16, u16), String> {
 
 /// What the status channel says about a command that exited with `code` (Kubernetes'
 /// `NonZeroExitCode` for anything but 0); before v4, success says nothing.
-pub(crate) fn exit_status(protocol: Protocol, code: i32) -> Option<Message> {
+pub(crate) fn exit_status(protocol: Protocol, code: i32) -> Option<Vec<u8>> {
     let message = format!("command terminated with non-zero exit code {code}");
     let status = match (code, protocol.json_status()) {
         (0, false) => return None,
-        (_, false) => return Some(frame(protocol, STATUS, message.as_bytes())),
+        (_, false) => return Some(message.into_bytes()),
         (0, true) => json!({"metadata": {}, "status": "Success"}),
         (_, true) => json!({
             "metadata": {},
@@ -182,13 +197,13 @@ pub(crate) fn exit_status(protocol: Protocol, code: i32) -> Option<Message> {
             "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
         }),
     };
-    Some(frame(protocol, STATUS, status.to_string().as_bytes()))
+    Some(status.to_string().into_bytes())
 }
 
 /// What the status channel says about a session that failed for `message`.
-pub(crate) fn internal_error(protocol: Protocol, message: &str) -> Message {
+pub(crate) fn internal_error(protocol: Protocol, message: &str) -> Vec<u8> {
     if !protocol.json_status() {
-        return frame(protocol, STATUS, message.as_bytes());
+        return message.as_bytes().to_vec();
     }
     let status = json!({
         "metadata": {},
@@ -198,26 +213,26 @@ pub(crate) fn internal_error(protocol: Protocol, message: &str) -> Message {
         "details": {"causes": [{"message": message}]},
         "code": 500,
     });
-    frame(protocol, STATUS, status.to_string().as_bytes())
+    status.to_string().into_bytes()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn json_of(message: Option<Message>) -> serde_json::Value {
-        let Some(Message::Binary(bytes)) = message else {
-            panic!("not binary: {message:?}");
-        };
-        assert_eq!(bytes[0], STATUS);
-        serde_json::from_slice(&bytes[1..]).expect("status is JSON")
+    fn json_of(status: Option<Vec<u8>>) -> serde_json::Value {
+        serde_json::from_slice(&status.expect("a status")).expect("status is JSON")
     }
 
-    fn data(channel: u8, data: &[u8]) -> Option<Incoming<'_>> {
+    fn data(channel: u8, data: &'static [u8]) -> Option<Incoming> {
         Some(Incoming::Data {
             channel,
-            data: Cow::Borrowed(data),
+            data: Bytes::from_static(data),
         })
+    }
+
+    fn incoming(protocol: Protocol, message: &'static [u8]) -> Option<Incoming> {
+        super::incoming(protocol, &Bytes::from_static(message))
     }
 
     #[test]
@@ -300,16 +315,10 @@ mod tests {
     #[test]
     fn before_v4_the_status_channel_has_only_error_messages() {
         assert_eq!(exit_status(Protocol::Channel, 0), None);
-        let Some(Message::Binary(failed)) = exit_status(Protocol::Unnamed, 2) else {
-            panic!("a failure is reported");
-        };
         assert_eq!(
-            &failed[..],
-            b"\x03command terminated with non-zero exit code 2"
+            exit_status(Protocol::Unnamed, 2).unwrap(),
+            b"command terminated with non-zero exit code 2"
         );
-        let Message::Text(text) = internal_error(Protocol::Base64Channel, "boom") else {
-            panic!("base64 frames are text");
-        };
-        assert_eq!(text.as_str(), "3Ym9vbQ==");
+        assert_eq!(internal_error(Protocol::Base64Channel, "boom"), b"boom");
     }
 }

@@ -1,6 +1,6 @@
 //! The loopback HTTP server: it starts with the first session, reads each connection's request
-//! head, completes the websocket upgrade for a session it holds (or answers with an error), and
-//! runs that session in its own span, a child of the RPC that created it.
+//! head, completes the upgrade (websocket or SPDY) for a session it holds (or answers with an
+//! error), and runs that session in its own span, a child of the RPC that created it.
 
 use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -14,9 +14,10 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tracing::Instrument as _;
 
 use super::channel::{Channels, Transport};
-use super::http::{self, Kind, Rejection, Upgrade};
+use super::http::{self, Handshake, Kind, Rejection, Upgrade};
 use super::registry::{Registry, Session};
-use super::{attach, exec, port_forward, query};
+use super::spdy::{self, RemoteCommand};
+use super::{attach, exec, port_forward, protocol, query};
 use crate::error::MonitorError;
 use crate::gate::Gate;
 use crate::monitor::Monitor;
@@ -92,12 +93,15 @@ impl Server {
             Ok(Ok(None)) | Err(_) => return,
             Ok(Err(rejection)) => return reject(stream, &rejection).await,
         };
-        let ports = match upgrade.kind {
-            Kind::PortForward => match query::ports(&upgrade.query) {
-                Ok(ports) => ports,
-                Err(message) => return reject(stream, &Rejection::new(400, message)).await,
-            },
-            Kind::Exec | Kind::Attach => Vec::new(),
+        // Over SPDY, each forwarded connection names its port; over a websocket, the query.
+        let ports = match (upgrade.kind, &upgrade.handshake) {
+            (Kind::PortForward, Handshake::WebSocket { .. }) => {
+                match query::ports(&upgrade.query) {
+                    Ok(ports) => ports,
+                    Err(message) => return reject(stream, &Rejection::new(400, message)).await,
+                }
+            }
+            _ => Vec::new(),
         };
         let pending = match self.sessions.take(upgrade.kind, &upgrade.token) {
             Ok(pending) => pending,
@@ -108,15 +112,64 @@ impl Server {
             return;
         }
         let transport: Box<dyn Transport> = Box::new(stream);
-        let socket =
-            WebSocketStream::from_partially_read(transport, leftover, Role::Server, None).await;
         let span = session_span(&upgrade, pending.session.container_id());
         propagation::set_parent_context(&span, &pending.origin);
         self.active.set(self.active.get() + 1);
-        let channels = Channels::new(socket, upgrade.protocol);
         let monitor = &self.monitor;
         let session = async move {
             tracing::info!("streaming client connected");
+            let protocol = upgrade.protocol;
+            let channels = match upgrade.handshake {
+                Handshake::WebSocket { .. } => {
+                    let socket = WebSocketStream::from_partially_read(
+                        transport,
+                        leftover,
+                        Role::Server,
+                        None,
+                    )
+                    .await;
+                    Channels::websocket(socket, protocol)
+                }
+                Handshake::Spdy => {
+                    let spdy =
+                        spdy::SpdySession::new(transport, leftover, spdy::STREAM_IDLE_TIMEOUT);
+                    let wanted = match &pending.session {
+                        Session::PortForward { .. } => None,
+                        Session::Exec(request) => Some(wanted_streams(
+                            request.stdin,
+                            request.stdout,
+                            request.stderr && !request.tty,
+                        )),
+                        Session::Attach(request) => Some(wanted_streams(
+                            request.stdin,
+                            request.stdout,
+                            request.stderr,
+                        )),
+                    };
+                    let Some(wanted) = wanted else {
+                        if let Session::PortForward { namespace, path } = pending.session {
+                            spdy::port_forward::run(
+                                namespace,
+                                &path,
+                                spdy,
+                                spdy::STREAM_CREATION_TIMEOUT,
+                            )
+                            .await;
+                        }
+                        tracing::info!("streaming session ended");
+                        return;
+                    };
+                    match RemoteCommand::establish(spdy, &wanted, spdy::STREAM_CREATION_TIMEOUT)
+                        .await
+                    {
+                        Ok(streams) => Channels::spdy(streams, protocol),
+                        Err(message) => {
+                            tracing::warn!(%message, "streaming session not established");
+                            return;
+                        }
+                    }
+                }
+            };
             match pending.session {
                 Session::Exec(request) => {
                     exec::run(monitor, request, &upgrade.token, channels).await;
@@ -133,6 +186,18 @@ impl Server {
     }
 }
 
+/// The channels an exec or attach session needs streams for, besides the error stream.
+fn wanted_streams(stdin: bool, stdout: bool, stderr: bool) -> Vec<u8> {
+    [
+        (stdin, protocol::STDIN),
+        (stdout, protocol::STDOUT),
+        (stderr, protocol::STDERR),
+    ]
+    .into_iter()
+    .filter_map(|(wanted, channel)| wanted.then_some(channel))
+    .collect()
+}
+
 /// The span a session runs in.
 fn session_span(upgrade: &Upgrade, container_id: &str) -> tracing::Span {
     let span = tracing::info_span!(
@@ -142,7 +207,8 @@ fn session_span(upgrade: &Upgrade, container_id: &str) -> tracing::Span {
         otel.kind = "server",
         container.id = tracing::field::Empty,
         session.id = %upgrade.token,
-        websocket.protocol = upgrade.protocol.name(),
+        streaming.transport = upgrade.transport(),
+        streaming.protocol = upgrade.protocol.name(),
     );
     if !container_id.is_empty() {
         span.record("container.id", container_id);
