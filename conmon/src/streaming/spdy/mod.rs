@@ -5,12 +5,8 @@
 //! and `resize`; for port-forward a `data` and an `error` stream per request, paired by the
 //! `requestID` header and naming the `port`.
 //!
-//! No maintained Rust crate serves SPDY: `spdy-mux` (0.1) is a client only, built for its
-//! author's websocket tunnel, so the framing is ours ([`frame`], [`headers`], [`session`]).
+//! The framing is `conmon_spdy`'s; [`session`] drives it.
 
-mod dictionary;
-pub(crate) mod frame;
-mod headers;
 pub(crate) mod port_forward;
 pub(crate) mod session;
 #[cfg(test)]

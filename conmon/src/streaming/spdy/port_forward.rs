@@ -17,11 +17,11 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::frame::ResetStatus;
-use super::headers::Headers;
 use super::session::Event;
 use super::{LINGER, SpdySession};
 use crate::streaming::port_forward::{PodEvent, connect, failure_message, read_pod};
+use conmon_spdy::frame::ResetStatus;
+use conmon_spdy::headers::Headers;
 
 /// Bytes the client may send for a connection still being made.
 const MAX_EARLY_INPUT: usize = 1024 * 1024;

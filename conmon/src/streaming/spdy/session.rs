@@ -14,8 +14,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
 
-use super::frame::{self, Frame, FrameError, GoAwayStatus, ResetStatus};
-use super::headers::{Codec, HeaderError, Headers};
+use conmon_spdy::frame::{self, Frame, FrameError, GoAwayStatus, ResetStatus};
+use conmon_spdy::headers::{Codec, HeaderError, Headers};
 
 /// SPDY/3's initial window, per stream and for the session.
 const DEFAULT_WINDOW: i64 = 64 * 1024;

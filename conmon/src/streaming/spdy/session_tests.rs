@@ -5,10 +5,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
 
 use super::RemoteCommand;
-use super::frame::{self, Frame, GoAwayStatus, ResetStatus, SETTINGS_INITIAL_WINDOW_SIZE};
-use super::headers::{Codec, Headers};
 use super::session::{Event, Session};
 use crate::streaming::protocol::{self, Incoming};
+use conmon_spdy::frame::{self, Frame, GoAwayStatus, ResetStatus, SETTINGS_INITIAL_WINDOW_SIZE};
+use conmon_spdy::headers::{Codec, Headers};
 use tokio_tungstenite::tungstenite::Bytes;
 
 const IDLE: Duration = Duration::from_secs(60);

@@ -1,26 +1,26 @@
 //! SPDY/3.1 frames (draft-mbelshe-httpbis-spdy-00 with SPDY/3.1's session flow control):
 //! parsing from and encoding into bytes. Header blocks stay compressed here; see
-//! [`headers`](super::headers).
+//! [`headers`](crate::headers).
 
 /// The version every control frame carries.
 const VERSION: u16 = 3;
 /// The largest length a frame header can state (24 bits).
 const MAX_LENGTH: usize = (1 << 24) - 1;
 /// The largest control frame accepted: ours carry small header blocks, settings or ids.
-pub(crate) const MAX_CONTROL_FRAME: usize = 64 * 1024;
+pub const MAX_CONTROL_FRAME: usize = 64 * 1024;
 /// The largest data frame accepted (client-go sends at most 32 KiB at a time).
-pub(crate) const MAX_DATA_FRAME: usize = 1024 * 1024;
+pub const MAX_DATA_FRAME: usize = 1024 * 1024;
 
 /// `FLAG_FIN`: the sender's last frame on the stream.
-pub(crate) const FLAG_FIN: u8 = 0x01;
+pub const FLAG_FIN: u8 = 0x01;
 
 /// `SETTINGS_INITIAL_WINDOW_SIZE`.
-pub(crate) const SETTINGS_INITIAL_WINDOW_SIZE: u32 = 7;
+pub const SETTINGS_INITIAL_WINDOW_SIZE: u32 = 7;
 
 /// RST_STREAM status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
-pub(crate) enum ResetStatus {
+pub enum ResetStatus {
     ProtocolError = 1,
     InvalidStream = 2,
     RefusedStream = 3,
@@ -32,14 +32,14 @@ pub(crate) enum ResetStatus {
 /// GOAWAY status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
-pub(crate) enum GoAwayStatus {
+pub enum GoAwayStatus {
     Ok = 0,
     ProtocolError = 1,
 }
 
 /// A frame, its header block (if any) still compressed.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Frame<'a> {
+pub enum Frame<'a> {
     Data {
         stream: u32,
         fin: bool,
@@ -80,7 +80,7 @@ pub(crate) enum Frame<'a> {
 
 /// Why bytes are not a frame; each is a session error.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum FrameError {
+pub enum FrameError {
     #[error("control frame of version {0}, want 3")]
     Version(u16),
     #[error("{kind} frame of {length} bytes, more than the {max} accepted")]
@@ -111,7 +111,7 @@ fn stream_at(bytes: &[u8], at: usize) -> u32 {
 
 /// Parses the frame at the start of `buf`: `Ok(None)` while it is incomplete, otherwise the
 /// frame and its length.
-pub(crate) fn parse(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, FrameError> {
+pub fn parse(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, FrameError> {
     let Some(head) = buf.get(..8) else {
         return Ok(None);
     };
@@ -228,7 +228,7 @@ fn control_head(out: &mut Vec<u8>, kind: u16, flags: u8, length: usize) {
 }
 
 /// Appends a DATA frame; `data` must fit one frame.
-pub(crate) fn data(out: &mut Vec<u8>, stream: u32, fin: bool, data: &[u8]) {
+pub fn data(out: &mut Vec<u8>, stream: u32, fin: bool, data: &[u8]) {
     debug_assert!(data.len() <= MAX_LENGTH);
     out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
     let flags = if fin { FLAG_FIN } else { 0 };
@@ -237,42 +237,41 @@ pub(crate) fn data(out: &mut Vec<u8>, stream: u32, fin: bool, data: &[u8]) {
 }
 
 /// Appends a SYN_REPLY frame with a compressed header block.
-pub(crate) fn syn_reply(out: &mut Vec<u8>, stream: u32, headers: &[u8]) {
+pub fn syn_reply(out: &mut Vec<u8>, stream: u32, headers: &[u8]) {
     control_head(out, 2, 0, 4 + headers.len());
     out.extend_from_slice(&stream.to_be_bytes());
     out.extend_from_slice(headers);
 }
 
 /// Appends a RST_STREAM frame.
-pub(crate) fn rst_stream(out: &mut Vec<u8>, stream: u32, status: ResetStatus) {
+pub fn rst_stream(out: &mut Vec<u8>, stream: u32, status: ResetStatus) {
     control_head(out, 3, 0, 8);
     out.extend_from_slice(&stream.to_be_bytes());
     out.extend_from_slice(&(status as u32).to_be_bytes());
 }
 
 /// Appends a PING frame.
-pub(crate) fn ping(out: &mut Vec<u8>, id: u32) {
+pub fn ping(out: &mut Vec<u8>, id: u32) {
     control_head(out, 6, 0, 4);
     out.extend_from_slice(&id.to_be_bytes());
 }
 
 /// Appends a GOAWAY frame.
-pub(crate) fn go_away(out: &mut Vec<u8>, last_stream: u32, status: GoAwayStatus) {
+pub fn go_away(out: &mut Vec<u8>, last_stream: u32, status: GoAwayStatus) {
     control_head(out, 7, 0, 8);
     out.extend_from_slice(&last_stream.to_be_bytes());
     out.extend_from_slice(&(status as u32).to_be_bytes());
 }
 
 /// Appends a WINDOW_UPDATE frame (stream 0: the session's window).
-pub(crate) fn window_update(out: &mut Vec<u8>, stream: u32, delta: u32) {
+pub fn window_update(out: &mut Vec<u8>, stream: u32, delta: u32) {
     control_head(out, 9, 0, 8);
     out.extend_from_slice(&stream.to_be_bytes());
     out.extend_from_slice(&delta.to_be_bytes());
 }
 
-/// Appends a SETTINGS frame (tests play strict clients with it).
-#[cfg(test)]
-pub(crate) fn settings(out: &mut Vec<u8>, pairs: &[(u32, u32)]) {
+/// Appends a SETTINGS frame.
+pub fn settings(out: &mut Vec<u8>, pairs: &[(u32, u32)]) {
     control_head(out, 4, 0, 4 + 8 * pairs.len());
     out.extend_from_slice(&(pairs.len() as u32).to_be_bytes());
     for (id, value) in pairs {
@@ -281,9 +280,8 @@ pub(crate) fn settings(out: &mut Vec<u8>, pairs: &[(u32, u32)]) {
     }
 }
 
-/// Appends a SYN_STREAM frame (tests play clients with it).
-#[cfg(test)]
-pub(crate) fn syn_stream(out: &mut Vec<u8>, stream: u32, fin: bool, headers: &[u8]) {
+/// Appends a SYN_STREAM frame (priority 0, no associated stream).
+pub fn syn_stream(out: &mut Vec<u8>, stream: u32, fin: bool, headers: &[u8]) {
     control_head(out, 1, u8::from(fin), 10 + headers.len());
     out.extend_from_slice(&stream.to_be_bytes());
     out.extend_from_slice(&[0; 6]);

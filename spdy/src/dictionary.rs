@@ -2,7 +2,7 @@
 //! zlib streams of both directions are primed with it.
 
 /// The 1423 bytes every SPDY/3 header block's zlib stream starts from.
-pub(super) const DICTIONARY: &[u8; 1423] = b"\
+pub(crate) const DICTIONARY: &[u8; 1423] = b"\
     \x00\x00\x00\x07options\x00\x00\x00\x04head\x00\x00\x00\x04post\x00\x00\x00\x03put\x00\
     \x00\x00\x06delete\x00\x00\x00\x05trace\x00\x00\x00\x06accept\x00\x00\x00\x0eaccept-char\
     set\x00\x00\x00\x0faccept-encoding\x00\x00\x00\x0faccept-language\x00\x00\x00\x0daccept-\

@@ -4,7 +4,7 @@
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use super::dictionary::DICTIONARY;
+use crate::dictionary::DICTIONARY;
 
 /// The most a header block may inflate to (a kubelet client sends a few dozen bytes).
 const MAX_INFLATED: usize = 64 * 1024;
@@ -13,19 +13,19 @@ const MAX_PAIRS: usize = 256;
 
 /// A header block's pairs, names lowercased.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Headers(Vec<(String, String)>);
+pub struct Headers(Vec<(String, String)>);
 
 impl Headers {
     /// The first value of `name` (lowercase), as Go's `http.Header.Get`.
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+    pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(key, _)| key == name)
             .and_then(|(_, value)| value.split('\0').next())
     }
 
-    #[cfg(test)]
-    pub(crate) fn of(pairs: &[(&str, &str)]) -> Self {
+    /// Pairs given as `(name, value)`; names must be lowercase.
+    pub fn of(pairs: &[(&str, &str)]) -> Self {
         Self(
             pairs
                 .iter()
@@ -37,7 +37,7 @@ impl Headers {
 
 /// Why a header block is unusable; the session's compression state is then lost with it.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum HeaderError {
+pub enum HeaderError {
     #[error("header block does not inflate: {0}")]
     Inflate(String),
     #[error("header block inflates to more than {MAX_INFLATED} bytes")]
@@ -47,7 +47,7 @@ pub(crate) enum HeaderError {
 }
 
 /// One session's two zlib streams.
-pub(crate) struct Codec {
+pub struct Codec {
     inflate: Decompress,
     deflate: Compress,
     primed: bool,
@@ -59,8 +59,15 @@ impl std::fmt::Debug for Codec {
     }
 }
 
+impl Default for Codec {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Codec {
-    pub(crate) fn new() -> Self {
+    /// Both streams, fresh.
+    pub fn new() -> Self {
         Self {
             inflate: Decompress::new(true),
             deflate: Compress::new(Compression::fast(), true),
@@ -69,7 +76,7 @@ impl Codec {
     }
 
     /// Inflates and parses one block.
-    pub(crate) fn decode(&mut self, block: &[u8]) -> Result<Headers, HeaderError> {
+    pub fn decode(&mut self, block: &[u8]) -> Result<Headers, HeaderError> {
         let mut inflated = Vec::with_capacity(256);
         let mut input = block;
         loop {
@@ -102,7 +109,7 @@ impl Codec {
     }
 
     /// Encodes and deflates one block (a sync flush ends it, as every block must end).
-    pub(crate) fn encode(&mut self, headers: &Headers) -> Vec<u8> {
+    pub fn encode(&mut self, headers: &Headers) -> Vec<u8> {
         if !self.primed {
             // Fails only on a stream already started, which this one is not.
             let _ = self.deflate.set_dictionary(DICTIONARY);
