@@ -17,6 +17,7 @@ pub mod journal;
 pub mod k8s;
 mod pod;
 mod shim;
+pub mod spdy;
 
 pub use pod::{Pod, with_pod};
 pub use shim::{ShimEnv, shim_binary};
