@@ -307,7 +307,17 @@ fn sigterm_with_an_unreachable_collector_exits_within_5_seconds() -> Result<()> 
 
 #[test]
 fn streaming_sessions_and_attach_stay_in_the_callers_trace() -> Result<()> {
-    use testkit::k8s;
+    streaming_sessions_trace(false)
+}
+
+#[test]
+fn spdy_streaming_sessions_stay_in_the_callers_trace_too() -> Result<()> {
+    streaming_sessions_trace(true)
+}
+
+/// Exec, attach and port-forward sessions over a websocket, or over SPDY if `spdy`.
+fn streaming_sessions_trace(spdy: bool) -> Result<()> {
+    use testkit::{k8s, spdy};
     run_local(async {
         let receiver = Receiver::start(otlp::free_addr()?).await?;
         let pod = Pod::start_traced(&receiver.endpoint(), &[])?;
@@ -327,22 +337,42 @@ fn streaming_sessions_and_attach_stay_in_the_callers_trace() -> Result<()> {
             cgroup_manager: CgroupManager::Cgroupfs,
             ..ServeExec::default()
         };
-        let mut session = k8s::connect(&client.serve_exec(&exec).await?, protocols).await?;
-        session.receive_to_end().await?;
         let attach = ServeAttach {
             id: id.clone(),
             stdout: true,
             ..ServeAttach::default()
         };
-        k8s::connect(&client.serve_attach(&attach).await?, protocols)
-            .await?
-            .abandon();
         let netns = format!("/proc/{pid}/ns/net");
-        let url = client.serve_port_forward(netns.as_ref()).await?;
-        k8s::connect(&format!("{url}?ports=9"), protocols)
-            .await?
-            .receive_to_end()
-            .await?;
+        let (exec_url, attach_url) = (
+            client.serve_exec(&exec).await?,
+            client.serve_attach(&attach).await?,
+        );
+        let forward_url = client.serve_port_forward(netns.as_ref()).await?;
+        if spdy {
+            let v4 = ["v4.channel.k8s.io"];
+            let mut session = spdy::connect(&exec_url, &v4).await?;
+            session.open_streams(&["stdout"]).await?;
+            session.receive_to_end().await?;
+            spdy::connect(&attach_url, &v4)
+                .await?
+                .open_streams(&["stdout"])
+                .await?;
+            let mut forward = spdy::connect(&forward_url, &["portforward.k8s.io"]).await?;
+            let headers = |kind| [("streamtype", kind), ("port", "9"), ("requestid", "0")];
+            forward.open(&headers("error")).await?;
+            let data = forward.open(&headers("data")).await?;
+            while !forward.resets.iter().any(|(stream, _)| *stream == data) {
+                assert!(forward.receive().await?, "port-forward session ended early");
+            }
+        } else {
+            let mut session = k8s::connect(&exec_url, protocols).await?;
+            session.receive_to_end().await?;
+            k8s::connect(&attach_url, protocols).await?.abandon();
+            k8s::connect(&format!("{forward_url}?ports=9"), protocols)
+                .await?
+                .receive_to_end()
+                .await?;
+        }
         let socket = pod.path("tstream.attach");
         client
             .attach(&Attach {
@@ -388,6 +418,8 @@ fn streaming_sessions_and_attach_stay_in_the_callers_trace() -> Result<()> {
                 "{stream:?}"
             );
             assert!(has_event(stream, "streaming session ended"), "{stream:?}");
+            let transport = if spdy { "SPDY/3.1" } else { "websocket" };
+            assert_eq!(stream.attributes["streaming.transport"], transport);
         }
         let stream_exec = named(&spans, "stream exec")[0];
         assert_eq!(stream_exec.attributes["container.id"], id);
