@@ -61,14 +61,17 @@ pub const MAX_HEAD: usize = http::MAX_HEAD;
 pub enum Head {
     /// Not complete yet: the server reads more.
     Incomplete,
-    /// A valid websocket upgrade.
+    /// A valid upgrade.
     Upgrade {
         /// `exec`, `attach` or `port-forward`.
         kind: &'static str,
+        /// `websocket` or `SPDY/3.1`.
+        transport: &'static str,
         token: String,
         query: String,
-        /// The negotiated subprotocol's name.
-        protocol: &'static str,
+        /// The negotiated subprotocol's (or SPDY protocol version's) name; none for a
+        /// websocket without a subprotocol.
+        protocol: Option<&'static str>,
         /// The length of the head.
         length: usize,
         /// The `101 Switching Protocols` response.
@@ -89,6 +92,7 @@ pub fn http_parse(buf: &[u8]) -> Head {
         Ok(None) => Head::Incomplete,
         Ok(Some((upgrade, length))) => Head::Upgrade {
             kind: upgrade.kind.path(),
+            transport: upgrade.transport(),
             accept: upgrade.accept(),
             token: upgrade.token,
             query: upgrade.query,
@@ -115,27 +119,92 @@ pub fn resize(data: &[u8]) -> Result<(u16, u16), String> {
 
 /// A client's binary message, decoded.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Incoming<'a> {
-    Data { channel: u8, data: &'a [u8] },
+pub enum Incoming {
+    Data { channel: u8, data: Vec<u8> },
     Close(u8),
 }
 
 /// `streaming::protocol::incoming` for `v5.channel.k8s.io` (`v5`) or `v4.channel.k8s.io`.
-pub fn incoming(v5: bool, message: &[u8]) -> Option<Incoming<'_>> {
+pub fn incoming(v5: bool, message: &[u8]) -> Option<Incoming> {
     let protocol = if v5 {
         protocol::Protocol::V5
     } else {
         protocol::Protocol::V4
     };
-    protocol::incoming(protocol, message).map(|incoming| match incoming {
-        protocol::Incoming::Data { channel, data } => Incoming::Data { channel, data },
+    let message = tokio_tungstenite::tungstenite::Bytes::copy_from_slice(message);
+    protocol::incoming(protocol, &message).map(|incoming| match incoming {
+        protocol::Incoming::Data { channel, data } => Incoming::Data {
+            channel,
+            data: data.to_vec(),
+        },
         protocol::Incoming::Close(channel) => Incoming::Close(channel),
     })
 }
 
-/// `streaming::protocol::frame`: the payload of the binary message for `channel`.
+/// `streaming::protocol::frame` for `v4.channel.k8s.io`: the payload of the binary message
+/// for `channel`.
 pub fn frame(channel: u8, data: &[u8]) -> Vec<u8> {
-    protocol::frame(channel, data).into_data().to_vec()
+    protocol::frame(protocol::Protocol::V4, channel, data)
+        .into_data()
+        .to_vec()
+}
+
+/// What a SPDY session made of a client's bytes.
+#[derive(Debug)]
+pub struct SpdyOutcome {
+    /// The events, in order (`Debug` of each), the last being the end.
+    pub events: Vec<String>,
+    /// Stream IDs of the streams the client opened.
+    pub opened: Vec<u32>,
+    /// Everything the server wrote back.
+    pub written: Vec<u8>,
+}
+
+/// Runs the streaming server's SPDY session on `input` (then end of file), accepting every
+/// stream the client opens and echoing its data back.
+pub fn spdy_session(input: &[u8]) -> SpdyOutcome {
+    use crate::streaming::spdy::session::{Event, Session};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let (server, mut client) = tokio::io::duplex(1 << 22);
+        client.write_all(input).await.expect("write the input");
+        client.shutdown().await.expect("end the input");
+        let mut session = Session::new(server, Vec::new(), std::time::Duration::from_secs(3600));
+        let (mut events, mut opened) = (Vec::new(), Vec::new());
+        loop {
+            let event = session.next().await;
+            events.push(format!("{event:?}"));
+            let echoed = match event {
+                Event::Opened { stream, .. } => {
+                    opened.push(stream);
+                    session.accept(stream).await
+                }
+                Event::Data { stream, data } => session.send(stream, &data, false).await.map(drop),
+                Event::Finished { stream } => session.send(stream, &[], true).await.map(drop),
+                Event::Reset { .. } => Ok(()),
+                Event::Ended(_) => break,
+            };
+            if echoed.is_err() {
+                break;
+            }
+        }
+        drop(session);
+        let mut written = Vec::new();
+        client
+            .read_to_end(&mut written)
+            .await
+            .expect("read the output");
+        SpdyOutcome {
+            events,
+            opened,
+            written,
+        }
+    })
 }
 
 /// `validate::container_id`: the error message, if `id` is refused.

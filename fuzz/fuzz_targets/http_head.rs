@@ -4,8 +4,8 @@
 //!
 //! Invariants: an incomplete head is under the size limit; a complete upgrade routes to a
 //! known kind with a non-empty token without '/', parses the same from its own head alone, and
-//! answers `101` with the negotiated subprotocol; a rejection renders a response whose
-//! `Content-Length` is its body; accepted ports are 1 to 127 non-zero ports; a message and the
+//! answers `101` naming the negotiated subprotocol (websocket) or protocol version (SPDY); a
+//! rejection renders a response whose `Content-Length` is its body; accepted ports are 1 to 127 non-zero ports; a message and the
 //! frame of its channel and data are the same bytes, and only v5's `[255, c]` is a close.
 #![no_main]
 
@@ -27,6 +27,7 @@ fn head(data: &[u8]) {
         Head::Incomplete => assert!(data.len() < fuzzing::MAX_HEAD, "incomplete at the limit"),
         Head::Upgrade {
             kind,
+            transport,
             token,
             query,
             protocol,
@@ -36,14 +37,19 @@ fn head(data: &[u8]) {
             assert!(length <= data.len());
             assert!(["exec", "attach", "port-forward"].contains(&kind), "{kind}");
             assert!(!token.is_empty() && !token.contains('/'), "token {token:?}");
-            assert!(
-                ["v4.channel.k8s.io", "v5.channel.k8s.io"].contains(&protocol),
-                "{protocol}"
-            );
             let accept = String::from_utf8(accept).expect("101 response is text");
             assert!(accept.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
-            assert!(accept.contains(&format!("\r\nSec-WebSocket-Protocol: {protocol}\r\n")));
             assert!(accept.ends_with("\r\n\r\n"));
+            let named = match (transport, protocol) {
+                ("websocket", Some(name)) => format!("\r\nSec-WebSocket-Protocol: {name}\r\n"),
+                ("websocket", None) => "\r\nUpgrade: websocket\r\n".to_owned(),
+                ("SPDY/3.1", Some(name)) => format!("\r\nX-Stream-Protocol-Version: {name}\r\n"),
+                other => panic!("upgrade {other:?}"),
+            };
+            assert!(accept.contains(&named), "{accept}");
+            if transport == "websocket" {
+                assert!(!accept.contains("Sec-WebSocket-Protocol") || protocol.is_some());
+            }
             let alone = fuzzing::http_parse(&data[..length]);
             let Head::Upgrade {
                 token: token_alone,
@@ -67,7 +73,7 @@ fn head(data: &[u8]) {
             message,
             response,
         } => {
-            assert!([400, 404, 405, 431].contains(&status), "status {status}");
+            assert!([400, 403, 404, 405, 431].contains(&status), "status {status}");
             let response = String::from_utf8(response).expect("response is text");
             assert!(
                 response.starts_with(&format!("HTTP/1.1 {status} ")),
@@ -99,12 +105,12 @@ fn channel(data: &[u8]) {
     assert_eq!(fuzzing::frame(channel, rest), data);
     let as_data = Some(Incoming::Data {
         channel,
-        data: rest,
+        data: rest.to_vec(),
     });
     assert_eq!(fuzzing::incoming(false, data), as_data);
     let expected_v5 = match (channel, rest) {
         (255, &[closed]) => Some(Incoming::Close(closed)),
-        _ => as_data,
+        _ => as_data.clone(),
     };
     assert_eq!(fuzzing::incoming(true, data), expected_v5);
 }

@@ -17,7 +17,7 @@ mod protocol;
 mod query;
 mod registry;
 mod server;
-mod spdy;
+pub(crate) mod spdy;
 
 use std::os::fd::AsFd as _;
 use std::path::PathBuf;

@@ -7,7 +7,8 @@
 //!
 //! Modes: `exec` (execSyncContainer over `--socket` in container `--id`), `runc-exec` (`runc
 //! --root R exec ID COMMAND`, its output read through pipes as an engine would), `stream`
-//! (serveExecContainer, websocket, output to the end), `create` (createContainer of
+//! (serveExecContainer, websocket, output to the end), `spdy` (the same over SPDY/3.1, as
+//! client-go's SPDY executor), `create` (createContainer of
 //! `--bundle` as `--prefix`-N), `runc-create` (`runc create` of the same bundle) and
 //! `interleave` (an `exec` call, then a `runc-exec` call, in turn, as the old bench timed
 //! them: the lines alternate between the two). Created containers are deleted after each call,
@@ -147,7 +148,8 @@ async fn run(mode: &str, args: &Args) -> Result<Vec<Duration>> {
             })
             .await
         }
-        "stream" => {
+        "stream" | "spdy" => {
+            let spdy = mode == "spdy";
             let client = MonitorClient::connect(&args.path("socket")?).await?;
             let request = ServeExec {
                 id: args.get("id")?.to_owned(),
@@ -157,8 +159,9 @@ async fn run(mode: &str, args: &Args) -> Result<Vec<Duration>> {
                 cgroup_manager: CgroupManager::Cgroupfs,
                 ..ServeExec::default()
             };
-            timed(calls, concurrency, warm_up, async |_| {
-                stream(&client, &request, expect).await
+            timed(calls, concurrency, warm_up, async |_| match spdy {
+                true => spdy_stream(&client, &request, expect).await,
+                false => stream(&client, &request, expect).await,
             })
             .await
         }
@@ -319,6 +322,34 @@ async fn stream(
     // Counted as they come: the output is not kept.
     while session.receive().await? {
         if let Some(out) = session.received.remove(&k8s::STDOUT) {
+            bytes += out.len();
+        }
+    }
+    let elapsed = start.elapsed();
+    let status = session.status()?;
+    ensure!(
+        status["status"] == "Success",
+        "streaming exec failed: {status}"
+    );
+    check_bytes(bytes, expect)?;
+    Ok(elapsed)
+}
+
+/// One streaming exec over SPDY: URL, upgrade, the error, stdout and stderr streams (as
+/// client-go opens them), output to the end, status.
+async fn spdy_stream(
+    client: &MonitorClient,
+    request: &ServeExec,
+    expect: Option<usize>,
+) -> Result<Duration> {
+    let start = Instant::now();
+    let url = client.serve_exec(request).await?;
+    let mut session = spdy::connect(&url, &["v4.channel.k8s.io"]).await?;
+    let streams = session.open_streams(&["stdout", "stderr"]).await?;
+    let mut bytes = 0;
+    // Counted as they come: the output is not kept.
+    while session.receive().await? {
+        if let Some(out) = session.received.remove(&streams["stdout"]) {
             bytes += out.len();
         }
     }

@@ -105,46 +105,50 @@ fn expected_bytes(command: &[&str]) -> String {
     }
 }
 
-/// Streaming exec against bare `runc exec` with its stdio on pipes: latency of `true` and
-/// throughput of a large output.
+/// Streaming exec, over a websocket and over SPDY, against bare `runc exec` with its stdio on
+/// pipes: latency of `true` and throughput of a large output.
 pub(super) async fn streaming_exec(report: &mut String) -> Result<()> {
-    const TOTAL: usize = 128 << 20;
+    const TOTAL: usize = 256 << 20;
     let pod = Pod::start_with(None, &CRIO_FLAGS)?;
     let client = pod.client().await?;
     exec_target(&pod, &client).await?;
-    const MODES: [&str; 2] = ["runc-exec", "stream"];
-    let latency = alternate(ROUNDS, 2, async |arm| {
+    const MODES: [&str; 3] = ["runc-exec", "stream", "spdy"];
+    let latency = alternate(ROUNDS, 3, async |arm| {
         batch(&pod, MODES[arm], CALLS, true, &["true"]).await
     })
     .await?;
     let count = TOTAL.to_string();
     let big = ["head", "-c", &count, "/dev/zero"];
-    let bulk = alternate(3, 2, async |arm| {
+    let bulk = alternate(3, 3, async |arm| {
         batch(&pod, MODES[arm], 1, false, &big).await
     })
     .await?;
     let mib_s = |d: Duration| TOTAL as f64 / (1 << 20) as f64 / d.as_secs_f64();
-    let (b50, s50) = (latency[0].p50(), latency[1].p50());
-    let (bt, st) = (bulk[0].p50(), bulk[1].p50());
+    let row = |name: &str, values: [Duration; 3], cell: &dyn Fn(Duration) -> String| {
+        let [runc, websocket, spdy] = values;
+        format!(
+            "| {name} | {} | {} | {} | {:.3} | {:.3} |\n",
+            cell(runc),
+            cell(websocket),
+            cell(spdy),
+            ratio(websocket, runc),
+            ratio(spdy, runc),
+        )
+    };
+    let p50 = [0, 1, 2].map(|arm| latency[arm].p50());
+    let p99 = [0, 1, 2].map(|arm| latency[arm].p99());
+    let bulk = [0, 1, 2].map(|arm| bulk[arm].p50());
     report.push_str(&format!(
-        "## Streaming exec (serveExecContainer, websocket v5)\n\nFrom a separate client process: \
-         URL, connect, run, output to the end and status, against spawning `runc exec` with \
-         its stdio on pipes read to the end. {ROUNDS} alternating rounds of {CALLS} for `true`; \
-         median of 3 alternating runs for the bulk output.\n\n\
-         | | bare `runc exec` (pipes) | conmond stream | ratio conmond / runc |\n|---|---|---|---|\n\
-         | `true`, p50 | {} | {} | {:.3} |\n\
-         | `true`, p99 | {} | {} | {:.3} |\n\
-         | {} MiB of stdout | {:.0} MiB/s | {:.0} MiB/s | {:.3} (time) |\n\n",
-        ms(b50),
-        ms(s50),
-        ratio(s50, b50),
-        ms(latency[0].p99()),
-        ms(latency[1].p99()),
-        ratio(latency[1].p99(), latency[0].p99()),
-        TOTAL >> 20,
-        mib_s(bt),
-        mib_s(st),
-        ratio(st, bt),
+        "## Streaming exec (serveExecContainer: websocket v5, SPDY/3.1 v4)\n\nFrom a separate \
+         client process: URL, connect, run, output to the end and status, against spawning \
+         `runc exec` with its stdio on pipes read to the end. {ROUNDS} alternating rounds of \
+         {CALLS} for `true`; median of 3 alternating runs for the bulk output. Ratios are of \
+         time (for the bulk output: ≥ 0.8 × runc's throughput means a time ratio ≤ 1.25).\n\n\
+         | | bare `runc exec` (pipes) | websocket | SPDY | ratio websocket / runc | ratio SPDY / runc |\n\
+         |---|---|---|---|---|---|\n{}{}{}\n",
+        row("`true`, p50", p50, &ms),
+        row("`true`, p99", p99, &ms),
+        row(&format!("{} MiB of stdout", TOTAL >> 20), bulk, &|d| format!("{:.0} MiB/s", mib_s(d))),
     ));
     Ok(())
 }
