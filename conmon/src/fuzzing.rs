@@ -2,7 +2,7 @@
 //! with `--cfg fuzzing`).
 //!
 //! The parsers fuzzed here sit in private modules (`logs::render`, `logs::timestamp`,
-//! `streaming::http`, `streaming::protocol`), which no path from the crate root reaches, and
+//! `streaming::http`, `streaming::protocol`, `streaming::query`), which no path from the crate root reaches, and
 //! their visibility stays as it is. So their source files are compiled a second time, unchanged,
 //! as children of this module (`#[path]`): the code fuzzed is the same text the monitor runs.
 //! The `super::` items they import (`timestamp`, `protocol`) are provided here under the same
@@ -22,6 +22,8 @@ pub use crate::stream::Stream;
 mod http;
 #[path = "streaming/protocol.rs"]
 mod protocol;
+#[path = "streaming/query.rs"]
+mod query;
 #[path = "logs/render.rs"]
 mod render;
 #[path = "logs/timestamp.rs"]
@@ -107,9 +109,9 @@ pub fn http_parse(buf: &[u8]) -> Head {
     }
 }
 
-/// `streaming::protocol::ports`: the ports of a port-forward query string.
+/// `streaming::query::ports`: the ports of a port-forward query string.
 pub fn ports(query: &str) -> Result<Vec<u16>, String> {
-    protocol::ports(query)
+    query::ports(query)
 }
 
 /// `streaming::protocol::resize`: a terminal size from the resize channel.
@@ -118,7 +120,7 @@ pub fn resize(data: &[u8]) -> Result<(u16, u16), String> {
 }
 
 /// A client's binary message, decoded.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
     Data { channel: u8, data: Vec<u8> },
     Close(u8),
@@ -163,7 +165,7 @@ pub struct SpdyOutcome {
 /// Runs the streaming server's SPDY session on `input` (then end of file), accepting every
 /// stream the client opens and echoing its data back.
 pub fn spdy_session(input: &[u8]) -> SpdyOutcome {
-    use crate::streaming::spdy::session::{Event, Session};
+    use crate::streaming::spdy_session::{Event, Session};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -17,7 +17,11 @@ mod protocol;
 mod query;
 mod registry;
 mod server;
-pub(crate) mod spdy;
+mod spdy;
+
+/// For the `spdy_session` fuzz target.
+#[cfg(fuzzing)]
+pub(crate) use spdy::session as spdy_session;
 
 use std::os::fd::AsFd as _;
 use std::path::PathBuf;
