@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
 
 use crate::{
     CgroupManager, CreateContainer, MonitorClient, RUNC, busybox_bundle, conmond_binary,
@@ -184,6 +184,28 @@ impl Pod {
     ) -> Result<u32> {
         let pid = client.create_container(request).await?;
         self.runc(&["start", &request.id])?;
+        Ok(pid)
+    }
+
+    /// Starts container `id` running busybox's `httpd` on port 8080 of its own network
+    /// namespace, serving `page` as `/index.html`; returns its PID once the server answers.
+    pub async fn start_web_server(
+        &self,
+        client: &MonitorClient,
+        id: &str,
+        page: &str,
+    ) -> Result<u32> {
+        let bundle = self.bundle(id, &["httpd", "-f", "-p", "8080", "-h", "/www"])?;
+        std::fs::create_dir_all(bundle.join("rootfs/www"))?;
+        std::fs::write(bundle.join("rootfs/www/index.html"), page)?;
+        let pid = self
+            .start_container(client, &self.create_request(id, bundle))
+            .await?;
+        let probe = crate::exec_request(id, &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while client.exec_sync(&probe).await?.exit_code != 0 {
+            ensure!(std::time::Instant::now() < deadline, "httpd never listened");
+        }
         Ok(pid)
     }
 

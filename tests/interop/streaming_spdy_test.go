@@ -268,41 +268,6 @@ func spdyChecks(check func(string, func(*testing.T)), cl *client.ConmonClient, l
 			t.Fatalf("tty exec with a resize: stdout %q, error %v", stdout.String(), err)
 		}
 	})
-	check("ServeExecContainerSPDYTtyNoStdin", func(t *testing.T) {
-		ctx, cancel := rpcCtx()
-		defer cancel()
-		url := serveExec(ctx, t, cl, &client.ServeExecContainerConfig{
-			ID: longID, Command: []string{"sh", "-c", "tty && echo on-a-tty"}, Tty: true, Stdout: true,
-		})
-		stdout, _, err := stream(ctx, spdyExecutor(t, url), "", true)
-		if err != nil || !strings.Contains(stdout, "/dev/pts/") || !strings.Contains(stdout, "on-a-tty\r\n") {
-			t.Fatalf("tty exec: stdout %q, error %v", stdout, err)
-		}
-	})
-	check("ServeAttachContainerSPDY", func(t *testing.T) {
-		ctx, cancel := rpcCtx()
-		defer cancel()
-		res, err := cl.ServeAttachContainer(ctx, &client.ServeAttachContainerConfig{
-			ID: longID, Stdout: true, Stderr: true,
-		})
-		if err != nil {
-			t.Fatalf("ServeAttachContainer: %v", err)
-		}
-		attached := attach(ctx, t, spdyExecutor(t, res.URL))
-		waitFor(t, pollTimeout, "container output on the SPDY attach stream", func() (bool, string) {
-			_, err := cl.ExecSyncContainer(ctx, &client.ExecSyncConfig{
-				ID: longID, Command: []string{"sh", "-c", "echo attached-spdy-line > /proc/1/fd/1"}, Timeout: 5,
-			})
-			if err != nil {
-				return false, err.Error()
-			}
-			out := attached.output(t)
-			return strings.Contains(out, "attached-spdy-line\n"), out
-		})
-		if err := attached.stop(t); !errors.Is(err, context.Canceled) {
-			t.Fatalf("attach ended with %v, want the cancellation", err)
-		}
-	})
 	check("ServePortForwardContainerSPDY", func(t *testing.T) {
 		ctx, cancel := rpcCtx()
 		defer cancel()

@@ -69,15 +69,21 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// attachURL attaches to a streaming attach URL with client-go (v5) until ctx
-// ends or the test finishes.
-func attachURL(ctx context.Context, t *testing.T, url string) *attachment {
-	t.Helper()
-	executor, err := remotecommand.NewWebSocketExecutor(&rest.Config{}, "GET", url)
-	if err != nil {
-		t.Fatalf("attach executor: %v", err)
-	}
-	return attach(ctx, t, executor)
+// executors are client-go's executors for a streaming URL, one per transport: the
+// websocket one (v4, as kubelet's older clients) and the SPDY one.
+var executors = []struct {
+	name string
+	new  func(t *testing.T, url string) remotecommand.Executor
+}{
+	{"websocket", func(t *testing.T, url string) remotecommand.Executor {
+		t.Helper()
+		executor, err := remotecommand.NewWebSocketExecutorForProtocols(&rest.Config{}, "GET", url, "v4.channel.k8s.io")
+		if err != nil {
+			t.Fatalf("websocket executor: %v", err)
+		}
+		return executor
+	}},
+	{"SPDY", spdyExecutor},
 }
 
 // attachment is an attach session running in the background.
@@ -187,41 +193,49 @@ func streamingChecks(check func(string, func(*testing.T)), cl *client.ConmonClie
 			t.Fatalf("exec: stdout %q, stderr %q", stdout, stderr)
 		}
 	})
-	check("ServeExecContainerTtyV4", func(t *testing.T) {
-		ctx, cancel := rpcCtx()
-		defer cancel()
-		res, err := cl.ServeExecContainer(ctx, &client.ServeExecContainerConfig{
-			ID: longID, Command: []string{"sh", "-c", "tty && echo on-a-tty"}, Tty: true, Stdout: true,
-		})
-		if err != nil {
-			t.Fatalf("ServeExecContainer: %v", err)
-		}
-		stdout, _, err := streamURL(ctx, res.URL, "v4.channel.k8s.io", "", true)
-		if err != nil || !strings.Contains(stdout, "/dev/pts/") || !strings.Contains(stdout, "on-a-tty\r\n") {
-			t.Fatalf("tty exec over v4: stdout %q, error %v", stdout, err)
+	check("ServeExecContainerTty", func(t *testing.T) {
+		for _, executor := range executors {
+			ctx, cancel := rpcCtx()
+			defer cancel()
+			res, err := cl.ServeExecContainer(ctx, &client.ServeExecContainerConfig{
+				ID: longID, Command: []string{"sh", "-c", "tty && echo on-a-tty"}, Tty: true, Stdout: true,
+			})
+			if err != nil {
+				t.Fatalf("ServeExecContainer: %v", err)
+			}
+			stdout, _, err := stream(ctx, executor.new(t, res.URL), "", true)
+			if err != nil || !strings.Contains(stdout, "/dev/pts/") || !strings.Contains(stdout, "on-a-tty\r\n") {
+				t.Fatalf("tty exec over %s: stdout %q, error %v", executor.name, stdout, err)
+			}
 		}
 	})
 	check("ServeAttachContainer", func(t *testing.T) {
-		ctx, cancel := rpcCtx()
-		defer cancel()
-		res, err := cl.ServeAttachContainer(ctx, &client.ServeAttachContainerConfig{
-			ID: longID, Stdout: true, Stderr: true,
-		})
-		if err != nil {
-			t.Fatalf("ServeAttachContainer: %v", err)
-		}
-		attached := attachURL(ctx, t, res.URL)
-		// Output written to the container's own stdout from now on reaches the client.
-		waitFor(t, pollTimeout, "container output on the attach stream", func() (bool, string) {
-			_, err := cl.ExecSyncContainer(ctx, &client.ExecSyncConfig{
-				ID: longID, Command: []string{"sh", "-c", "echo attached-line > /proc/1/fd/1"}, Timeout: 5,
+		for _, executor := range executors {
+			ctx, cancel := rpcCtx()
+			defer cancel()
+			res, err := cl.ServeAttachContainer(ctx, &client.ServeAttachContainerConfig{
+				ID: longID, Stdout: true, Stderr: true,
 			})
 			if err != nil {
-				return false, err.Error()
+				t.Fatalf("ServeAttachContainer: %v", err)
 			}
-			out := attached.output(t)
-			return strings.Contains(out, "attached-line\n"), out
-		})
+			attached := attach(ctx, t, executor.new(t, res.URL))
+			// Output written to the container's own stdout from now on reaches the client.
+			line := fmt.Sprintf("attached over %s", executor.name)
+			waitFor(t, pollTimeout, "container output on the attach stream over "+executor.name, func() (bool, string) {
+				_, err := cl.ExecSyncContainer(ctx, &client.ExecSyncConfig{
+					ID: longID, Command: []string{"sh", "-c", fmt.Sprintf("echo '%s' > /proc/1/fd/1", line)}, Timeout: 5,
+				})
+				if err != nil {
+					return false, err.Error()
+				}
+				out := attached.output(t)
+				return strings.Contains(out, line+"\n"), out
+			})
+			if err := attached.stop(t); !errors.Is(err, context.Canceled) {
+				t.Fatalf("attach over %s ended with %v, want the cancellation", executor.name, err)
+			}
+		}
 	})
 	check("ServePortForwardContainer", func(t *testing.T) {
 		ctx, cancel := rpcCtx()

@@ -205,17 +205,9 @@ fn attach_streams_reach_every_client_and_end_with_the_container() -> Result<()> 
 fn port_forward_reaches_a_server_inside_the_pod_network_namespace() -> Result<()> {
     with_pod(async |pod, client| {
         let id = unique_id("spf");
-        let bundle = pod.bundle(&id, &["httpd", "-f", "-p", "8080", "-h", "/www"])?;
-        std::fs::create_dir_all(bundle.join("rootfs/www"))?;
-        std::fs::write(bundle.join("rootfs/www/index.html"), "hello from the pod\n")?;
         let pid = pod
-            .start_container(client, &pod.create_request(&id, bundle))
+            .start_web_server(client, &id, "hello from the pod\n")
             .await?;
-        let probe = exec_request(&id, &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/"]);
-        let deadline = std::time::Instant::now() + WAIT;
-        while client.exec_sync(&probe).await?.exit_code != 0 {
-            assert!(std::time::Instant::now() < deadline, "httpd never listened");
-        }
         let netns = format!("/proc/{pid}/ns/net");
 
         let url = client.serve_port_forward(netns.as_ref()).await?;

@@ -163,17 +163,9 @@ fn tty_exec_and_attach_over_spdy() -> Result<()> {
 fn port_forward_over_spdy_pairs_streams_by_request_id() -> Result<()> {
     with_pod(async |pod, client| {
         let id = unique_id("spp");
-        let bundle = pod.bundle(&id, &["httpd", "-f", "-p", "8080", "-h", "/www"])?;
-        std::fs::create_dir_all(bundle.join("rootfs/www"))?;
-        std::fs::write(bundle.join("rootfs/www/index.html"), "hello from the pod\n")?;
         let pid = pod
-            .start_container(client, &pod.create_request(&id, bundle))
+            .start_web_server(client, &id, "hello from the pod\n")
             .await?;
-        let probe = exec_request(&id, &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/"]);
-        let deadline = std::time::Instant::now() + WAIT;
-        while client.exec_sync(&probe).await?.exit_code != 0 {
-            assert!(std::time::Instant::now() < deadline, "httpd never listened");
-        }
         let url = client
             .serve_port_forward(format!("/proc/{pid}/ns/net").as_ref())
             .await?;

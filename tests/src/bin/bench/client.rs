@@ -325,14 +325,7 @@ async fn stream(
             bytes += out.len();
         }
     }
-    let elapsed = start.elapsed();
-    let status = session.status()?;
-    ensure!(
-        status["status"] == "Success",
-        "streaming exec failed: {status}"
-    );
-    check_bytes(bytes, expect)?;
-    Ok(elapsed)
+    stream_done(start, session.status()?, bytes, expect)
 }
 
 /// One streaming exec over SPDY: URL, upgrade, the error, stdout and stderr streams (as
@@ -353,8 +346,18 @@ async fn spdy_stream(
             bytes += out.len();
         }
     }
+    stream_done(start, session.status()?, bytes, expect)
+}
+
+/// The end of a streaming exec started at `start`: the clock stops, the status and the bytes
+/// are checked.
+fn stream_done(
+    start: Instant,
+    status: serde_json::Value,
+    bytes: usize,
+    expect: Option<usize>,
+) -> Result<Duration> {
     let elapsed = start.elapsed();
-    let status = session.status()?;
     ensure!(
         status["status"] == "Success",
         "streaming exec failed: {status}"
