@@ -38,7 +38,7 @@ pub(crate) fn serve_socket(
 ) -> io::Result<()> {
     let listener = bind_socket(path)?;
     let path = path.to_owned();
-    tokio::task::spawn_local(async move {
+    crate::tasks::spawn_local(async move {
         let gate = Gate::new("attach", MAX_CLIENTS);
         loop {
             let accepted = tokio::select! {
@@ -63,7 +63,7 @@ pub(crate) fn serve_socket(
                 }
                 drop(permit);
             };
-            tokio::task::spawn_local(client.instrument(span));
+            crate::tasks::spawn_local(client.instrument(span));
         }
         let _ = std::fs::remove_file(&path);
     });

@@ -105,6 +105,15 @@ pub struct Config {
     #[arg(long, env = "CONMON_TRACING_MAX_BUFFERED", value_name = "N", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..))]
     pub tracing_max_buffered: u32,
 
+    /// Export no metrics with `--enable-tracing` (they are on by default, to the same endpoint).
+    #[arg(long, env = "CONMON_DISABLE_METRICS")]
+    pub disable_metrics: bool,
+
+    /// How often metrics are exported, in milliseconds (the OpenTelemetry SDK's default is a
+    /// minute); a final export happens at shutdown.
+    #[arg(long, env = "CONMON_METRICS_INTERVAL_MS", value_name = "MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
+    pub metrics_interval_ms: u64,
+
     /// How long a streaming URL (exec, attach, port-forward) may wait to be opened, in
     /// milliseconds (at most one day).
     #[arg(long, env = "CONMON_STREAMING_URL_TTL_MS", value_name = "MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
@@ -215,6 +224,8 @@ impl Config {
                 endpoint: self.tracing_endpoint.clone(),
                 sampling_rate_per_million: self.tracing_sampling_rate_per_million,
                 max_buffered: self.tracing_max_buffered as usize,
+                metrics_interval: (!self.disable_metrics)
+                    .then(|| std::time::Duration::from_millis(self.metrics_interval_ms)),
             }),
             streaming_url_ttl: std::time::Duration::from_millis(self.streaming_url_ttl_ms),
             runtime_timeout: std::time::Duration::from_secs(self.runtime_timeout),

@@ -112,6 +112,7 @@ pub fn start(settings: Settings) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
+    crate::metrics::observe_process();
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(&runtime, serve(settings, listener, &socket_path));
     tracing::info!("conmond stopped");
@@ -123,9 +124,7 @@ pub fn start(settings: Settings) -> Result<(), DaemonError> {
 fn log_state(monitor: &Monitor, streaming: &Streaming) {
     let (containers, exec_sessions) = monitor.counts();
     let (pending_streams, active_streams) = streaming.session_counts();
-    let tasks = tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks();
+    let tasks = crate::tasks::alive();
     let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
     tracing::info!(
         containers,
@@ -170,7 +169,7 @@ async fn serve(
     // A monitor outlives the session that started it: a hang-up is no reason to stop.
     let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Runtime)?;
     let reaper = Rc::new(Reaper::default());
-    tokio::task::spawn_local(reaper::run(reaper.clone(), sigchld));
+    crate::tasks::spawn_local(reaper::run(reaper.clone(), sigchld));
 
     listener
         .set_nonblocking(true)
@@ -182,7 +181,7 @@ async fn serve(
         settings.runtime_timeout,
     );
     let monitor = Rc::new(Monitor::new(runtime, settings.runtime_dir, reaper));
-    tokio::task::spawn_local(monitor.release_memory_after_execs());
+    crate::tasks::spawn_local(monitor.release_memory_after_execs());
     let streaming = Streaming::new(monitor.clone(), settings.streaming_url_ttl);
     let client: conmon::Client =
         capnp_rpc::new_client(RpcServer::new(monitor.clone(), streaming.clone()));
@@ -194,7 +193,7 @@ async fn serve(
             accepted = listener.accept() => {
                 if let Some(((stream, _), permit)) = gate.admit(accepted).await {
                     let rpc = transport::serve(stream, &client);
-                    tokio::task::spawn_local(async move {
+                    crate::tasks::spawn_local(async move {
                         if let Err(err) = rpc.await {
                             tracing::debug!(error = %err, "rpc connection ended");
                         }

@@ -66,7 +66,7 @@ impl FdSocket {
                     path: self.path.clone(),
                     source,
                 })?;
-            tokio::task::spawn_local(serve(listener, self.store.clone()));
+            crate::tasks::spawn_local(serve(listener, self.store.clone()));
             self.started.set(true);
             tracing::info!(path = %self.path.display(), "fd socket started");
         }
@@ -115,7 +115,7 @@ async fn serve(listener: AsyncFd<File>, store: Rc<RefCell<Store>>) {
         };
         next_connection += 1;
         let (id, store) = (next_connection, store.clone());
-        tokio::task::spawn_local(async move {
+        crate::tasks::spawn_local(async move {
             match sys::async_fd(connection) {
                 Ok(connection) => serve_client(&connection, id, &store).await,
                 Err(err) => tracing::warn!(error = %err, "fd socket client"),

@@ -83,7 +83,7 @@ impl OomWatch {
         });
         let watched = Rc::new(RefCell::new(watched));
         let detected = Rc::new(Cell::new(false));
-        let task = tokio::task::spawn_local(watch(pid, watched.clone(), detected.clone(), on_oom));
+        let task = crate::tasks::spawn_local(watch(pid, watched.clone(), detected.clone(), on_oom));
         Self {
             watched,
             detected,

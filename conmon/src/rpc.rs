@@ -17,6 +17,7 @@ use futures::FutureExt as _;
 use tracing::Instrument as _;
 
 use crate::error::{MonitorError, error_chain};
+use crate::metrics;
 use crate::monitor::Monitor;
 use crate::streaming::Streaming;
 use crate::version::BuildInfo;
@@ -109,22 +110,28 @@ where
 /// released while unwinding), so answering with an internal error and carrying on serves the
 /// pod better than aborting. The panic hook has logged where it happened.
 async fn traced<T>(
+    method: &'static str,
     span: tracing::Span,
     body: impl Future<Output = Result<T, MonitorError>>,
 ) -> Result<T, capnp::Error> {
     async {
-        match AssertUnwindSafe(body).catch_unwind().await {
-            Ok(Ok(value)) => Ok(value),
+        let started = std::time::Instant::now();
+        let (result, outcome) = match AssertUnwindSafe(body).catch_unwind().await {
+            Ok(Ok(value)) => (Ok(value), "ok"),
             Ok(Err(err)) => {
                 tracing::error!(error = %error_chain(&err), "request failed");
-                Err(to_capnp(err))
+                (Err(to_capnp(err)), "error")
             }
             Err(panic) => {
                 let message = panic_message(panic.as_ref());
                 tracing::error!(panic = message, "request handler panicked");
-                Err(capnp::Error::failed(format!("internal error: {message}")))
+                let err = capnp::Error::failed(format!("internal error: {message}"));
+                (Err(err), "error")
             }
-        }
+        };
+        // Inside the span: a sampled call becomes the histogram point's exemplar.
+        metrics::rpc_call(method, outcome, started.elapsed());
+        result
     }
     .instrument(span)
     .await
@@ -145,6 +152,7 @@ impl conmon::Server for RpcServer {
         params: conmon::VersionParams,
         mut results: conmon::VersionResults,
     ) -> Result<(), capnp::Error> {
+        let started = std::time::Instant::now();
         let incoming = Incoming::new(params.get()?.get_request()?)?;
         let (span, request) =
             rpc_span::<conmon::version_request::Reader<'_>>("version", &incoming)?;
@@ -155,6 +163,7 @@ impl conmon::Server for RpcServer {
                 &mut results,
                 incoming.layout(),
             )?);
+        metrics::rpc_call("version", "ok", started.elapsed());
         Ok(())
     }
 
@@ -170,9 +179,10 @@ impl conmon::Server for RpcServer {
         // runtime created is then supervised like any other, never left unknown.
         let monitor = self.monitor.clone();
         let create = async move { monitor.create_container(request).await };
-        let pid = tokio::task::spawn_local(traced(span, create))
+        let pid = crate::tasks::spawn_local(traced("createContainer", span, create))
             .await
             .map_err(|err| capnp::Error::failed(format!("create task: {err}")))??;
+        metrics::container_created();
         results.get().init_response().set_container_pid(pid);
         Ok(())
     }
@@ -185,7 +195,13 @@ impl conmon::Server for RpcServer {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
         let (span, request) = rpc_span("execSyncContainer", &incoming)?;
         let request = ExecSync::read(request)?;
-        let output = traced(span, self.monitor.exec_sync(request)).await?;
+        let exec = async {
+            let started = std::time::Instant::now();
+            let result = self.monitor.exec_sync(request).await;
+            metrics::exec_sync(&result, started.elapsed());
+            result
+        };
+        let output = traced("execSyncContainer", span, exec).await?;
         output.write(results.get().init_response());
         Ok(())
     }
@@ -199,7 +215,10 @@ impl conmon::Server for RpcServer {
         let (span, request) =
             rpc_span::<conmon::reopen_log_request::Reader<'_>>("reopenLogContainer", &incoming)?;
         let id = request.get_id()?.to_string()?;
-        traced(span, async { self.monitor.reopen_log(&id) }).await
+        traced("reopenLogContainer", span, async {
+            self.monitor.reopen_log(&id)
+        })
+        .await
     }
 
     async fn attach_container(
@@ -210,7 +229,10 @@ impl conmon::Server for RpcServer {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
         let (span, request) = rpc_span("attachContainer", &incoming)?;
         let attach = Attach::read(request)?;
-        traced(span, async { self.monitor.attach(&attach) }).await
+        traced("attachContainer", span, async {
+            self.monitor.attach(&attach)
+        })
+        .await
     }
 
     async fn set_window_size_container(
@@ -221,7 +243,7 @@ impl conmon::Server for RpcServer {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
         let (span, request) = rpc_span("setWindowSizeContainer", &incoming)?;
         let size = WindowSize::read(request)?;
-        traced(span, async {
+        traced("setWindowSizeContainer", span, async {
             self.monitor
                 .set_window_size(&size.id, size.width, size.height)
         })
@@ -236,7 +258,12 @@ impl conmon::Server for RpcServer {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
         let (span, request) = rpc_span("createNamespaces", &incoming)?;
         let request = CreateNamespaces::read(request)?;
-        let namespaces = traced(span, self.monitor.create_namespaces(request)).await?;
+        let namespaces = traced(
+            "createNamespaces",
+            span,
+            self.monitor.create_namespaces(request),
+        )
+        .await?;
         let mut list = results
             .get()
             .init_response()
@@ -257,7 +284,10 @@ impl conmon::Server for RpcServer {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
         let (span, _) =
             rpc_span::<conmon::start_fd_socket_request::Reader<'_>>("startFdSocket", &incoming)?;
-        let path = traced(span, async { self.monitor.start_fd_socket() }).await?;
+        let path = traced("startFdSocket", span, async {
+            self.monitor.start_fd_socket()
+        })
+        .await?;
         results
             .get()
             .init_response()
@@ -273,7 +303,10 @@ impl conmon::Server for RpcServer {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
         let (span, request) = rpc_span("serveExecContainer", &incoming)?;
         let request = ServeExec::read(request)?;
-        let url = traced(span, async { self.streaming.serve_exec(request) }).await?;
+        let url = traced("serveExecContainer", span, async {
+            self.streaming.serve_exec(request)
+        })
+        .await?;
         results.get().init_response().set_url(&url);
         Ok(())
     }
@@ -286,7 +319,10 @@ impl conmon::Server for RpcServer {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
         let (span, request) = rpc_span("serveAttachContainer", &incoming)?;
         let request = ServeAttach::read(request)?;
-        let url = traced(span, async { self.streaming.serve_attach(request) }).await?;
+        let url = traced("serveAttachContainer", span, async {
+            self.streaming.serve_attach(request)
+        })
+        .await?;
         results.get().init_response().set_url(&url);
         Ok(())
     }
@@ -299,7 +335,7 @@ impl conmon::Server for RpcServer {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
         let (span, request) = rpc_span("servePortForwardContainer", &incoming)?;
         let request = ServePortForward::read(request)?;
-        let url = traced(span, async {
+        let url = traced("servePortForwardContainer", span, async {
             self.streaming.serve_port_forward(request.net_ns_path)
         })
         .await?;

@@ -60,6 +60,8 @@ pub(crate) fn init_telemetry(config: &Config, level: LogLevel) -> Telemetry {
         endpoint: config.tracing.endpoint_url(),
         sampling_rate_per_million: config.tracing.tracing_sampling_rate_per_million,
         max_buffered: 16_384,
+        // runtime-shim's own metrics are still to come (issue 16).
+        metrics_interval: None,
     });
     conmon_telemetry::init(SERVICE, level, LogOutput::Stderr, settings.as_ref())
 }

@@ -86,6 +86,7 @@ impl Exporter {
         endpoint: String,
         resource: Resource,
         capacity: usize,
+        metrics_interval: Option<Duration>,
     ) -> std::io::Result<(Self, BufferedSpans, BufferedLogs)> {
         let shared = Arc::new(Shared {
             spans: Mutex::new(Buffer::new(capacity)),
@@ -102,7 +103,12 @@ impl Exporter {
                     .enable_all()
                     .build()
                 {
-                    Ok(runtime) => runtime.block_on(export_loop(thread_shared, endpoint, resource)),
+                    Ok(runtime) => runtime.block_on(export_loop(
+                        thread_shared,
+                        endpoint,
+                        resource,
+                        metrics_interval,
+                    )),
                     Err(err) => {
                         tracing::error!(error = %err, "cannot start the trace export thread")
                     }
@@ -133,7 +139,12 @@ impl Exporter {
     }
 }
 
-async fn export_loop(shared: Arc<Shared>, endpoint: String, resource: Resource) {
+async fn export_loop(
+    shared: Arc<Shared>,
+    endpoint: String,
+    resource: Resource,
+    metrics_interval: Option<Duration>,
+) {
     let endpoint = match otlp::Endpoint::parse(&endpoint) {
         Ok(endpoint) => endpoint,
         Err(err) => {
@@ -143,16 +154,29 @@ async fn export_loop(shared: Arc<Shared>, endpoint: String, resource: Resource) 
     };
     let mut client = otlp::Client::new(endpoint, &resource, EXPORT_TIMEOUT);
     let mut backoff = BACKOFF_MIN;
+    let mut metrics_due = metrics_interval.map(|interval| tokio::time::Instant::now() + interval);
     loop {
         let stopping = shared.stopping.load(Ordering::SeqCst);
+        if let Some(due) = metrics_due
+            && (stopping || tokio::time::Instant::now() >= due)
+        {
+            // Cumulative points: a failed export loses nothing, the next one carries it.
+            if let Err(err) = client.export_metrics(crate::metrics::collect()).await {
+                tracing::debug!(error = %err, "metrics export failed; the next one carries them");
+            }
+            metrics_due = metrics_interval.map(|interval| tokio::time::Instant::now() + interval);
+            if stopping {
+                metrics_due = None;
+            }
+        }
         let spans = lock(&shared.spans).take_batch();
         let logs = lock(&shared.logs).take_batch();
         report_dropped(&shared);
         if spans.is_empty() && logs.is_empty() {
-            if stopping {
+            if stopping && metrics_due.is_none() {
                 return;
             }
-            wait_for_entries(&shared).await;
+            wait_for_entries(&shared, metrics_due).await;
             continue;
         }
         let mut failed = false;
@@ -188,15 +212,24 @@ async fn export_loop(shared: Arc<Shared>, endpoint: String, resource: Resource) 
     }
 }
 
-/// Waits while nothing is buffered, with no timer (an idle monitor stays asleep), until the
-/// first entry arrives or shutdown; then gives the batch up to `FLUSH_INTERVAL` to fill (a
-/// full batch or shutdown ends that early). Shutdown while idle does not wait for a batch.
-async fn wait_for_entries(shared: &Shared) {
-    shared.wake.notified().await;
-    if shared.stopping.load(Ordering::SeqCst) {
-        return;
+/// Waits while nothing is buffered, with no timer but the next metrics export (an idle monitor
+/// otherwise stays asleep), until the first entry arrives or shutdown; then gives the batch up
+/// to `FLUSH_INTERVAL` to fill (a full batch or shutdown ends that early). Shutdown while idle
+/// does not wait for a batch.
+async fn wait_for_entries(shared: &Shared, metrics_due: Option<tokio::time::Instant>) {
+    let woken = async {
+        shared.wake.notified().await;
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let _ = tokio::time::timeout(FLUSH_INTERVAL, shared.wake.notified()).await;
+    };
+    match metrics_due {
+        Some(due) => {
+            let _ = tokio::time::timeout_at(due, woken).await;
+        }
+        None => woken.await,
     }
-    let _ = tokio::time::timeout(FLUSH_INTERVAL, shared.wake.notified()).await;
 }
 
 fn report_dropped(shared: &Shared) {
@@ -328,7 +361,7 @@ mod tests {
         });
         let entries = Mutex::new(Buffer::new(BATCH * 2));
         let waiting = shared.clone();
-        let wait = tokio::spawn(async move { wait_for_entries(&waiting).await });
+        let wait = tokio::spawn(async move { wait_for_entries(&waiting, None).await });
         // Paused time advances by itself only to a pending timer: none runs while idle.
         tokio::time::sleep(Duration::from_secs(3600)).await;
         assert!(!wait.is_finished());
@@ -342,7 +375,7 @@ mod tests {
         // A full batch ends the wait for more at once.
         lock(&entries).take_batch();
         let waiting = shared.clone();
-        let wait = tokio::spawn(async move { wait_for_entries(&waiting).await });
+        let wait = tokio::spawn(async move { wait_for_entries(&waiting, None).await });
         tokio::task::yield_now().await;
         let start = tokio::time::Instant::now();
         for entry in 0..BATCH {
@@ -350,6 +383,18 @@ mod tests {
         }
         tokio::time::timeout(bounded, wait).await.unwrap().unwrap();
         assert_eq!(start.elapsed(), Duration::ZERO);
+
+        // With metrics on, an idle exporter wakes for the next metrics export, and only then.
+        lock(&entries).take_batch();
+        let waiting = shared.clone();
+        let start = tokio::time::Instant::now();
+        let due = start + Duration::from_secs(60);
+        let wait = tokio::spawn(async move { wait_for_entries(&waiting, Some(due)).await });
+        tokio::time::timeout(Duration::from_secs(120), wait)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - Export never blocks the caller: finished spans and records go into bounded buffers that
 //!   a dedicated thread exports, retrying while the collector is down; [`Telemetry::shutdown`]
 //!   flushes them.
+//! - [`metrics`]: counters, histograms (with exemplars pointing at spans) and gauges, exported
+//!   with the spans and logs at an interval ([`ExportSettings::metrics_interval`]).
 //! - [`ids`] makes random identifiers (UUIDs) from the kernel's random source.
 //! - [`journald`] speaks journald's native protocol, for log lines and container logs alike;
 //!   [`log_file`] is the bounded file log lines go to where journald does not run.
@@ -21,6 +23,7 @@ pub mod fuzzing;
 pub mod ids;
 pub mod journald;
 pub mod log_file;
+pub mod metrics;
 pub mod propagation;
 #[cfg(feature = "receiver")]
 pub mod receiver;

@@ -1,4 +1,4 @@
-//! An OTLP gRPC receiver (traces and logs) on loopback that keeps what it receives in memory:
+//! An OTLP gRPC receiver (traces, logs and metrics) on loopback that keeps what it receives in memory:
 //! the demo's embedded collector, and the tests' and benchmarks' real receiver.
 
 use std::collections::BTreeMap;
@@ -11,6 +11,12 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -18,6 +24,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::sync::oneshot;
 
@@ -67,6 +74,7 @@ pub struct LogRecord {
 struct Store {
     spans: Mutex<Vec<Span>>,
     logs: Mutex<Vec<LogRecord>>,
+    metrics: Mutex<Vec<MetricPoint>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -172,6 +180,121 @@ impl LogsService for Sink {
     }
 }
 
+/// A metric data point as received (the latest export of a cumulative point is its total).
+#[derive(Debug, Clone)]
+pub struct MetricPoint {
+    /// Metric name.
+    pub name: String,
+    /// Its unit.
+    pub unit: String,
+    /// The point's attributes, as strings.
+    pub attributes: BTreeMap<String, String>,
+    /// The value.
+    pub value: MetricValue,
+    /// Resource attributes of the export.
+    pub resource: BTreeMap<String, String>,
+}
+
+/// A data point's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricValue {
+    /// A sum (counter or up-down counter).
+    Sum(f64),
+    /// A gauge.
+    Gauge(f64),
+    /// A histogram.
+    Histogram {
+        /// Measurements.
+        count: u64,
+        /// Their sum.
+        sum: f64,
+        /// Per bucket; one more than `bounds`.
+        bucket_counts: Vec<u64>,
+        /// Upper bucket bounds.
+        bounds: Vec<f64>,
+        /// Exemplars: trace and span ID in hex.
+        exemplars: Vec<(String, String)>,
+    },
+}
+
+fn number(value: Option<&number_data_point::Value>) -> f64 {
+    match value {
+        Some(number_data_point::Value::AsDouble(d)) => *d,
+        #[allow(clippy::cast_precision_loss, reason = "test figures")]
+        Some(number_data_point::Value::AsInt(i)) => *i as f64,
+        None => f64::NAN,
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Sink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let mut points = lock(&self.0.metrics);
+        for resource_metrics in &request.get_ref().resource_metrics {
+            let resource = resource_attributes(resource_metrics.resource.as_ref());
+            for metric in resource_metrics
+                .scope_metrics
+                .iter()
+                .flat_map(|s| &s.metrics)
+            {
+                let mut push = |attributes: &[KeyValue], value| {
+                    points.push(MetricPoint {
+                        name: metric.name.clone(),
+                        unit: metric.unit.clone(),
+                        attributes: self::attributes(attributes),
+                        value,
+                        resource: resource.clone(),
+                    });
+                };
+                match &metric.data {
+                    Some(metric::Data::Sum(sum)) => {
+                        for point in &sum.data_points {
+                            push(
+                                &point.attributes,
+                                MetricValue::Sum(number(point.value.as_ref())),
+                            );
+                        }
+                    }
+                    Some(metric::Data::Gauge(gauge)) => {
+                        for point in &gauge.data_points {
+                            push(
+                                &point.attributes,
+                                MetricValue::Gauge(number(point.value.as_ref())),
+                            );
+                        }
+                    }
+                    Some(metric::Data::Histogram(histogram)) => {
+                        for point in &histogram.data_points {
+                            let exemplars = point
+                                .exemplars
+                                .iter()
+                                .map(|e| (hex(&e.trace_id), hex(&e.span_id)))
+                                .collect();
+                            push(
+                                &point.attributes,
+                                MetricValue::Histogram {
+                                    count: point.count,
+                                    sum: point.sum.unwrap_or_default(),
+                                    bucket_counts: point.bucket_counts.clone(),
+                                    bounds: point.explicit_bounds.clone(),
+                                    exemplars,
+                                },
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
 /// A loopback address with a port that was free a moment ago.
 ///
 /// # Errors
@@ -196,7 +319,8 @@ impl Receiver {
         let server = tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
                 .add_service(TraceServiceServer::new(sink.clone()))
-                .add_service(LogsServiceServer::new(sink))
+                .add_service(LogsServiceServer::new(sink.clone()))
+                .add_service(MetricsServiceServer::new(sink))
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;
                 })
@@ -226,6 +350,25 @@ impl Receiver {
     /// Every log record received so far.
     pub fn logs(&self) -> Vec<LogRecord> {
         lock(&self.store.logs).clone()
+    }
+
+    /// Every metric data point received so far, oldest export first.
+    pub fn metrics(&self) -> Vec<MetricPoint> {
+        lock(&self.store.metrics).clone()
+    }
+
+    /// The latest point of metric `name` whose attributes include `attributes`.
+    pub fn latest_metric(&self, name: &str, attributes: &[(&str, &str)]) -> Option<MetricPoint> {
+        lock(&self.store.metrics)
+            .iter()
+            .rev()
+            .find(|point| {
+                point.name == name
+                    && attributes
+                        .iter()
+                        .all(|(key, value)| point.attributes.get(*key).is_some_and(|v| v == value))
+            })
+            .cloned()
     }
 
     /// Stops listening.

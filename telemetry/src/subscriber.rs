@@ -36,6 +36,8 @@ pub struct ExportSettings {
     pub sampling_rate_per_million: u32,
     /// Spans (and as many log records) buffered while the collector is unreachable.
     pub max_buffered: usize,
+    /// How often metrics are exported; `None`: no metrics are recorded.
+    pub metrics_interval: Option<std::time::Duration>,
 }
 
 /// The installed telemetry; [`Telemetry::shutdown`] flushes it.
@@ -115,10 +117,14 @@ pub fn init(
     let exportable = move |meta: &Metadata<'_>| in_crate(meta.target(), service.crate_name);
     let otel_layers = export.and_then(|settings| {
         let resource = resource(service);
+        if settings.metrics_interval.is_some() {
+            crate::metrics::enable();
+        }
         let (exporter, spans, logs) = match Exporter::start(
             settings.endpoint.clone(),
             resource.clone(),
             settings.max_buffered,
+            settings.metrics_interval,
         ) {
             Ok(started) => started,
             Err(err) => {

@@ -162,7 +162,7 @@ impl Monitor {
             leaked_fds,
         };
         let monitor = self.clone();
-        tokio::task::spawn_local(async move {
+        crate::tasks::spawn_local(async move {
             supervise::supervise(monitor.reaper.clone(), container.clone(), supervision).await;
             monitor.registry.retire(&container);
             drop(container);
@@ -191,7 +191,7 @@ fn pump(
             || tracing::info_span!(parent: None, "container log", otel.name = name, container.id = %container),
         )
     };
-    tokio::task::spawn_local(async move {
+    crate::tasks::spawn_local(async move {
         // Bytes dropped since writing started failing; reported when it starts and ends.
         let mut dropped = 0;
         let result = stdio::read_until_eof(&mut reader, |chunk| {

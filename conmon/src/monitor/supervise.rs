@@ -12,10 +12,10 @@ use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use super::registry::Container;
-use crate::atomic_file;
 use crate::error::error_chain;
 use crate::oom::{OomOutcome, OomWatch};
 use crate::reaper::{ExitStatus, Reaper};
+use crate::{atomic_file, metrics};
 use conmon_telemetry::propagation;
 
 /// How long output pipes may stay open after the container's init exited (a process that
@@ -97,6 +97,7 @@ pub(super) async fn supervise(
         container.io.finish();
         let oom = supervision.oom_watch.finish().await;
         tracing::Span::current().record("container.oom_killed", oom != OomOutcome::NotKilled);
+        metrics::container_exited(status, oom != OomOutcome::NotKilled);
         let files = tracing::info_span!("write exit files");
         match oom {
             OomOutcome::NotKilled => {}
@@ -104,6 +105,7 @@ pub(super) async fn supervise(
                 tracing::info!(container_id = %id, oom.noticed = "while running", "oom");
             }
             OomOutcome::AtExit => {
+                metrics::oom_kill();
                 tracing::info!(container_id = %id, oom.noticed = "at exit", "oom");
                 write_files(id, &supervision.oom_exit_paths, b"")
                     .instrument(files.clone())
@@ -135,6 +137,7 @@ pub(super) fn report_oom(
             || tracing::info_span!(parent: None, "container oom", container.id = %id),
         );
         async {
+            metrics::oom_kill();
             tracing::warn!(container_id = %id, "oom");
             write_files(&id, &paths, b"").await;
         }
@@ -211,7 +214,7 @@ fn run_cleanup(reaper: &Reaper, id: &str, cleanup_cmd: &[String]) {
             let exit = reaper.watch(child.id());
             let id = id.to_owned();
             let program = program.clone();
-            tokio::task::spawn_local(async move {
+            crate::tasks::spawn_local(async move {
                 match exit.await {
                     Ok(ExitStatus::Exited(0)) => {
                         tracing::debug!(container_id = %id, "cleanup command done")

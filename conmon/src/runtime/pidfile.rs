@@ -40,7 +40,7 @@ impl ExecPidfile {
     /// Must be called on a `LocalSet`.
     pub(crate) fn take(self) -> Result<u32, MonitorError> {
         let pid = read(&self.0);
-        tokio::task::spawn_local(async move { drop(self) });
+        crate::tasks::spawn_local(async move { drop(self) });
         pid
     }
 }

@@ -57,7 +57,11 @@ pub(super) async fn run(namespace: File, path: &Path, ports: Vec<u16>, mut chann
             Ok(stream) => {
                 tracing::info!(port, "forwarding port");
                 let (reader, writer) = stream.into_split();
-                readers.spawn_local(read_pod(index, reader, events.clone()));
+                readers.spawn_local(crate::tasks::counted(read_pod(
+                    index,
+                    reader,
+                    events.clone(),
+                )));
                 writers.push(Some(writer));
                 open += 1;
             }

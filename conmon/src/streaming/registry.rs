@@ -106,7 +106,7 @@ impl Registry {
         );
         // An unopened URL must not hold its session (a namespace, for port-forward) for long.
         let registry = Rc::downgrade(self);
-        tokio::task::spawn_local(async move {
+        crate::tasks::spawn_local(async move {
             tokio::select! {
                 () = tokio::time::sleep_until(expires) => {}
                 _ = &mut not_taken => return,

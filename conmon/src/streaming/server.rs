@@ -68,7 +68,7 @@ impl Server {
         let address = listener.local_addr().map_err(MonitorError::Streaming)?;
         self.address.set(Some(address));
         tracing::info!(%address, "streaming server listening");
-        tokio::task::spawn_local(self.clone().accept(listener));
+        crate::tasks::spawn_local(self.clone().accept(listener));
         Ok(address)
     }
 
@@ -77,7 +77,7 @@ impl Server {
         loop {
             if let Some(((stream, _), permit)) = gate.admit(listener.accept().await).await {
                 let connection = self.clone().connection(stream);
-                tokio::task::spawn_local(async move {
+                crate::tasks::spawn_local(async move {
                     connection.await;
                     drop(permit);
                 });

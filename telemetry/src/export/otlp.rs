@@ -8,9 +8,15 @@ use opentelemetry::InstrumentationScope;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope as ProtoScope;
+use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
+use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
@@ -24,6 +30,7 @@ use super::hpack;
 
 const TRACE_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 const LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+const METRICS_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
 /// Why an export failed; the entries are retried.
 #[derive(Debug, thiserror::Error)]
@@ -97,15 +104,25 @@ impl Endpoint {
 pub(crate) struct Client {
     endpoint: Endpoint,
     resource: ResourceAttributesWithSchema,
+    /// The same resource, as metrics carry it.
+    metrics_resource: ProtoResource,
+    /// The metrics' instrumentation scope: the service's name, as for its spans.
+    scope: String,
     timeout: Duration,
     connection: Option<Connection<TcpStream>>,
 }
 
 impl Client {
     pub(crate) fn new(endpoint: Endpoint, resource: &Resource, timeout: Duration) -> Self {
+        let scope = resource
+            .get(&opentelemetry::Key::from_static_str("service.name"))
+            .map(|name| name.to_string())
+            .unwrap_or_default();
         Self {
             endpoint,
             resource: resource.into(),
+            metrics_resource: resource.into(),
+            scope,
             timeout,
             connection: None,
         }
@@ -136,6 +153,35 @@ impl Client {
             report_rejected(
                 "log records",
                 partial.rejected_log_records,
+                &partial.error_message,
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn export_metrics(&mut self, metrics: Vec<Metric>) -> Result<(), ExportError> {
+        if metrics.is_empty() {
+            return Ok(());
+        }
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(self.metrics_resource.clone()),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(ProtoScope {
+                        name: self.scope.clone(),
+                        ..ProtoScope::default()
+                    }),
+                    metrics,
+                    schema_url: String::new(),
+                }],
+                schema_url: self.resource.schema_url.clone().unwrap_or_default(),
+            }],
+        };
+        let response: ExportMetricsServiceResponse = self.call(METRICS_PATH, &request).await?;
+        if let Some(partial) = response.partial_success {
+            report_rejected(
+                "data points",
+                partial.rejected_data_points,
                 &partial.error_message,
             );
         }

@@ -87,10 +87,10 @@ pub(crate) async fn run(
                     }
                     let pair = pairs.entry(request.clone()).or_insert_with(|| {
                         let (reports, request) = (reports.clone(), request.clone());
-                        helpers.spawn_local(async move {
+                        helpers.spawn_local(crate::tasks::counted(async move {
                             tokio::time::sleep(creation_timeout).await;
                             let _ = reports.send(Report::Expired(request)).await;
-                        });
+                        }));
                         Pair { port, ..Pair::default() }
                     });
                     let slot = match role {
@@ -111,10 +111,10 @@ pub(crate) async fn run(
                     if let (Some(_), Some(_), false) = (pair.data, pair.error, pair.started) {
                         pair.started = true;
                         let (reports, namespace, port) = (reports.clone(), namespace.clone(), pair.port);
-                        helpers.spawn_local(async move {
+                        helpers.spawn_local(crate::tasks::counted(async move {
                             let connected = connect(&namespace, port).await;
                             let _ = reports.send(Report::Connected(request, connected)).await;
-                        });
+                        }));
                     }
                 }
                 Event::Data { stream, data } => {
@@ -167,7 +167,7 @@ pub(crate) async fn run(
                         continue;
                     }
                     pair.writer = Some(writer);
-                    helpers.spawn_local(read_pod(request, reader, pod_events.clone()));
+                    helpers.spawn_local(crate::tasks::counted(read_pod(request, reader, pod_events.clone())));
                 }
                 Report::Connected(request, Err(err)) => {
                     fail(&mut session, &mut pairs, &mut streams, &request, path, &err).await;

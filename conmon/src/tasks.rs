@@ -1,0 +1,47 @@
+//! The monitor's tasks, counted: they run on a `LocalSet`, whose tasks tokio's runtime metrics
+//! do not see, and their number is what shows a leak (the `state` line, the `conmond.tasks`
+//! gauge).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::task::JoinHandle;
+
+static ALIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Tasks spawned and not yet finished or dropped.
+pub(crate) fn alive() -> usize {
+    ALIVE.load(Ordering::Relaxed)
+}
+
+/// `tokio::task::spawn_local`, counted.
+pub(crate) fn spawn_local<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    tokio::task::spawn_local(counted(future))
+}
+
+/// `future`, counted as a task from now until it completes or is dropped (for a `JoinSet`).
+pub(crate) fn counted<F: Future>(future: F) -> impl Future<Output = F::Output> {
+    let alive = Alive::new();
+    async move {
+        let _alive = alive;
+        future.await
+    }
+}
+
+struct Alive;
+
+impl Alive {
+    fn new() -> Self {
+        ALIVE.fetch_add(1, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        ALIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
