@@ -5,47 +5,39 @@
 use std::time::Duration;
 
 use conmon_proto::types::ExecSyncResult;
-use conmon_telemetry::metrics::{DURATION_BOUNDS, Instrument, Kind, observe};
+use conmon_telemetry::metrics::{Instrument, observe};
 
 use crate::error::MonitorError;
 use crate::reaper::ExitStatus;
 
-const RPC_DURATION: Instrument = Instrument {
-    name: "rpc.server.call.duration",
-    unit: "s",
-    description: "Duration of the RPCs served on conmon.sock, by method and outcome",
-    kind: Kind::Histogram(DURATION_BOUNDS),
-};
-const CONTAINERS_CREATED: Instrument = Instrument {
-    name: "conmond.containers.created",
-    unit: "{container}",
-    description: "Containers created",
-    kind: Kind::Counter,
-};
-const CONTAINERS_EXITED: Instrument = Instrument {
-    name: "conmond.containers.exited",
-    unit: "{container}",
-    description: "Containers that exited, by exit class (zero, non_zero, signal, oom)",
-    kind: Kind::Counter,
-};
-const OOM_KILLS: Instrument = Instrument {
-    name: "conmond.oom_kills",
-    unit: "{kill}",
-    description: "Containers killed by the OOM killer",
-    kind: Kind::Counter,
-};
-const EXEC_SYNC_DURATION: Instrument = Instrument {
-    name: "conmond.exec_sync.duration",
-    unit: "s",
-    description: "Duration of exec-sync commands, by outcome (ok, non_zero, timeout, error)",
-    kind: Kind::Histogram(DURATION_BOUNDS),
-};
-const EXEC_SYNC_TIMEOUTS: Instrument = Instrument {
-    name: "conmond.exec_sync.timeouts",
-    unit: "{exec}",
-    description: "Exec-sync commands killed at their deadline",
-    kind: Kind::Counter,
-};
+const RPC_DURATION: Instrument = Instrument::seconds(
+    "rpc.server.call.duration",
+    "Duration of the RPCs served on conmon.sock, by method and outcome",
+);
+const CONTAINERS_CREATED: Instrument = Instrument::counter(
+    "conmond.containers.created",
+    "{container}",
+    "Containers created",
+);
+const CONTAINERS_EXITED: Instrument = Instrument::counter(
+    "conmond.containers.exited",
+    "{container}",
+    "Containers that exited, by exit class (zero, non_zero, signal, oom)",
+);
+const OOM_KILLS: Instrument = Instrument::counter(
+    "conmond.oom_kills",
+    "{kill}",
+    "Containers killed by the OOM killer",
+);
+const EXEC_SYNC_DURATION: Instrument = Instrument::seconds(
+    "conmond.exec_sync.duration",
+    "Duration of exec-sync commands, by outcome (ok, non_zero, timeout, error)",
+);
+const EXEC_SYNC_TIMEOUTS: Instrument = Instrument::counter(
+    "conmond.exec_sync.timeouts",
+    "{exec}",
+    "Exec-sync commands killed at their deadline",
+);
 
 /// An RPC of `method` ended with `outcome` (`ok` or `error`) after `elapsed`.
 pub(crate) fn rpc_call(method: &'static str, outcome: &'static str, elapsed: Duration) {

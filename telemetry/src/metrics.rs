@@ -53,6 +53,30 @@ pub struct Instrument {
 }
 
 impl Instrument {
+    /// A monotonic counter.
+    pub const fn counter(
+        name: &'static str,
+        unit: &'static str,
+        description: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            unit,
+            description,
+            kind: Kind::Counter,
+        }
+    }
+
+    /// A histogram of durations in seconds ([`DURATION_BOUNDS`]).
+    pub const fn seconds(name: &'static str, description: &'static str) -> Self {
+        Self {
+            name,
+            unit: "s",
+            description,
+            kind: Kind::Histogram(DURATION_BOUNDS),
+        }
+    }
+
     /// Adds `value` (counters: only non-negative values count) to the point of `attributes`.
     pub fn add(&self, value: i64, attributes: Attributes<'_>) {
         if self.kind == Kind::Counter && value < 0 {
@@ -204,10 +228,8 @@ pub fn observe(
 ) {
     if let Some(registry) = REGISTRY.get() {
         let instrument = Instrument {
-            name,
-            unit,
-            description,
             kind: Kind::UpDownCounter,
+            ..Instrument::counter(name, unit, description)
         };
         lock(&registry.observed).push(Observed {
             instrument,
@@ -335,12 +357,7 @@ mod tests {
     #[test]
     fn points_aggregate_by_sorted_attributes_and_buckets_are_upper_inclusive() {
         enable();
-        const REQUESTS: Instrument = Instrument {
-            name: "test.requests",
-            unit: "{request}",
-            description: "requests",
-            kind: Kind::Counter,
-        };
+        const REQUESTS: Instrument = Instrument::counter("test.requests", "{request}", "requests");
         const LATENCY: Instrument = Instrument {
             name: "test.latency",
             unit: "s",
