@@ -17,6 +17,7 @@ use tracing::Instrument as _;
 
 use crate::gate::Gate;
 use crate::io_hub::{Output, ProcessIo, Stdin};
+use crate::metrics;
 use crate::stream::Stream;
 use crate::sys;
 use conmon_proto::framing;
@@ -52,6 +53,7 @@ pub(crate) fn serve_socket(
             let span = tracing::info_span!(parent: None, "attach client", otel.kind = "server", attach.target = %name);
             propagation::set_parent_context(&span, &origin);
             let client = async move {
+                let _active = metrics::attach_client();
                 tracing::info!("attach client connected");
                 let served = match sys::async_fd(connection) {
                     Ok(connection) => serve_client(&io, connection, stop_after_stdin_eof).await,

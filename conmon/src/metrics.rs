@@ -9,6 +9,7 @@ use conmon_telemetry::metrics::{Instrument, observe};
 
 use crate::error::MonitorError;
 use crate::reaper::ExitStatus;
+use crate::stream::Stream;
 
 const RPC_DURATION: Instrument = Instrument::seconds(
     "rpc.server.call.duration",
@@ -38,6 +39,95 @@ const EXEC_SYNC_TIMEOUTS: Instrument = Instrument::counter(
     "{exec}",
     "Exec-sync commands killed at their deadline",
 );
+
+const LOG_BYTES: Instrument = Instrument::counter(
+    "conmond.log.bytes",
+    "By",
+    "Container output bytes logged, by stream",
+);
+const LOG_LINES: Instrument = Instrument::counter(
+    "conmond.log.lines",
+    "{line}",
+    "Container output lines logged, by stream",
+);
+const LOG_DROPPED: Instrument = Instrument::counter(
+    "conmond.log.dropped",
+    "By",
+    "Container output bytes dropped because a log could not be written (a full disk)",
+);
+const ATTACH_CLIENTS: Instrument = Instrument::counter(
+    "conmond.attach.clients",
+    "{client}",
+    "Clients that attached to a container's attach socket",
+);
+const ATTACH_CLIENTS_ACTIVE: Instrument = Instrument::up_down(
+    "conmond.attach.clients.active",
+    "{client}",
+    "Clients attached right now",
+);
+const STREAMING_SESSIONS: Instrument = Instrument::counter(
+    "conmond.streaming.sessions",
+    "{session}",
+    "Streaming sessions served, by kind and transport",
+);
+const STREAMING_SESSIONS_ACTIVE: Instrument = Instrument::up_down(
+    "conmond.streaming.sessions.active",
+    "{session}",
+    "Streaming sessions running right now, by kind and transport",
+);
+
+/// Counts one of something active until dropped.
+pub(crate) struct Active {
+    instrument: &'static Instrument,
+    attributes: Vec<(&'static str, &'static str)>,
+}
+
+impl Active {
+    fn start(
+        total: &Instrument,
+        instrument: &'static Instrument,
+        attributes: &[(&'static str, &'static str)],
+    ) -> Self {
+        total.add(1, attributes);
+        instrument.add(1, attributes);
+        Self {
+            instrument,
+            attributes: attributes.to_vec(),
+        }
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.instrument.add(-1, &self.attributes);
+    }
+}
+
+/// A chunk of container output was logged.
+pub(crate) fn log_chunk(stream: Stream, chunk: &[u8]) {
+    let attributes = [("stream", stream.name())];
+    LOG_BYTES.add(chunk.len() as i64, &attributes);
+    LOG_LINES.add(
+        memchr::memchr_iter(b'\n', chunk).count() as i64,
+        &attributes,
+    );
+}
+
+/// `bytes` of container output could not be logged.
+pub(crate) fn log_dropped(bytes: usize) {
+    LOG_DROPPED.add(i64::try_from(bytes).unwrap_or(i64::MAX), &[]);
+}
+
+/// An attach client connected; it counts as active until the guard is dropped.
+pub(crate) fn attach_client() -> Active {
+    Active::start(&ATTACH_CLIENTS, &ATTACH_CLIENTS_ACTIVE, &[])
+}
+
+/// A streaming session of `kind` over `transport` started; active until the guard is dropped.
+pub(crate) fn streaming_session(kind: &'static str, transport: &'static str) -> Active {
+    let attributes = [("streaming.kind", kind), ("streaming.transport", transport)];
+    Active::start(&STREAMING_SESSIONS, &STREAMING_SESSIONS_ACTIVE, &attributes)
+}
 
 /// An RPC of `method` ended with `outcome` (`ok` or `error`) after `elapsed`.
 pub(crate) fn rpc_call(method: &'static str, outcome: &'static str, elapsed: Duration) {

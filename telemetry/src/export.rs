@@ -29,6 +29,8 @@ mod huffman;
 mod otlp;
 use buffer::Buffer;
 
+use crate::metrics;
+
 /// Entries exported per request.
 const BATCH: usize = 512;
 /// How long a partial batch may wait before it is exported anyway.
@@ -94,6 +96,13 @@ impl Exporter {
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
         });
+        let depth = shared.clone();
+        metrics::observe(
+            "otel.exporter.buffered",
+            "{item}",
+            "Spans and log records waiting to be exported",
+            move || Some((lock(&depth.spans).len() + lock(&depth.logs).len()) as f64),
+        );
         let (done_tx, done) = std::sync::mpsc::channel();
         let thread_shared = shared.clone();
         std::thread::Builder::new()
@@ -232,9 +241,22 @@ async fn wait_for_entries(shared: &Shared, metrics_due: Option<tokio::time::Inst
     }
 }
 
+/// Spans and log records the buffers dropped, by `signal`.
+const DROPPED: metrics::Instrument = metrics::Instrument::counter(
+    "otel.exporter.dropped",
+    "{item}",
+    "Spans and log records dropped because the export buffer was full",
+);
+
 fn report_dropped(shared: &Shared) {
     let spans = lock(&shared.spans).take_dropped();
     let logs = lock(&shared.logs).take_dropped();
+    for (signal, count) in [("spans", spans), ("logs", logs)] {
+        DROPPED.add(
+            i64::try_from(count).unwrap_or(i64::MAX),
+            &[("signal", signal)],
+        );
+    }
     if spans > 0 || logs > 0 {
         tracing::warn!(
             spans,

@@ -67,6 +67,18 @@ impl Instrument {
         }
     }
 
+    /// A sum that goes up and down.
+    pub const fn up_down(
+        name: &'static str,
+        unit: &'static str,
+        description: &'static str,
+    ) -> Self {
+        Self {
+            kind: Kind::UpDownCounter,
+            ..Self::counter(name, unit, description)
+        }
+    }
+
     /// A histogram of durations in seconds ([`DURATION_BOUNDS`]).
     pub const fn seconds(name: &'static str, description: &'static str) -> Self {
         Self {
@@ -227,10 +239,7 @@ pub fn observe(
     read: impl Fn() -> Option<f64> + Send + Sync + 'static,
 ) {
     if let Some(registry) = REGISTRY.get() {
-        let instrument = Instrument {
-            kind: Kind::UpDownCounter,
-            ..Instrument::counter(name, unit, description)
-        };
+        let instrument = Instrument::up_down(name, unit, description);
         lock(&registry.observed).push(Observed {
             instrument,
             read: Box::new(read),

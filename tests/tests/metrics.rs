@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Result;
+use testkit::k8s;
 use testkit::otlp::{self, MetricValue, Receiver};
 use testkit::*;
 
@@ -51,6 +52,37 @@ fn exec_syncs_containers_and_rpcs_arrive_as_metrics_tied_to_traces() -> Result<(
         let request = pod.create_request(&exiting, pod.bundle(&exiting, &["sh", "-c", "exit 4"])?);
         pod.start_container(&client, &request).await?;
 
+        // A container OOM-killed under a 16 MiB limit, and a 1 MiB burst of 32-byte lines.
+        let limit = 16 << 20;
+        let bundle = pod.bundle_with(
+            "metrics-oom",
+            &["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+            |config| {
+                config["linux"]["resources"]["memory"] =
+                    serde_json::json!({"limit": limit, "swap": limit});
+            },
+        )?;
+        pod.start_container(&client, &pod.create_request("metrics-oom", bundle))
+            .await?;
+        let burst = "yes 0123456789abcdef0123456789abcde | head -c 1048576";
+        let bundle = pod.bundle("metrics-burst", &["sh", "-c", burst])?;
+        pod.start_container(&client, &pod.create_request("metrics-burst", bundle))
+            .await?;
+        // One streaming session.
+        let url = client
+            .serve_exec(&ServeExec {
+                id: id.clone(),
+                command: vec!["true".into()],
+                stdout: true,
+                cgroup_manager: CgroupManager::Cgroupfs,
+                ..ServeExec::default()
+            })
+            .await?;
+        k8s::connect(&url, "v5.channel.k8s.io")
+            .await?
+            .receive_to_end()
+            .await?;
+
         // 10 exec-syncs: 8 succeed, one exits non-zero, one reaches its deadline.
         for _ in 0..8 {
             client.exec_sync(&exec_request(&id, &["true"])).await?;
@@ -69,11 +101,16 @@ fn exec_syncs_containers_and_rpcs_arrive_as_metrics_tied_to_traces() -> Result<(
                     &[("outcome", outcome)],
                 )
                 .is_some_and(|(n, _, _)| n == *count)
-            }) && sum(
-                &receiver,
-                "conmond.containers.exited",
-                &[("exit.class", "non_zero")],
-            ) == Some(1.0);
+            }) && [("non_zero", 1.0), ("oom", 1.0), ("zero", 1.0)].iter().all(
+                |(class, n)| {
+                    sum(
+                        &receiver,
+                        "conmond.containers.exited",
+                        &[("exit.class", class)],
+                    ) == Some(*n)
+                },
+            ) && sum(&receiver, "conmond.log.bytes", &[("stream", "stdout")])
+                == Some(1048576.0);
             done.then_some(())
         })
         .await?;
@@ -99,7 +136,33 @@ fn exec_syncs_containers_and_rpcs_arrive_as_metrics_tied_to_traces() -> Result<(
         .unwrap();
         assert_eq!(buckets[10], 1, "{buckets:?}");
         assert_eq!(sum(&receiver, "conmond.exec_sync.timeouts", &[]), Some(1.0));
-        assert_eq!(sum(&receiver, "conmond.containers.created", &[]), Some(2.0));
+        assert_eq!(sum(&receiver, "conmond.containers.created", &[]), Some(4.0));
+        assert_eq!(sum(&receiver, "conmond.oom_kills", &[]), Some(1.0));
+        assert_eq!(
+            sum(&receiver, "conmond.log.lines", &[("stream", "stdout")]),
+            Some(32768.0)
+        );
+        assert_eq!(
+            sum(&receiver, "conmond.log.dropped", &[]),
+            None,
+            "nothing dropped"
+        );
+        let session = [
+            ("streaming.kind", "exec"),
+            ("streaming.transport", "websocket"),
+        ];
+        assert_eq!(
+            sum(&receiver, "conmond.streaming.sessions", &session),
+            Some(1.0)
+        );
+        assert_eq!(
+            sum(&receiver, "conmond.streaming.sessions.active", &session),
+            Some(0.0)
+        );
+        assert_eq!(
+            sum(&receiver, "otel.exporter.dropped", &[("signal", "spans")]),
+            Some(0.0)
+        );
         let (calls, _, exemplars) = histogram(
             &receiver,
             "rpc.server.call.duration",

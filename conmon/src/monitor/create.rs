@@ -14,6 +14,7 @@ use super::supervise::{self, Supervision};
 use crate::error::{MonitorError, error_chain};
 use crate::io_hub::ProcessIo;
 use crate::logs::{self, LogSet};
+use crate::metrics;
 use crate::oom::OomWatch;
 use crate::runtime::CreateArgs;
 use crate::runtime::invocation::{Call, Pipes};
@@ -197,6 +198,7 @@ fn pump(
         let result = stdio::read_until_eof(&mut reader, |chunk| {
             let now = SystemTime::now();
             // The pipe is drained whatever happens to the log: the container never blocks.
+            metrics::log_chunk(stream, chunk);
             match logs.borrow_mut().write(stream, chunk, now) {
                 Ok(()) if dropped > 0 => {
                     report("container log resumed").in_scope(|| {
@@ -211,7 +213,9 @@ fn pump(
                             tracing::error!(container_id = %id, error = %error_chain(&err), "container log write failed; dropping whole records until it works again");
                         });
                     }
-                    dropped += err.dropped_bytes().unwrap_or(chunk.len());
+                    let lost = err.dropped_bytes().unwrap_or(chunk.len());
+                    metrics::log_dropped(lost);
+                    dropped += lost;
                 }
             }
         io.broadcast(stream, chunk);

@@ -20,6 +20,7 @@ use super::spdy::{self, RemoteCommand};
 use super::{attach, exec, port_forward, protocol, query};
 use crate::error::MonitorError;
 use crate::gate::Gate;
+use crate::metrics;
 use crate::monitor::Monitor;
 use conmon_telemetry::propagation;
 
@@ -117,6 +118,7 @@ impl Server {
         self.active.set(self.active.get() + 1);
         let monitor = &self.monitor;
         let session = async move {
+            let _active = metrics::streaming_session(upgrade.kind.path(), upgrade.transport());
             tracing::info!("streaming client connected");
             let protocol = upgrade.protocol;
             let channels = match upgrade.handshake {

@@ -53,6 +53,11 @@ impl<T> Buffer<T> {
         }
     }
 
+    /// Entries waiting.
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     pub(super) fn take_dropped(&mut self) -> u64 {
         std::mem::take(&mut self.dropped)
     }

@@ -14,26 +14,29 @@ use super::{CRIO_FLAGS, exec_target};
 
 const CALLS: usize = 10;
 
-/// Exec-sync with tracing off, on at 100 % sampling (collector up) and on with the collector
-/// down.
+/// Exec-sync with tracing off, on at 100 % sampling (collector up; metrics on, as by default,
+/// and off) and on with the collector down.
 pub(super) async fn tracing_overhead(report: &mut String) -> Result<()> {
     let receiver = otlp::Receiver::start(otlp::free_addr()?).await?;
     let off = Pod::start_with(None, &CRIO_FLAGS)?;
     let on = Pod::start_traced(&receiver.endpoint(), &CRIO_FLAGS)?;
     let down = Pod::start_traced(&format!("http://{}", otlp::free_addr()?), &CRIO_FLAGS)?;
+    let mut no_metrics_flags = CRIO_FLAGS.to_vec();
+    no_metrics_flags.push("--disable-metrics");
+    let no_metrics = Pod::start_traced(&receiver.endpoint(), &no_metrics_flags)?;
     let mut clients = Vec::new();
-    for pod in [&off, &on, &down] {
+    for pod in [&off, &on, &down, &no_metrics] {
         let client = pod.client().await?;
         exec_target(pod, &client).await?;
         clients.push(client);
     }
-    let pods = [&off, &on, &down];
-    let arms = alternate(ROUNDS, 3, async |arm| {
+    let pods = [&off, &on, &down, &no_metrics];
+    let arms = alternate(ROUNDS, 4, async |arm| {
         exec_batch(pods[arm], "exec", CALLS, 1, &[]).await
     })
     .await?;
-    // Each batch makes one warm-up call besides its timed ones.
-    let expected = ROUNDS * (CALLS + 1);
+    // Each batch makes one warm-up call besides its timed ones (two monitors export).
+    let expected = 2 * ROUNDS * (CALLS + 1);
     // Distinct span ids: an exporter that timed out waiting for an answer sends again.
     let exported = || {
         receiver
@@ -51,14 +54,18 @@ pub(super) async fn tracing_overhead(report: &mut String) -> Result<()> {
     .await;
     let exported = exported();
     let (off50, on50, down50) = (arms[0].p50(), arms[1].p50(), arms[2].p50());
+    let no_metrics50 = arms[3].p50();
     report.push_str(&format!(
         "## Tracing overhead on exec-sync\n\nexecSyncContainer of `true` from a separate client \
-         process; three monitors, {ROUNDS} alternating rounds of {CALLS}.\n\n\
+         process; four monitors, {ROUNDS} alternating rounds of {CALLS}. Metrics are on with \
+         tracing unless `--disable-metrics`.\n\n\
          | | p50 | p99 | ratio to off (p50) | target |\n|---|---|---|---|---|\n\
          | tracing off | {} | {} | 1.000 | |\n\
          | tracing on, 100 % sampled, collector up | {} | {} | {:.3} | ≤ 1.03 |\n\
-         | tracing on, collector down | {} | {} | {:.3} | ≤ 1.05 |\n\n\
-         execSyncContainer spans received by the collector: {exported} of {expected}.\n\n",
+         | tracing on, collector down | {} | {} | {:.3} | ≤ 1.05 |\n\
+         | tracing on, metrics off | {} | {} | {:.3} | |\n\n\
+         Metrics on vs off (p50, both traced): {:.3} (target ≤ 1.02). execSyncContainer spans \
+         received by the collector: {exported} of {expected}.\n\n",
         ms(off50),
         ms(arms[0].p99()),
         ms(on50),
@@ -67,6 +74,10 @@ pub(super) async fn tracing_overhead(report: &mut String) -> Result<()> {
         ms(down50),
         ms(arms[2].p99()),
         ratio(down50, off50),
+        ms(no_metrics50),
+        ms(arms[3].p99()),
+        ratio(no_metrics50, off50),
+        ratio(on50, no_metrics50),
     ));
     Ok(())
 }
