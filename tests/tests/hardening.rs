@@ -463,16 +463,15 @@ fn a_full_log_file_system_drops_whole_records_and_resumes() -> Result<()> {
                         .is_some_and(|n| n.parse::<u32>().is_ok()));
             assert!(whole, "a torn record: {line:?}");
         }
+        // Each outage is reported when it starts and when it ends. Near the limit a record can
+        // still fit the room a failed one left in the file's last page, so one outage may show
+        // as several.
         let conmond = pod.log_text();
-        assert_eq!(
-            conmond.matches("until it works again").count(),
-            1,
-            "{conmond}"
-        );
-        assert!(
-            conmond.contains("resumed after dropping whole records"),
-            "{conmond}"
-        );
+        let failing = conmond.matches("until it works again").count();
+        let resumed = conmond
+            .matches("resumed after dropping whole records")
+            .count();
+        assert!(failing >= 1 && failing == resumed, "{conmond}");
         still_serving(pod, client).await
     })
 }
