@@ -53,6 +53,11 @@ pub(super) async fn idle_memory(report: &mut String) -> Result<()> {
         .copied()
         .chain(["--enable-tracing", "--tracing-endpoint", &endpoint])
         .collect();
+    let no_metrics: Vec<&str> = traced
+        .iter()
+        .copied()
+        .chain(["--disable-metrics"])
+        .collect();
     for (cache, cache_label) in [
         (Cache::Written, "as written"),
         (Cache::ReadFromDisk, "read from disk"),
@@ -62,7 +67,12 @@ pub(super) async fn idle_memory(report: &mut String) -> Result<()> {
         // The launcher runs the copy with conmond's arguments (`$0` is the original's path).
         let script = format!("exec '{}' \"$@\"", copy.display());
         let launcher = [std::ffi::OsStr::new("sh"), "-c".as_ref(), script.as_ref()];
-        for (label, args) in [("tracing off", &flags[..]), ("tracing on", &traced[..])] {
+        let arms = [
+            ("tracing off", &flags[..]),
+            ("tracing on", &traced[..]),
+            ("tracing on, metrics off", &no_metrics[..]),
+        ];
+        for (label, args) in arms {
             let pod = Pod::start_via(&launcher, None, args)?;
             let client = pod.client().await?;
             client.version(false).await?;
