@@ -105,6 +105,10 @@ impl Drop for Active {
 
 /// A chunk of container output was logged.
 pub(crate) fn log_chunk(stream: Stream, chunk: &[u8]) {
+    // The output's hot path: no line count unless it is recorded.
+    if !conmon_telemetry::metrics::enabled() {
+        return;
+    }
     let attributes = [("stream", stream.name())];
     LOG_BYTES.add(chunk.len() as i64, &attributes);
     LOG_LINES.add(

@@ -119,6 +119,17 @@ impl Instrument {
             histogram.record(value, exemplar);
         }
     }
+
+    /// The OTLP metric this instrument's points go into.
+    fn metric(&self, data: Option<metric::Data>) -> Metric {
+        Metric {
+            name: self.name.to_owned(),
+            description: self.description.to_owned(),
+            unit: self.unit.to_owned(),
+            metadata: Vec::new(),
+            data,
+        }
+    }
 }
 
 /// A point's key: the instrument's name and the sorted attributes.
@@ -272,15 +283,19 @@ pub(crate) fn collect() -> Vec<Metric> {
         return Vec::new();
     };
     let (start, now) = (unix_nanos(registry.start), unix_nanos(SystemTime::now()));
+    let number = |attributes, value| NumberDataPoint {
+        attributes,
+        start_time_unix_nano: start,
+        time_unix_nano: now,
+        exemplars: Vec::new(),
+        flags: 0,
+        value: Some(value),
+    };
     let mut metrics: BTreeMap<&'static str, Metric> = BTreeMap::new();
     for ((_, pairs), (instrument, point)) in lock(&registry.points).iter() {
-        let metric = metrics.entry(instrument.name).or_insert_with(|| Metric {
-            name: instrument.name.to_owned(),
-            description: instrument.description.to_owned(),
-            unit: instrument.unit.to_owned(),
-            metadata: Vec::new(),
-            data: None,
-        });
+        let metric = metrics
+            .entry(instrument.name)
+            .or_insert_with(|| instrument.metric(None));
         let attributes = attributes_of(pairs);
         match point {
             Point::Sum(sum) => {
@@ -292,14 +307,8 @@ pub(crate) fn collect() -> Vec<Metric> {
                     })
                 });
                 if let metric::Data::Sum(data) = data {
-                    data.data_points.push(NumberDataPoint {
-                        attributes,
-                        start_time_unix_nano: start,
-                        time_unix_nano: now,
-                        exemplars: Vec::new(),
-                        flags: 0,
-                        value: Some(number_data_point::Value::AsInt(*sum)),
-                    });
+                    let value = number_data_point::Value::AsInt(*sum);
+                    data.data_points.push(number(attributes, value));
                 }
             }
             Point::Histogram(buckets) => {
@@ -331,26 +340,12 @@ pub(crate) fn collect() -> Vec<Metric> {
         let Some(value) = (observed.read)() else {
             continue;
         };
+        let point = number(Vec::new(), number_data_point::Value::AsDouble(value));
+        let gauge = metric::Data::Gauge(Gauge {
+            data_points: vec![point],
+        });
         let instrument = &observed.instrument;
-        metrics.insert(
-            instrument.name,
-            Metric {
-                name: instrument.name.to_owned(),
-                description: instrument.description.to_owned(),
-                unit: instrument.unit.to_owned(),
-                metadata: Vec::new(),
-                data: Some(metric::Data::Gauge(Gauge {
-                    data_points: vec![NumberDataPoint {
-                        attributes: Vec::new(),
-                        start_time_unix_nano: start,
-                        time_unix_nano: now,
-                        exemplars: Vec::new(),
-                        flags: 0,
-                        value: Some(number_data_point::Value::AsDouble(value)),
-                    }],
-                })),
-            },
-        );
+        metrics.insert(instrument.name, instrument.metric(Some(gauge)));
     }
     metrics.into_values().collect()
 }

@@ -135,31 +135,21 @@ impl Server {
                 Handshake::Spdy => {
                     let spdy =
                         spdy::SpdySession::new(transport, leftover, spdy::STREAM_IDLE_TIMEOUT);
-                    let wanted = match &pending.session {
-                        Session::PortForward { .. } => None,
-                        Session::Exec(request) => Some(wanted_streams(
+                    let wanted = match pending.session {
+                        Session::PortForward { namespace, path } => {
+                            let timeout = spdy::STREAM_CREATION_TIMEOUT;
+                            spdy::port_forward::run(namespace, &path, spdy, timeout).await;
+                            tracing::info!("streaming session ended");
+                            return;
+                        }
+                        Session::Exec(ref request) => wanted_streams(
                             request.stdin,
                             request.stdout,
                             request.stderr && !request.tty,
-                        )),
-                        Session::Attach(request) => Some(wanted_streams(
-                            request.stdin,
-                            request.stdout,
-                            request.stderr,
-                        )),
-                    };
-                    let Some(wanted) = wanted else {
-                        if let Session::PortForward { namespace, path } = pending.session {
-                            spdy::port_forward::run(
-                                namespace,
-                                &path,
-                                spdy,
-                                spdy::STREAM_CREATION_TIMEOUT,
-                            )
-                            .await;
+                        ),
+                        Session::Attach(ref request) => {
+                            wanted_streams(request.stdin, request.stdout, request.stderr)
                         }
-                        tracing::info!("streaming session ended");
-                        return;
                     };
                     match RemoteCommand::establish(spdy, &wanted, spdy::STREAM_CREATION_TIMEOUT)
                         .await

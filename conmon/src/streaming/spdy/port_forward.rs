@@ -37,8 +37,6 @@ struct Pair {
     /// The client ended its input before the connection was made.
     early_fin: bool,
     writer: Option<OwnedWriteHalf>,
-    /// The connection is being made or was made.
-    started: bool,
 }
 
 /// What the session's helpers report, about the pair of a request ID.
@@ -108,8 +106,8 @@ pub(crate) async fn run(
                     }
                     *slot = Some(stream);
                     streams.insert(stream, (request.clone(), role));
-                    if let (Some(_), Some(_), false) = (pair.data, pair.error, pair.started) {
-                        pair.started = true;
+                    // Complete now (a slot is never filled twice): make the connection.
+                    if pair.data.is_some() && pair.error.is_some() {
                         let (reports, namespace, port) = (reports.clone(), namespace.clone(), pair.port);
                         helpers.spawn_local(crate::tasks::counted(async move {
                             let connected = connect(&namespace, port).await;
