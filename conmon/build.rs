@@ -53,8 +53,14 @@ fn main() {
     // reads at every start shrinks from ~170 KiB to a few KiB, and so does each conmond's memory.
     println!("cargo:rustc-link-arg-bin=conmond=-Wl,-z,pack-relative-relocs");
     // Optimised builds place the functions conmond runs next to each other (see
-    // `hot-functions.ld`), so that an idle monitor maps ~0.8 MB less of its executable.
+    // `hot-functions.ld`), so that an idle monitor maps ~0.8 MB less of its executable, and are
+    // stripped here rather than by cargo (see the release profile), unless a profiler needs the
+    // symbols.
     if std::env::var("PROFILE").as_deref() == Ok("release") {
+        println!("cargo:rerun-if-env-changed=CONMOND_KEEP_SYMBOLS");
+        if std::env::var_os("CONMOND_KEEP_SYMBOLS").is_none() {
+            println!("cargo:rustc-link-arg-bin=conmond=-Wl,--strip-all");
+        }
         let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it");
         for script in ["hot-functions.ld", "unwind-tables.ld"] {
             println!("cargo:rustc-link-arg-bin=conmond=-Wl,-T,{manifest_dir}/{script}");

@@ -185,20 +185,17 @@ fn function_names(profile: &str) -> BTreeSet<String> {
 /// The input sections that hold function `name`, as a linker-script pattern, or `None` for
 /// names no section is called by (addresses, names with characters outside mangled names).
 /// With `-ffunction-sections` each function is in `.text.NAME`, or `.text.unlikely.NAME` when
-/// it is cold. Two parts of a name change from build to build, so both match anything: the
-/// hash ending a legacy-mangled name (`17h` and 16 hex digits, then `E`; this also takes the
-/// other instances of a generic function) and the number LLVM appends to a local copy
-/// (`NAME.1268`, `NAME.llvm.42`), which the build profiled and the release build number apart.
+/// it is cold. The profiled build has the release build's settings, so its names are the
+/// release build's, hashes of legacy-mangled names included (matching any hash would pull in
+/// every other instance of a generic function); only the number LLVM appends to a local copy
+/// (`NAME.1268`, `NAME.llvm.42`) may differ, so any copy number matches.
 fn section_pattern(name: &str) -> Option<String> {
     let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '$');
     if name.starts_with("0x") || !name.chars().all(legal) {
         return None;
     }
     let name = without_copy_number(name);
-    let names = match without_legacy_hash(name) {
-        Some(rest) => vec![format!("{rest}*")],
-        None => vec![name.to_owned(), format!("{name}.*")],
-    };
+    let names = [name.to_owned(), format!("{name}.*")];
     let sections: Vec<String> = ["text", "text.unlikely"]
         .iter()
         .flat_map(|section| names.iter().map(move |name| format!(".{section}.{name}")))
@@ -216,13 +213,6 @@ fn without_copy_number(name: &str) -> &str {
         return name;
     }
     rest.strip_suffix(".llvm").unwrap_or(rest)
-}
-
-/// A legacy-mangled name up to its hash (`_ZN…17h`), when it ends in one (16 hex digits, `E`).
-fn without_legacy_hash(name: &str) -> Option<&str> {
-    let body = name.strip_prefix("_ZN").and(name.strip_suffix('E'))?;
-    let (rest, hash) = body.split_at_checked(body.len().checked_sub(16)?)?;
-    (rest.ends_with("17h") && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(rest)
 }
 
 fn linker_script(groups: &[&(Phase, BTreeSet<String>)]) -> String {
@@ -264,25 +254,22 @@ mod tests {
     }
 
     #[test]
-    fn patterns_drop_legacy_hashes_only() {
+    fn patterns_name_one_function_in_either_section() {
+        // A legacy-mangled name keeps its hash: other instances of a generic function differ
+        // only there.
         assert_eq!(
             section_pattern("_ZN3foo3bar17h0123456789abcdefE").as_deref(),
-            Some(".text._ZN3foo3bar17h* .text.unlikely._ZN3foo3bar17h*")
+            Some(
+                ".text._ZN3foo3bar17h0123456789abcdefE .text._ZN3foo3bar17h0123456789abcdefE.* \
+                 .text.unlikely._ZN3foo3bar17h0123456789abcdefE \
+                 .text.unlikely._ZN3foo3bar17h0123456789abcdefE.*"
+            )
         );
-        // v0 names carry no per-build hash, only the copy number.
         assert_eq!(
             section_pattern("_RNvCs1234_3std4exit").as_deref(),
             Some(
                 ".text._RNvCs1234_3std4exit .text._RNvCs1234_3std4exit.* \
                  .text.unlikely._RNvCs1234_3std4exit .text.unlikely._RNvCs1234_3std4exit.*"
-            )
-        );
-        assert_eq!(
-            section_pattern("_ZN3foo17hnot_a_hash_at_allE").as_deref(),
-            Some(
-                ".text._ZN3foo17hnot_a_hash_at_allE .text._ZN3foo17hnot_a_hash_at_allE.* \
-                 .text.unlikely._ZN3foo17hnot_a_hash_at_allE \
-                 .text.unlikely._ZN3foo17hnot_a_hash_at_allE.*"
             )
         );
         assert_eq!(section_pattern("0x0000000000001050"), None);
@@ -304,7 +291,12 @@ mod tests {
         );
         assert_eq!(
             section_pattern("_ZN5bytes6freeze17h6ad0f82a4fad9822E.llvm.794").as_deref(),
-            Some(".text._ZN5bytes6freeze17h* .text.unlikely._ZN5bytes6freeze17h*")
+            Some(
+                ".text._ZN5bytes6freeze17h6ad0f82a4fad9822E \
+                 .text._ZN5bytes6freeze17h6ad0f82a4fad9822E.* \
+                 .text.unlikely._ZN5bytes6freeze17h6ad0f82a4fad9822E \
+                 .text.unlikely._ZN5bytes6freeze17h6ad0f82a4fad9822E.*"
+            )
         );
         // Only a trailing number is a copy number.
         assert_eq!(
