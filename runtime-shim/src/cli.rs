@@ -19,6 +19,10 @@ const EXIT_USAGE: u8 = 2;
 /// Exit code of `exec` when the command timed out (like coreutils' timeout).
 const EXIT_TIMED_OUT: u8 = 124;
 
+/// How often a long-running command (`demo`, `attach`) exports its metrics; the OpenTelemetry
+/// SDK's default.
+const METRICS_INTERVAL: Duration = Duration::from_secs(60);
+
 /// This binary's telemetry identity.
 const SERVICE: Service = Service {
     name: "runtime-shim",
@@ -60,8 +64,8 @@ pub(crate) fn init_telemetry(config: &Config, level: LogLevel) -> Telemetry {
         endpoint: config.tracing.endpoint_url(),
         sampling_rate_per_million: config.tracing.tracing_sampling_rate_per_million,
         max_buffered: 16_384,
-        // runtime-shim's own metrics are still to come (issue 16).
-        metrics_interval: None,
+        // A command's process is short-lived: its metrics go out with the final export.
+        metrics_interval: Some(METRICS_INTERVAL),
     });
     conmon_telemetry::init(SERVICE, level, LogOutput::Stderr, settings.as_ref())
 }
@@ -76,11 +80,23 @@ pub(crate) fn operation_span(name: &'static str) -> tracing::Span {
     tracing::info_span!("operation", otel.name = name, id, name)
 }
 
+/// Runs `work`, operation `name`, in its own span, timed in the operation metrics.
+pub(crate) async fn operation<T, E>(
+    name: &'static str,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    runtime_shim::metrics::operation(name, work)
+        .instrument(operation_span(name))
+        .await
+}
+
 /// Runs `command` in its operation span, continuing the caller's trace from `TRACEPARENT`.
 async fn traced(engine: &Engine, command: Command) -> ExitCode {
-    let span = operation_span(command.span_name());
+    let name = command.span_name();
+    let span = operation_span(name);
     propagation::set_remote_parent(&span, &propagation::from_env());
-    match dispatch(engine, command).instrument(span.clone()).await {
+    let work = runtime_shim::metrics::operation(name, dispatch(engine, command));
+    match work.instrument(span.clone()).await {
         Ok(code) => code,
         Err(err) => {
             span.in_scope(|| tracing::error!("{err:#}"));

@@ -52,8 +52,9 @@ impl MonitorHandle {
         &self.socket
     }
 
-    /// Runs `operation` on the RPC thread with the trace context of the calling span.
-    async fn call<T, F>(&self, operation: F) -> Result<T, ShimError>
+    /// Runs `operation`, RPC `method`, on the RPC thread with the trace context of the calling
+    /// span.
+    async fn call<T, F>(&self, method: &'static str, operation: F) -> Result<T, ShimError>
     where
         T: Send + 'static,
         F: AsyncFnOnce(Rc<MonitorClient>) -> Result<T, ShimError> + Send + 'static,
@@ -69,41 +70,52 @@ impl MonitorHandle {
                 let _ = reply.send(operation(client).await);
             })
         });
-        self.calls.send(job).map_err(|_| disconnected())?;
-        response.await.map_err(|_| disconnected())?
+        crate::metrics::rpc(method, async {
+            self.calls.send(job).map_err(|_| disconnected())?;
+            response.await.map_err(|_| disconnected())?
+        })
+        .await
     }
 
     /// The monitor's build information (`verbose` adds the dependency tree).
     pub async fn version(&self, verbose: bool) -> Result<VersionInfo, ShimError> {
-        self.call(async move |c| c.version(verbose).await).await
+        self.call("version", async move |c| c.version(verbose).await)
+            .await
     }
 
     /// Creates a container through the monitor; returns its PID.
     pub async fn create_container(&self, spec: CreateContainer) -> Result<u32, ShimError> {
-        self.call(async move |c| c.create_container(&spec).await)
-            .await
+        self.call("createContainer", async move |c| {
+            c.create_container(&spec).await
+        })
+        .await
     }
 
     /// Runs a command in a container and returns its output.
     pub async fn exec_sync(&self, spec: ExecSync) -> Result<ExecSyncResult, ShimError> {
-        self.call(async move |c| c.exec_sync(&spec).await).await
+        self.call("execSyncContainer", async move |c| c.exec_sync(&spec).await)
+            .await
     }
 
     /// Reopens a container's log files.
     pub async fn reopen_log(&self, id: &str) -> Result<(), ShimError> {
         let id = id.to_owned();
-        self.call(async move |c| c.reopen_log(&id).await).await
+        self.call("reopenLogContainer", async move |c| c.reopen_log(&id).await)
+            .await
     }
 
     /// Asks the monitor to serve the container's stdio on an attach socket.
     pub async fn attach(&self, spec: Attach) -> Result<(), ShimError> {
-        self.call(async move |c| c.attach(&spec).await).await
+        self.call("attachContainer", async move |c| c.attach(&spec).await)
+            .await
     }
 
     /// Resizes a terminal container.
     pub async fn set_window_size(&self, spec: WindowSize) -> Result<(), ShimError> {
-        self.call(async move |c| c.set_window_size(&spec).await)
-            .await
+        self.call("setWindowSizeContainer", async move |c| {
+            c.set_window_size(&spec).await
+        })
+        .await
     }
 
     /// Pins the pod's namespaces.
@@ -111,30 +123,41 @@ impl MonitorHandle {
         &self,
         spec: CreateNamespaces,
     ) -> Result<Vec<(Namespace, PathBuf)>, ShimError> {
-        self.call(async move |c| c.create_namespaces(&spec).await)
-            .await
+        self.call("createNamespaces", async move |c| {
+            c.create_namespaces(&spec).await
+        })
+        .await
     }
 
     /// Starts the monitor's fd-passing socket.
     pub async fn start_fd_socket(&self) -> Result<PathBuf, ShimError> {
-        self.call(async move |c| c.start_fd_socket().await).await
+        self.call("startFdSocket", async move |c| c.start_fd_socket().await)
+            .await
     }
 
     /// A one-shot streaming URL for an exec.
     pub async fn serve_exec(&self, spec: ServeExec) -> Result<String, ShimError> {
-        self.call(async move |c| c.serve_exec(&spec).await).await
+        self.call("serveExecContainer", async move |c| {
+            c.serve_exec(&spec).await
+        })
+        .await
     }
 
     /// A one-shot streaming URL for an attach.
     pub async fn serve_attach(&self, spec: ServeAttach) -> Result<String, ShimError> {
-        self.call(async move |c| c.serve_attach(&spec).await).await
+        self.call("serveAttachContainer", async move |c| {
+            c.serve_attach(&spec).await
+        })
+        .await
     }
 
     /// A one-shot streaming URL for port forwarding in `net_ns_path`.
     pub async fn serve_port_forward(&self, net_ns_path: &Path) -> Result<String, ShimError> {
         let path = net_ns_path.to_owned();
-        self.call(async move |c| c.serve_port_forward(&path).await)
-            .await
+        self.call("servePortForwardContainer", async move |c| {
+            c.serve_port_forward(&path).await
+        })
+        .await
     }
 }
 

@@ -13,6 +13,7 @@
 //!   [`conmon_oci`] runs a container under C conmon for `runtime_type = "oci"` handlers.
 //! - [`attach::AttachSocket`] is the client side of an attach socket; [`cri_log`] reads CRI
 //!   logs; [`bundle`] writes the busybox bundles `runtime-shim create` runs without a bundle.
+//! - [`metrics`] records operation and RPC durations, exported with the spans.
 //! - [`error::ShimError`] tells spawn, connect, remote, transport and timeout failures apart;
 //!   [`engine::EngineError`] adds what an engine operation can get wrong.
 #![deny(unsafe_code)]
@@ -30,6 +31,7 @@ pub mod engine;
 pub mod error;
 pub mod fd_socket;
 pub mod handle;
+pub mod metrics;
 pub mod monitor;
 mod poll;
 pub mod runtime;

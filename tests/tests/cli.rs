@@ -145,20 +145,22 @@ fn one_trace_covers_shim_monitor_and_runtime_across_invocations() -> Result<()> 
             "[crio.tracing]\nenable_tracing = true\ntracing_endpoint = \"{endpoint}\"\ntracing_sampling_rate_per_million = 0\n"
         );
         let cli = ShimEnv::new(&tracing)?;
-        // No parent and rate 0: nothing is exported for these.
+        // No parent and rate 0: no spans are exported for these, only metrics.
         let ctr = unique_id("traced");
-        cli.ok(&["pod", "run", "p1"])?;
-        cli.ok(&["create", "p1", &ctr])?;
-        cli.ok(&["start", &ctr])?;
+        for args in [
+            &["pod", "run", "p1"][..],
+            &["create", "p1", &ctr],
+            &["start", &ctr],
+        ] {
+            off_thread(cli.command(args)).await?;
+        }
         // A later invocation (a "restarted" shim reusing the monitor) with a sampled parent.
         let trace = "5bf92f3577b34da6a3ce929d0e0e4736";
         let parent = "00f067aa0ba902b7";
         let mut command =
             cli.command(&["--log-level", "info", "exec", &ctr, "--", "echo", "traced"]);
         command.env("TRACEPARENT", format!("00-{trace}-{parent}-01"));
-        // Off this thread: the receiver runs on it and must answer the shim's export.
-        let output = tokio::task::spawn_blocking(move || command.output()).await??;
-        assert!(output.status.success());
+        off_thread(command).await?;
         let spans = wait_for("the exec trace", WAIT, || {
             let spans: Vec<otlp::Span> = receiver
                 .spans()
@@ -194,6 +196,8 @@ fn one_trace_covers_shim_monitor_and_runtime_across_invocations() -> Result<()> 
         assert_eq!(attrs["name"], "/runtime.v1.RuntimeService/ExecSync");
         assert!(!attrs["id"].is_empty());
 
+        shim_metrics_follow_operations(&receiver, root).await?;
+
         let unsampled = [
             "/runtime.v1.RuntimeService/RunPodSandbox",
             "Conmon/createContainer",
@@ -206,9 +210,60 @@ fn one_trace_covers_shim_monitor_and_runtime_across_invocations() -> Result<()> 
                 .any(|s| unsampled.contains(&s.name.as_str())),
             "operations without a sampled parent were exported at rate 0"
         );
-        cli.ok(&["pod", "rm", "p1"])?;
+        off_thread(cli.command(&["pod", "rm", "p1"])).await?;
         Ok(())
     })
+}
+
+/// Runs a shim command off this thread, where the receiver runs and must answer the command's
+/// exports; fails unless it succeeds.
+async fn off_thread(mut command: Command) -> Result<()> {
+    let what = format!("{command:?}");
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    anyhow::ensure!(output.status.success(), "{what}: {output:?}");
+    Ok(())
+}
+
+/// Each invocation exported its operation and its RPCs to conmond as metrics, sampled or
+/// not; the sampled exec's points carry its span as exemplar and its spans' resource.
+async fn shim_metrics_follow_operations(receiver: &Receiver, exec_span: &otlp::Span) -> Result<()> {
+    let histogram = |name: &str, attributes: &[(&str, &str)]| {
+        let point = receiver.latest_metric(name, attributes)?;
+        match point.value {
+            otlp::MetricValue::Histogram {
+                count, exemplars, ..
+            } => Some((count, exemplars, point.resource)),
+            _ => None,
+        }
+    };
+    let exec = [
+        ("operation", "/runtime.v1.RuntimeService/ExecSync"),
+        ("outcome", "ok"),
+    ];
+    let (count, exemplars, resource) = wait_for("the exec's metrics", WAIT, || {
+        histogram("runtime_shim.operation.duration", &exec)
+    })
+    .await?;
+    assert_eq!(count, 1);
+    assert_eq!(
+        exemplars,
+        [(exec_span.trace_id.clone(), exec_span.span_id.clone())]
+    );
+    assert_eq!(resource, exec_span.resource);
+    let pod_run = [
+        ("operation", "/runtime.v1.RuntimeService/RunPodSandbox"),
+        ("outcome", "ok"),
+    ];
+    let (count, exemplars, _) =
+        histogram("runtime_shim.operation.duration", &pod_run).expect("pod run's metrics");
+    assert_eq!(count, 1);
+    assert!(exemplars.is_empty(), "unsampled, yet {exemplars:?}");
+    let rpc = [("rpc.method", "execSyncContainer"), ("outcome", "ok")];
+    let (count, exemplars, _) =
+        histogram("rpc.client.call.duration", &rpc).expect("the exec's RPC metrics");
+    assert_eq!(count, 1);
+    assert_eq!(exemplars[0].0, exec_span.trace_id);
+    Ok(())
 }
 
 #[test]
@@ -235,6 +290,18 @@ fn demo_prints_one_trace_with_both_services() -> Result<()> {
     );
     assert!(stdout.contains("conmond       runtime exec"), "{stdout}");
     assert!(stdout.contains("· INFO  container created"), "{stdout}");
+    // The metrics summary: the container's one line of output, its exit on SIGTERM (a trap
+    // exits 0), the one exec-sync, and the lifecycle's six operations.
+    for line in [
+        "\nmetrics:\n",
+        "conmond       containers: 1 created, exited 1 zero\n",
+        "conmond       exec-sync: 1, mean ",
+        "conmond       log: 30 B stdout\n",
+        "runtime-shim  operations: 6, mean ",
+        "runtime-shim  RPCs to conmond: ",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in {stdout}");
+    }
     Ok(())
 }
 

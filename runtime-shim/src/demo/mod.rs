@@ -1,5 +1,8 @@
 //! `runtime-shim demo`: a pod with one busybox container, run under tracing, and the trace
-//! printed as a tree so both services' spans can be seen under one trace id.
+//! printed as a tree so both services' spans can be seen under one trace id, then a summary of
+//! both services' metrics.
+
+mod summary;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +19,7 @@ use runtime_shim::engine::{BundleSource, Engine, Stdio};
 use tracing::Instrument as _;
 
 use crate::args::Args;
-use crate::cli::{fail, init_telemetry, operation_span, println_out};
+use crate::cli::{fail, init_telemetry, operation, operation_span, println_out};
 
 const POD: &str = "demo-pod";
 const CONTAINER: &str = "demo-ctr";
@@ -106,7 +109,11 @@ async fn demo(args: Args) -> Result<()> {
     outcome?;
 
     match receiver {
-        Some(receiver) => print_tree(&receiver, &trace_id).await,
+        Some(receiver) => {
+            print_tree(&receiver, &trace_id).await?;
+            print_metrics(&receiver).await;
+            Ok(())
+        }
         None => {
             println_out(&format!("trace {trace_id} exported to {endpoint}"));
             println_out(&format!("Jaeger: http://localhost:16686/trace/{trace_id}"));
@@ -117,44 +124,44 @@ async fn demo(args: Args) -> Result<()> {
 
 /// A pod lifecycle, each step in its own operation span under the demo span.
 async fn lifecycle(engine: &Engine) -> Result<()> {
-    engine
-        .pod_run(POD)
-        .instrument(operation_span("/runtime.v1.RuntimeService/RunPodSandbox"))
-        .await?;
+    operation(
+        "/runtime.v1.RuntimeService/RunPodSandbox",
+        engine.pod_run(POD),
+    )
+    .await?;
     let command = [
         "sh".to_owned(),
         "-c".to_owned(),
         "echo hello from the demo container; trap 'exit 0' TERM; sleep 1000 & wait".to_owned(),
     ];
-    engine
-        .create(
-            POD,
-            CONTAINER,
-            BundleSource::Busybox(command.into()),
-            Stdio::default(),
-        )
-        .instrument(operation_span("/runtime.v1.RuntimeService/CreateContainer"))
-        .await?;
-    engine
-        .start(CONTAINER)
-        .instrument(operation_span("/runtime.v1.RuntimeService/StartContainer"))
-        .await?;
+    let bundle = BundleSource::Busybox(command.into());
+    operation(
+        "/runtime.v1.RuntimeService/CreateContainer",
+        engine.create(POD, CONTAINER, bundle, Stdio::default()),
+    )
+    .await?;
+    operation(
+        "/runtime.v1.RuntimeService/StartContainer",
+        engine.start(CONTAINER),
+    )
+    .await?;
     let exec = ["echo".to_owned(), "hello from exec".to_owned()];
-    let result = engine
-        .exec(CONTAINER, Some(Duration::from_secs(10)), exec.into())
-        .instrument(operation_span("/runtime.v1.RuntimeService/ExecSync"))
-        .await?;
+    let result = operation(
+        "/runtime.v1.RuntimeService/ExecSync",
+        engine.exec(CONTAINER, Some(Duration::from_secs(10)), exec.into()),
+    )
+    .await?;
     tracing::info!(exit_code = result.exit_code, "exec done");
-    engine
-        .stop(CONTAINER, Duration::from_secs(2))
-        .instrument(operation_span("/runtime.v1.RuntimeService/StopContainer"))
-        .await?;
-    engine
-        .pod_rm(POD)
-        .instrument(operation_span(
-            "/runtime.v1.RuntimeService/RemovePodSandbox",
-        ))
-        .await?;
+    operation(
+        "/runtime.v1.RuntimeService/StopContainer",
+        engine.stop(CONTAINER, Duration::from_secs(2)),
+    )
+    .await?;
+    operation(
+        "/runtime.v1.RuntimeService/RemovePodSandbox",
+        engine.pod_rm(POD),
+    )
+    .await?;
     Ok(())
 }
 
@@ -201,6 +208,26 @@ async fn print_tree(receiver: &Receiver, trace_id: &str) -> Result<()> {
         print_span(root, &children, 0);
     }
     Ok(())
+}
+
+/// Waits for both services' final metrics export (conmond's when the pod went, runtime-shim's
+/// at its telemetry shutdown), then prints the summary.
+async fn print_metrics(receiver: &Receiver) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        let services: std::collections::BTreeSet<String> = receiver
+            .metrics()
+            .into_iter()
+            .filter_map(|point| point.resource.get("service.name").cloned())
+            .collect();
+        if services.contains("conmond") && services.contains("runtime-shim") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for line in summary::lines(&receiver.metrics()) {
+        println_out(&line);
+    }
 }
 
 fn print_span(span: &Span, children: &BTreeMap<&str, Vec<&Span>>, depth: usize) {
