@@ -128,9 +128,29 @@ pub(crate) enum Command {
         /// Only this pod's.
         pod: Option<String>,
     },
-    /// Run a pod with a busybox container under tracing and print the trace as a tree.
+    /// Fetch a trace from Jaeger's query API and draw it as a waterfall.
+    Trace {
+        /// The trace id (32 hex digits).
+        trace_id: String,
+        /// Jaeger's query API (its UI port).
+        #[arg(long, env = "JAEGER_URL", default_value = runtime_shim::waterfall::jaeger::DEFAULT_URL)]
+        jaeger: String,
+        /// `text`: a waterfall for the terminal; `json`: the same tree for scripts.
+        #[arg(long, value_enum, default_value = "text")]
+        format: TraceFormat,
+    },
+    /// Run a pod with a busybox container under tracing and print the trace as a waterfall.
     #[cfg(feature = "demo")]
     Demo,
+}
+
+/// How `trace` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum TraceFormat {
+    /// A waterfall, coloured on a terminal unless `NO_COLOR` is set.
+    Text,
+    /// The laid-out tree as JSON.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,6 +195,7 @@ impl Command {
             Self::Stop { .. } => "/runtime.v1.RuntimeService/StopContainer",
             Self::Rm { .. } => "/runtime.v1.RuntimeService/RemoveContainer",
             Self::Ps { .. } => "/runtime.v1.RuntimeService/ListContainers",
+            Self::Trace { .. } => "runtime-shim trace",
             #[cfg(feature = "demo")]
             Self::Demo => "runtime-shim demo",
         }

@@ -186,6 +186,7 @@ async fn dispatch(engine: &Engine, command: Command) -> Result<ExitCode> {
                 ));
             }
         }
+        Command::Trace { .. } => bail!("trace runs on its own"),
         #[cfg(feature = "demo")]
         Command::Demo => bail!("demo runs on its own"),
     }

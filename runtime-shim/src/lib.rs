@@ -14,6 +14,8 @@
 //! - [`attach::AttachSocket`] is the client side of an attach socket; [`cri_log`] reads CRI
 //!   logs; [`bundle`] writes the busybox bundles `runtime-shim create` runs without a bundle.
 //! - [`metrics`] records operation and RPC durations, exported with the spans.
+//! - [`waterfall`] lays a trace out as a waterfall for a terminal (or JSON), from Jaeger's
+//!   query API or any other source of spans.
 //! - [`error::ShimError`] tells spawn, connect, remote, transport and timeout failures apart;
 //!   [`engine::EngineError`] adds what an engine operation can get wrong.
 #![deny(unsafe_code)]
@@ -36,3 +38,4 @@ pub mod monitor;
 mod poll;
 pub mod runtime;
 mod sys;
+pub mod waterfall;

@@ -6,6 +6,7 @@ mod args;
 mod cli;
 #[cfg(feature = "demo")]
 mod demo;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,14 @@ fn main() -> ExitCode {
     #[cfg(feature = "demo")]
     if let args::Command::Demo = args.command {
         return runtime.block_on(demo::run(args));
+    }
+    if let args::Command::Trace {
+        trace_id,
+        jaeger,
+        format,
+    } = &args.command
+    {
+        return runtime.block_on(trace::run(trace_id, jaeger, *format));
     }
     runtime.block_on(cli::run(args))
 }

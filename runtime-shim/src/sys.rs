@@ -1,5 +1,6 @@
 //! The runtime-shim's only unsafe code: signalling monitor processes, passing descriptors,
-//! walking cgroup file systems without following links, and asking for the effective user id.
+//! walking cgroup file systems without following links, asking for the effective user id and
+//! a terminal's width.
 #![allow(
     unsafe_code,
     reason = "this module is the crate's inventory of unsafe code"
@@ -8,6 +9,20 @@
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
+
+/// The width of the terminal on `fd`, when it is one and says.
+pub(crate) fn terminal_columns(fd: BorrowedFd<'_>) -> Option<u16> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which is valid and
+    // exclusively borrowed for the call; `fd` is open for as long as it is borrowed.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &raw mut size) };
+    (rc == 0 && size.ws_col > 0).then_some(size.ws_col)
+}
 
 /// Sends `signal` to process `pid`; `Ok(false)` when the process does not exist.
 pub(crate) fn kill(pid: u32, signal: i32) -> io::Result<bool> {

@@ -43,16 +43,29 @@ pub struct Span {
     pub kind: i32,
     /// Attributes.
     pub attributes: BTreeMap<String, String>,
-    /// Events: name and attributes.
-    pub events: Vec<(String, BTreeMap<String, String>)>,
+    /// Events, in order.
+    pub events: Vec<SpanEvent>,
     /// Span ids of linked spans.
     pub links: Vec<String>,
+    /// Whether its status is error.
+    pub error: bool,
     /// Attributes of the resource that sent it.
     pub resource: BTreeMap<String, String>,
     /// Start, nanoseconds since the Unix epoch.
     pub start_unix_nano: u64,
     /// End, nanoseconds since the Unix epoch.
     pub end_unix_nano: u64,
+}
+
+/// An event on a span.
+#[derive(Debug, Clone)]
+pub struct SpanEvent {
+    /// Its name (`log` for log lines).
+    pub name: String,
+    /// Its attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// When, nanoseconds since the Unix epoch.
+    pub time_unix_nano: u64,
 }
 
 /// A log record as received.
@@ -120,6 +133,9 @@ fn resource_attributes(resource: Option<&Resource>) -> BTreeMap<String, String> 
     attributes(resource.map_or(&[][..], |r| &r.attributes))
 }
 
+/// OTLP's `STATUS_CODE_ERROR`.
+const STATUS_ERROR: i32 = 2;
+
 #[tonic::async_trait]
 impl TraceService for Sink {
     async fn export(
@@ -140,9 +156,17 @@ impl TraceService for Sink {
                     events: span
                         .events
                         .iter()
-                        .map(|e| (e.name.clone(), attributes(&e.attributes)))
+                        .map(|e| SpanEvent {
+                            name: e.name.clone(),
+                            attributes: attributes(&e.attributes),
+                            time_unix_nano: e.time_unix_nano,
+                        })
                         .collect(),
                     links: span.links.iter().map(|l| hex(&l.span_id)).collect(),
+                    error: span
+                        .status
+                        .as_ref()
+                        .is_some_and(|status| status.code == STATUS_ERROR),
                     resource: resource.clone(),
                     start_unix_nano: span.start_time_unix_nano,
                     end_unix_nano: span.end_time_unix_nano,

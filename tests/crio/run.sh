@@ -7,7 +7,8 @@
 # real Jaeger v2 are checked (tests/crio/traces.sh).
 #
 # Usage (as root): bash tests/crio/run.sh
-# Env: CONMOND_BINARY (default target/debug/conmond), CONMON_BINARY (/usr/bin/conmon),
+# Env: CONMOND_BINARY (default target/debug/conmond), SHIM_BINARY (target/debug/runtime-shim,
+#      which draws the checked traces), CONMON_BINARY (/usr/bin/conmon),
 #      RUNTIME_BINARY (/usr/sbin/runc), CRIO_HANDLERS ("conmond oci"),
 #      CRIO_BINARY/CRICTL_BINARY/PINNS_BINARY and JAEGER_BINARY (default: built and cached
 #      by scripts/crio-install and scripts/jaeger-install), CRIO_LOG_LEVEL (info),
@@ -25,6 +26,7 @@ repo=$(cd "$here/../.." && pwd)
 [[ $(id -u) == 0 ]] || { echo "tests/crio/run.sh: must run as root" >&2; exit 1; }
 
 CONMOND_BINARY=$(realpath "${CONMOND_BINARY:-$repo/target/debug/conmond}")
+SHIM_BINARY=${SHIM_BINARY:-$repo/target/debug/runtime-shim}
 CONMON_BINARY=${CONMON_BINARY:-/usr/bin/conmon}
 RUNC=${RUNTIME_BINARY:-/usr/sbin/runc}
 CRIO_HANDLERS=${CRIO_HANDLERS:-conmond oci}
@@ -41,7 +43,7 @@ CRIO=${CRIO_BINARY:-$cache/crio}
 CRICTL=${CRICTL_BINARY:-$cache/crictl}
 PINNS=${PINNS_BINARY:-$cache/pinns}
 [[ ${JAEGER_RUNNING:-0} == 1 ]] || JAEGER_BINARY=${JAEGER_BINARY:-$("$repo/scripts/jaeger-install" | tail -n1)}
-for bin in "$CONMOND_BINARY" "$CONMON_BINARY" "$RUNC" "$CRIO" "$CRICTL" "$PINNS" ${JAEGER_BINARY:+"$JAEGER_BINARY"}; do
+for bin in "$CONMOND_BINARY" "$SHIM_BINARY" "$CONMON_BINARY" "$RUNC" "$CRIO" "$CRICTL" "$PINNS" ${JAEGER_BINARY:+"$JAEGER_BINARY"}; do
     [[ -x $bin ]] || { echo "tests/crio/run.sh: missing executable $bin (cargo build -p conmon?)" >&2; exit 1; }
 done
 

@@ -8,7 +8,7 @@
 # Env: CONMOND_BINARY, SHIM_BINARY (default ../../target/debug/{conmond,runtime-shim}),
 #      RUNTIME_BINARY (default /usr/sbin/runc), JAEGER_BINARY (default: built/cached by
 #      scripts/jaeger-install), JAEGER_WAIT (seconds, default 60).
-# Prints PASS/FAIL per check, the trace ids with UI links, and as the last line
+# Prints PASS/FAIL per check, each trace drawn by `runtime-shim trace`, and as the last line
 # "jaeger-e2e: N passed, M failed"; exits non-zero on any failure.
 set -euo pipefail
 
@@ -227,7 +227,38 @@ check_trace() {
         | if length == 0 then "none" else "ok \(length) \(.[0])" end' "$out")
     [[ $r == ok* ]] && pass "$label: log records as span events (${r#ok })" || fail "$label: log events on spans" "$r"
 
-    echo "   http://localhost:16686/trace/$id"
+    check_waterfall "$label" "$id" "$svc" "$@"
+}
+
+# runtime-shim trace draws trace $2 from Jaeger's query API: one line per span (as many as
+# Jaeger holds), lines of both services ($3 and conmond), the operations $4... each on a line
+# of its service; --format json holds the same spans.
+check_waterfall() {
+    local label=$1 id=$2 svc=$3 drawn=$tmp/waterfall-$2.txt n r op
+    shift 3
+    if ! COLUMNS=200 "$SHIM_BINARY" trace "$id" --jaeger "$QUERY" >"$drawn" 2>&1; then
+        fail "$label: runtime-shim trace $id" "$(cat "$drawn")"
+        return 0
+    fi
+    sed 's/^/   /' "$drawn"
+    n=$(jq '.data[0].spans | length' "$tmp/trace-$id.json")
+    r=ok
+    [[ $(grep -c '│' "$drawn") == "$n" ]] || r="$(grep -c '│' "$drawn") span lines for $n spans"
+    for service in "$svc" conmond; do
+        grep -qE " $service +│" "$drawn" || r="no line of $service"
+    done
+    for op in "$@"; do
+        grep -qE "^ *$op .* conmond +│" "$drawn" || r="no line for conmond's $op"
+    done
+    grep -qF '◆ +' "$drawn" || r="no log event under a span"
+    [[ $r == ok ]] && pass "$label: runtime-shim trace draws $n spans, both services, ${*}" \
+        || fail "$label: runtime-shim trace $id" "$r"
+    r=$("$SHIM_BINARY" trace "$id" --jaeger "$QUERY" --format json |
+        jq -r --argjson n "$n" '[.roots | .. | objects | select(has("children"))] as $spans
+            | if .span_count == $n and ($spans | length) == $n then "ok"
+              else "span_count \(.span_count), \($spans | length) nodes for \($n) spans" end' 2>&1)
+    [[ $r == ok ]] && pass "$label: runtime-shim trace --format json holds the $n spans" \
+        || fail "$label: runtime-shim trace --format json" "$r"
 }
 
 check_trace "runtime-shim" "$shim_trace" runtime-shim Conmon/createContainer Conmon/execSyncContainer

@@ -91,6 +91,18 @@ fn usage_errors_are_clear_and_exit_non_zero() -> Result<()> {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no container 'ghost'"));
     let bad_name = cli.run(&["pod", "run", "../escape"])?;
     assert!(String::from_utf8_lossy(&bad_name.stderr).contains("invalid pod name"));
+    // `trace` needs no configuration, only a trace id and a Jaeger to ask.
+    let bad_trace = cli.run(&["trace", "not-a-trace-id"])?;
+    assert_eq!(bad_trace.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad_trace.stderr);
+    assert!(stderr.contains("\"not-a-trace-id\" is not 32"), "{stderr}");
+    let no_jaeger = cli.run(&["trace", &"ab".repeat(16), "--jaeger", "http://127.0.0.1:1"])?;
+    assert_eq!(no_jaeger.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&no_jaeger.stderr);
+    assert!(
+        stderr.contains("query http://127.0.0.1:1/api/traces/abab") && stderr.contains("refused"),
+        "{stderr}"
+    );
     std::fs::write(
         cli.dir().join("crio.conf.d/50-bad.conf"),
         "[crio.runtime.runtimes.x]\nruntime_type = \"vm\"\n",
@@ -186,13 +198,14 @@ fn one_trace_covers_shim_monitor_and_runtime_across_invocations() -> Result<()> 
         assert_eq!(rpc.parent_span_id, root.span_id);
         assert_eq!(rpc.resource["service.name"], "conmond");
         assert_eq!(find("runtime exec").parent_span_id, rpc.span_id);
-        let exec_log = root.events.iter().find(|(name, attrs)| {
-            name == "log"
-                && attrs
+        let exec_log = root.events.iter().find(|event| {
+            event.name == "log"
+                && event
+                    .attributes
                     .get("log.message")
                     .is_some_and(|m| m == "exec finished")
         });
-        let attrs = &exec_log.expect("log event on the shim span").1;
+        let attrs = &exec_log.expect("log event on the shim span").attributes;
         assert_eq!(attrs["name"], "/runtime.v1.RuntimeService/ExecSync");
         assert!(!attrs["id"].is_empty());
 
@@ -272,6 +285,7 @@ fn demo_prints_one_trace_with_both_services() -> Result<()> {
     let output = Command::new(shim_binary())
         .arg("demo")
         .env_remove("TRACEPARENT")
+        .env("COLUMNS", "200")
         .output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -279,17 +293,33 @@ fn demo_prints_one_trace_with_both_services() -> Result<()> {
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("trace "), "{stdout}");
+    assert!(stdout.starts_with("trace "), "{stdout}");
+    // One waterfall line per span: name (indented), service, bar, duration.
+    let span_line = |name: &str, service: &str| {
+        stdout.lines().any(|line| {
+            line.trim_start().starts_with(&format!("{name} "))
+                && line.contains(&format!(" {service} "))
+                && line.contains('│')
+        })
+    };
+    for (name, service) in [
+        ("runtime-shim demo", "runtime-shim"),
+        ("/runtime.v1.RuntimeService/CreateContainer", "runtime-shim"),
+        ("Conmon/createContainer", "conmond"),
+        ("runtime exec", "conmond"),
+    ] {
+        assert!(
+            span_line(name, service),
+            "no {name} line of {service} in {stdout}"
+        );
+    }
     assert!(
-        stdout.contains("runtime-shim  runtime-shim demo"),
+        stdout
+            .lines()
+            .any(|line| line.contains("◆ +") && line.contains("INFO container created")),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("conmond       Conmon/createContainer"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("conmond       runtime exec"), "{stdout}");
-    assert!(stdout.contains("· INFO  container created"), "{stdout}");
+    assert!(!stdout.contains('\x1b'), "colour on a pipe: {stdout}");
     // The metrics summary: the container's one line of output, its exit on SIGTERM (a trap
     // exits 0), the one exec-sync, and the lifecycle's six operations.
     for line in [

@@ -113,14 +113,17 @@ fn caller_trace_continues_through_rpc_and_runtime_spans_with_logs() -> Result<()
         assert_eq!(runtime_exec.attributes["runtime.exit_code"], "0");
 
         // Log lines are `log` events on the span they happened in.
-        let created_event = create.events.iter().find(|(name, attrs)| {
-            name == "log"
-                && attrs
+        let created_event = create.events.iter().find(|event| {
+            event.name == "log"
+                && event
+                    .attributes
                     .get("log.message")
                     .is_some_and(|m| m == "container created")
         });
         assert_eq!(
-            created_event.expect("log event on the create span").1["log.severity"],
+            created_event
+                .expect("log event on the create span")
+                .attributes["log.severity"],
             "INFO"
         );
 
@@ -187,8 +190,12 @@ fn an_oom_kill_is_a_span_when_it_happens_and_an_oom_event_on_the_exit_span() -> 
                 .cloned()
         };
         let has_oom_event = |span: &otlp::Span| {
-            span.events.iter().any(|(name, attrs)| {
-                name == "log" && attrs.get("log.message").is_some_and(|m| m == "oom")
+            span.events.iter().any(|event| {
+                event.name == "log"
+                    && event
+                        .attributes
+                        .get("log.message")
+                        .is_some_and(|m| m == "oom")
             })
         };
         let oom = wait_for("container oom span", WAIT, || {
@@ -397,9 +404,12 @@ fn streaming_sessions_trace(spdy: bool) -> Result<()> {
         })
         .await?;
         let has_event = |span: &otlp::Span, message: &str| {
-            span.events
-                .iter()
-                .any(|(_, attrs)| attrs.get("log.message").is_some_and(|m| m == message))
+            span.events.iter().any(|event| {
+                event
+                    .attributes
+                    .get("log.message")
+                    .is_some_and(|m| m == message)
+            })
         };
         for (rpc, stream) in [
             ("Conmon/serveExecContainer", "stream exec"),

@@ -1,6 +1,6 @@
 //! `runtime-shim demo`: a pod with one busybox container, run under tracing, and the trace
-//! printed as a tree so both services' spans can be seen under one trace id, then a summary of
-//! both services' metrics.
+//! drawn as a waterfall so both services' spans can be seen under one trace id, then a summary
+//! of both services' metrics.
 
 mod summary;
 
@@ -16,9 +16,10 @@ use conmon_telemetry::{LogLevel, propagation};
 use runtime_shim::cgroup::MonitorCgroup;
 use runtime_shim::config::{Config, MonitorLogDriver, RuntimeHandler, RuntimeType, TracingConfig};
 use runtime_shim::engine::{BundleSource, Engine, Stdio};
+use runtime_shim::waterfall::{self, Waterfall};
 use tracing::Instrument as _;
 
-use crate::args::Args;
+use crate::args::{Args, TraceFormat};
 use crate::cli::{fail, init_telemetry, operation, operation_span, println_out};
 
 const POD: &str = "demo-pod";
@@ -110,13 +111,15 @@ async fn demo(args: Args) -> Result<()> {
 
     match receiver {
         Some(receiver) => {
-            print_tree(&receiver, &trace_id).await?;
+            print_waterfall(&receiver, &trace_id).await?;
             print_metrics(&receiver).await;
             Ok(())
         }
         None => {
             println_out(&format!("trace {trace_id} exported to {endpoint}"));
-            println_out(&format!("Jaeger: http://localhost:16686/trace/{trace_id}"));
+            println_out(&format!(
+                "from Jaeger: runtime-shim trace {trace_id} (a UI, where Jaeger has one: http://localhost:16686/trace/{trace_id})"
+            ));
             Ok(())
         }
     }
@@ -165,8 +168,8 @@ async fn lifecycle(engine: &Engine) -> Result<()> {
     Ok(())
 }
 
-/// Waits for both services' spans of `trace_id`, then prints them as a tree.
-async fn print_tree(receiver: &Receiver, trace_id: &str) -> Result<()> {
+/// Waits for both services' spans of `trace_id`, then draws them as a waterfall.
+async fn print_waterfall(receiver: &Receiver, trace_id: &str) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let spans = loop {
         let spans: Vec<Span> = receiver
@@ -186,28 +189,34 @@ async fn print_tree(receiver: &Receiver, trace_id: &str) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    println_out(&format!("trace {trace_id}: {} spans", spans.len()));
-    let ids: std::collections::HashSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
-    let mut children: BTreeMap<&str, Vec<&Span>> = BTreeMap::new();
-    let mut roots = Vec::new();
-    for span in &spans {
-        if ids.contains(span.parent_span_id.as_str()) {
-            children
-                .entry(span.parent_span_id.as_str())
-                .or_default()
-                .push(span);
-        } else {
-            roots.push(span);
-        }
+    let spans: Vec<waterfall::Span> = spans.iter().map(waterfall_span).collect();
+    crate::trace::print(&Waterfall::new(trace_id, &spans), TraceFormat::Text)
+}
+
+/// A received span as the waterfall takes it.
+fn waterfall_span(span: &Span) -> waterfall::Span {
+    waterfall::Span {
+        span_id: span.span_id.clone(),
+        parent_id: (!span.parent_span_id.is_empty()).then(|| span.parent_span_id.clone()),
+        service: span
+            .resource
+            .get("service.name")
+            .cloned()
+            .unwrap_or_default(),
+        name: span.name.clone(),
+        start_unix_nano: span.start_unix_nano,
+        end_unix_nano: span.end_unix_nano,
+        error: span.error,
+        events: span
+            .events
+            .iter()
+            .map(|event| waterfall::Event {
+                time_unix_nano: event.time_unix_nano,
+                message: waterfall::event_message(&event.name, &event.attributes),
+            })
+            .collect(),
+        links: span.links.clone(),
     }
-    for list in children.values_mut() {
-        list.sort_by_key(|s| s.start_unix_nano);
-    }
-    roots.sort_by_key(|s| s.start_unix_nano);
-    for root in roots {
-        print_span(root, &children, 0);
-    }
-    Ok(())
 }
 
 /// Waits for both services' final metrics export (conmond's when the pod went, runtime-shim's
@@ -227,28 +236,5 @@ async fn print_metrics(receiver: &Receiver) {
     }
     for line in summary::lines(&receiver.metrics()) {
         println_out(&line);
-    }
-}
-
-fn print_span(span: &Span, children: &BTreeMap<&str, Vec<&Span>>, depth: usize) {
-    let indent = "  ".repeat(depth);
-    let service = span
-        .resource
-        .get("service.name")
-        .map_or("?", String::as_str);
-    let millis = span.end_unix_nano.saturating_sub(span.start_unix_nano) as f64 / 1e6;
-    println_out(&format!(
-        "{indent}{service:<13} {} ({millis:.1} ms)",
-        span.name
-    ));
-    for (name, attributes) in &span.events {
-        if name == "log" {
-            let severity = attributes.get("log.severity").map_or("", String::as_str);
-            let message = attributes.get("log.message").map_or("", String::as_str);
-            println_out(&format!("{indent}  · {severity:<5} {message}"));
-        }
-    }
-    for child in children.get(span.span_id.as_str()).into_iter().flatten() {
-        print_span(child, children, depth + 1);
     }
 }
