@@ -8,7 +8,7 @@
 //! Usage: `CONMOND_BINARY=CONMOND hot_functions OUTPUT`, with `CONMOND` built by the
 //! `profiling` profile (the release build with symbols); needs root, runc and valgrind.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
@@ -74,6 +74,7 @@ fn main() -> Result<()> {
         anyhow::bail!("usage: CONMOND_BINARY=CONMOND hot_functions OUTPUT");
     };
     require_privileged();
+    let instances = Instances::of(&conmond_binary())?;
     let work = tempfile::Builder::new().prefix("hot-functions").tempdir()?;
     let mut claimed = BTreeSet::new();
     let mut groups = Vec::new();
@@ -84,7 +85,7 @@ fn main() -> Result<()> {
             .with_context(|| format!("phase {}", phase.label()))?;
         let patterns: BTreeSet<String> = names
             .iter()
-            .filter_map(|name| section_pattern(name))
+            .filter_map(|name| section_pattern(name, &instances))
             .filter(|pattern| !claimed.contains(pattern))
             .collect();
         eprintln!(
@@ -182,25 +183,70 @@ fn function_names(profile: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// How many functions of the profiled binary share each legacy-mangled name up to its hash:
+/// the instances of one generic function (or of one function in different crate versions).
+struct Instances(HashMap<String, usize>);
+
+impl Instances {
+    /// Counts the function symbols of `binary` (with `nm`).
+    fn of(binary: &Path) -> Result<Self> {
+        let output = std::process::Command::new("nm")
+            .args(["--defined-only", "--format=posix"])
+            .arg(binary)
+            .output()
+            .context("run nm (binutils)")?;
+        anyhow::ensure!(
+            output.status.success(),
+            "nm {}: {output:?}",
+            binary.display()
+        );
+        let mut counts = HashMap::new();
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let mut fields = line.split_whitespace();
+            if let (Some(name), Some("t" | "T")) = (fields.next(), fields.next())
+                && let Some(rest) = without_legacy_hash(without_copy_number(name))
+            {
+                *counts.entry(rest.to_owned()).or_default() += 1;
+            }
+        }
+        Ok(Self(counts))
+    }
+
+    fn generic(&self, rest: &str) -> bool {
+        self.0.get(rest).is_some_and(|&count| count > 1)
+    }
+}
+
 /// The input sections that hold function `name`, as a linker-script pattern, or `None` for
 /// names no section is called by (addresses, names with characters outside mangled names).
 /// With `-ffunction-sections` each function is in `.text.NAME`, or `.text.unlikely.NAME` when
-/// it is cold. The profiled build has the release build's settings, so its names are the
-/// release build's, hashes of legacy-mangled names included (matching any hash would pull in
-/// every other instance of a generic function); only the number LLVM appends to a local copy
-/// (`NAME.1268`, `NAME.llvm.42`) may differ, so any copy number matches.
-fn section_pattern(name: &str) -> Option<String> {
+/// it is cold. The hash ending a legacy-mangled name changes with the features its crate is
+/// built with (a `-p conmon` build and a workspace build differ), so it is left open, except
+/// where the profiled binary has several instances of the name: those differ only there, and
+/// matching any hash would pull in every other instance of a generic function. The number
+/// LLVM appends to a local copy (`NAME.1268`, `NAME.llvm.42`) is always left open.
+fn section_pattern(name: &str, instances: &Instances) -> Option<String> {
     let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '$');
     if name.starts_with("0x") || !name.chars().all(legal) {
         return None;
     }
     let name = without_copy_number(name);
-    let names = [name.to_owned(), format!("{name}.*")];
+    let names = match without_legacy_hash(name) {
+        Some(rest) if !instances.generic(rest) => vec![format!("{rest}*")],
+        _ => vec![name.to_owned(), format!("{name}.*")],
+    };
     let sections: Vec<String> = ["text", "text.unlikely"]
         .iter()
         .flat_map(|section| names.iter().map(move |name| format!(".{section}.{name}")))
         .collect();
     Some(sections.join(" "))
+}
+
+/// A legacy-mangled name up to its hash (`_ZN…17h`), when it ends in one (16 hex digits, `E`).
+fn without_legacy_hash(name: &str) -> Option<&str> {
+    let body = name.strip_prefix("_ZN").and(name.strip_suffix('E'))?;
+    let (rest, hash) = body.split_at_checked(body.len().checked_sub(16)?)?;
+    (rest.ends_with("17h") && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(rest)
 }
 
 /// `name` without the number LLVM appends to a local copy of a function (`.1268`, `.llvm.42`).
@@ -253,12 +299,18 @@ mod tests {
         );
     }
 
+    /// `foo::bar` has two instances (a generic function), `bytes::freeze` one.
+    fn instances() -> Instances {
+        Instances(HashMap::from([
+            ("_ZN3foo3bar17h".to_owned(), 2),
+            ("_ZN5bytes6freeze17h".to_owned(), 1),
+        ]))
+    }
+
     #[test]
-    fn patterns_name_one_function_in_either_section() {
-        // A legacy-mangled name keeps its hash: other instances of a generic function differ
-        // only there.
+    fn generic_instances_keep_their_hash_and_other_functions_match_any() {
         assert_eq!(
-            section_pattern("_ZN3foo3bar17h0123456789abcdefE").as_deref(),
+            section_pattern("_ZN3foo3bar17h0123456789abcdefE", &instances()).as_deref(),
             Some(
                 ".text._ZN3foo3bar17h0123456789abcdefE .text._ZN3foo3bar17h0123456789abcdefE.* \
                  .text.unlikely._ZN3foo3bar17h0123456789abcdefE \
@@ -266,22 +318,40 @@ mod tests {
             )
         );
         assert_eq!(
-            section_pattern("_RNvCs1234_3std4exit").as_deref(),
+            section_pattern("_ZN5bytes6freeze17h6ad0f82a4fad9822E", &instances()).as_deref(),
+            Some(".text._ZN5bytes6freeze17h* .text.unlikely._ZN5bytes6freeze17h*")
+        );
+        // v0 names carry no per-build hash, only the copy number.
+        assert_eq!(
+            section_pattern("_RNvCs1234_3std4exit", &instances()).as_deref(),
             Some(
                 ".text._RNvCs1234_3std4exit .text._RNvCs1234_3std4exit.* \
                  .text.unlikely._RNvCs1234_3std4exit .text.unlikely._RNvCs1234_3std4exit.*"
             )
         );
-        assert_eq!(section_pattern("0x0000000000001050"), None);
-        assert_eq!(section_pattern("_IO_file_close_it@@GLIBC_2.2.5"), None);
-        assert_eq!(section_pattern("(below main)"), None);
+        assert_eq!(
+            section_pattern("_ZN3foo17hnot_a_hash_at_allE", &instances()).as_deref(),
+            Some(
+                ".text._ZN3foo17hnot_a_hash_at_allE .text._ZN3foo17hnot_a_hash_at_allE.* \
+                 .text.unlikely._ZN3foo17hnot_a_hash_at_allE \
+                 .text.unlikely._ZN3foo17hnot_a_hash_at_allE.*"
+            )
+        );
+        for name in [
+            "0x0000000000001050",
+            "_IO_file_close_it@@GLIBC_2.2.5",
+            "(below main)",
+        ] {
+            assert_eq!(section_pattern(name, &instances()), None);
+        }
     }
 
     #[test]
     fn patterns_match_any_copy_number() {
         // The profiled build numbered this copy 1268; the release build may number it 2256.
         assert_eq!(
-            section_pattern("_RNvXs2_NtCs1_3std13DefaultHasher5write.1268").as_deref(),
+            section_pattern("_RNvXs2_NtCs1_3std13DefaultHasher5write.1268", &instances())
+                .as_deref(),
             Some(
                 ".text._RNvXs2_NtCs1_3std13DefaultHasher5write \
                  .text._RNvXs2_NtCs1_3std13DefaultHasher5write.* \
@@ -290,12 +360,11 @@ mod tests {
             )
         );
         assert_eq!(
-            section_pattern("_ZN5bytes6freeze17h6ad0f82a4fad9822E.llvm.794").as_deref(),
+            section_pattern("_ZN3foo3bar17h0123456789abcdefE.llvm.794", &instances()).as_deref(),
             Some(
-                ".text._ZN5bytes6freeze17h6ad0f82a4fad9822E \
-                 .text._ZN5bytes6freeze17h6ad0f82a4fad9822E.* \
-                 .text.unlikely._ZN5bytes6freeze17h6ad0f82a4fad9822E \
-                 .text.unlikely._ZN5bytes6freeze17h6ad0f82a4fad9822E.*"
+                ".text._ZN3foo3bar17h0123456789abcdefE .text._ZN3foo3bar17h0123456789abcdefE.* \
+                 .text.unlikely._ZN3foo3bar17h0123456789abcdefE \
+                 .text.unlikely._ZN3foo3bar17h0123456789abcdefE.*"
             )
         );
         // Only a trailing number is a copy number.
