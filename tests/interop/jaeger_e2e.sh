@@ -263,6 +263,29 @@ check_waterfall() {
 
 check_trace "runtime-shim" "$shim_trace" runtime-shim Conmon/createContainer Conmon/execSyncContainer
 
+# The container's exit is a trace of its own (conmond's "container exit" span), linked to the
+# create span in the shim's trace; drawn, the link names that trace.
+find_exit_trace() {
+    exit_trace=$(curl -sf "$QUERY/api/traces?service=conmond&operation=container%20exit&lookback=1h&limit=50" |
+        jq -r --arg t "$shim_trace" '[.data[]? | select(any(.spans[].references[]?; .traceID == $t))
+            | .traceID][0] // empty' 2>/dev/null)
+    [[ -n $exit_trace ]]
+}
+exit_trace=
+if wait_for "$JAEGER_WAIT" find_exit_trace; then
+    drawn=$tmp/waterfall-exit.txt
+    COLUMNS=200 "$SHIM_BINARY" trace "$exit_trace" --jaeger "$QUERY" >"$drawn" 2>&1 || true
+    sed 's/^/   /' "$drawn"
+    if grep -qE "^container exit .* conmond +│" "$drawn" && grep -qF "↪ links to span " "$drawn" &&
+        grep -qF "of trace $shim_trace" "$drawn"; then
+        pass "runtime-shim: the container exit trace $exit_trace is drawn with its link to trace $shim_trace"
+    else
+        fail "runtime-shim: container exit trace drawn with its link" "$(cat "$drawn")"
+    fi
+else
+    fail "runtime-shim: a conmond container exit trace linked to trace $shim_trace" "none in Jaeger within ${JAEGER_WAIT}s"
+fi
+
 # The checks of one Go client generation's trace ($1: version, $2: trace id).
 check_go_trace() {
     local version=$1 id=$2 svc=conmon-rs-go-client-$1 out=$tmp/trace-$2.json layout r

@@ -215,7 +215,15 @@ fn waterfall_span(span: &Span) -> waterfall::Span {
                 message: waterfall::event_message(&event.name, &event.attributes),
             })
             .collect(),
-        links: span.links.clone(),
+        // The receiver keeps linked span ids only; a link within the trace is resolved anyway.
+        links: span
+            .links
+            .iter()
+            .map(|id| waterfall::SpanRef {
+                span_id: id.clone(),
+                trace_id: None,
+            })
+            .collect(),
     }
 }
 

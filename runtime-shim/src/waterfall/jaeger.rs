@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::{Event, Span, event_message};
+use super::{Event, Span, SpanRef, event_message};
 
 /// Where Jaeger's query API listens by default.
 pub const DEFAULT_URL: &str = "http://localhost:16686";
@@ -203,6 +203,8 @@ struct JaegerSpan {
 #[serde(rename_all = "camelCase")]
 struct Reference {
     ref_type: String,
+    #[serde(rename = "traceID", default)]
+    trace_id: String,
     #[serde(rename = "spanID")]
     span_id: String,
 }
@@ -257,7 +259,10 @@ pub fn spans(body: &[u8]) -> Result<Vec<Span>, String> {
                     .references
                     .iter()
                     .filter(|r| r.ref_type != "CHILD_OF")
-                    .map(|r| r.span_id.clone())
+                    .map(|r| SpanRef {
+                        span_id: r.span_id.clone(),
+                        trace_id: (!r.trace_id.is_empty()).then(|| r.trace_id.clone()),
+                    })
                     .collect(),
                 service: trace
                     .processes

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use super::super::{Style, Waterfall, render};
+use super::super::{SpanRef, Style, Waterfall, render};
 use super::{FetchError, dechunk, parse_response, spans, split_url};
 
 fn fixture(name: &str) -> PathBuf {
@@ -40,7 +40,7 @@ fn jaeger_spans_keep_parents_services_links_errors_and_events() {
          "startTime":1000,"duration":50,"tags":[],"logs":[],"processID":"p1"},
         {"traceID":"t","spanID":"b","operationName":"child",
          "references":[{"refType":"CHILD_OF","traceID":"t","spanID":"a"},
-                       {"refType":"FOLLOWS_FROM","traceID":"t","spanID":"z"}],
+                       {"refType":"FOLLOWS_FROM","traceID":"u","spanID":"z"}],
          "startTime":1010,"duration":20,
          "tags":[{"key":"otel.status_code","type":"string","value":"ERROR"}],
          "logs":[{"timestamp":1015,"fields":[
@@ -64,7 +64,13 @@ fn jaeger_spans_keep_parents_services_links_errors_and_events() {
     assert!(!root.error);
     assert_eq!(child.service, "conmond");
     assert_eq!(child.parent_id.as_deref(), Some("a"));
-    assert_eq!(child.links, ["z"]);
+    assert_eq!(
+        child.links,
+        [SpanRef {
+            span_id: "z".to_owned(),
+            trace_id: Some("u".to_owned()),
+        }]
+    );
     assert!(child.error);
     assert_eq!(child.events[0].time_unix_nano, 1_015_000);
     assert_eq!(child.events[0].message, "ERROR boom exit_code=3");

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use super::{Event, Link, Node, Span, Waterfall, event_message};
+use super::{Event, Link, Node, Span, SpanRef, Waterfall, event_message};
 
 const MS: u64 = 1_000_000;
 /// Some time in 2026, in nanoseconds since the epoch.
@@ -142,7 +142,16 @@ fn a_child_ending_after_its_parent_moves_back_but_never_before_its_start() {
 #[test]
 fn links_name_their_span_when_it_is_in_the_trace() {
     let mut exit = span("exit", None, "conmond", 50, 60);
-    exit.links = vec!["create".to_owned(), "elsewhere".to_owned()];
+    exit.links = vec![
+        SpanRef {
+            span_id: "create".to_owned(),
+            trace_id: None,
+        },
+        SpanRef {
+            span_id: "elsewhere".to_owned(),
+            trace_id: Some("other".to_owned()),
+        },
+    ];
     let spans = [span("create", None, "conmond", 0, 10), exit];
     let (waterfall, _) = laid_out(&spans);
     assert_eq!(
@@ -150,11 +159,13 @@ fn links_name_their_span_when_it_is_in_the_trace() {
         [
             Link {
                 span_id: "create".to_owned(),
+                trace_id: None,
                 name: Some("op create".to_owned()),
                 service: Some("conmond".to_owned()),
             },
             Link {
                 span_id: "elsewhere".to_owned(),
+                trace_id: Some("other".to_owned()),
                 name: None,
                 service: None,
             },

@@ -34,8 +34,17 @@ pub struct Span {
     pub error: bool,
     /// Its events (log lines), in order.
     pub events: Vec<Event>,
-    /// Ids of the spans it links to.
-    pub links: Vec<String>,
+    /// The spans it links to.
+    pub links: Vec<SpanRef>,
+}
+
+/// A span named by id, with its trace's id when the source gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanRef {
+    /// The span's id.
+    pub span_id: String,
+    /// Its trace's id, when known.
+    pub trace_id: Option<String>,
 }
 
 /// An event on a span: a log line, say.
@@ -103,7 +112,10 @@ pub struct PlacedEvent {
 pub struct Link {
     /// The linked span's id.
     pub span_id: String,
-    /// Its name and service, when it is in this trace.
+    /// Its trace's id, when the source gives it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// Its name, when it is in this trace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Its service, when it is in this trace.
@@ -279,10 +291,14 @@ impl Layout<'_> {
         let links = span
             .links
             .iter()
-            .map(|id| {
-                let linked = self.by_id.get(id.as_str()).map(|&k| &self.spans[k]);
+            .map(|link| {
+                let linked = self
+                    .by_id
+                    .get(link.span_id.as_str())
+                    .map(|&k| &self.spans[k]);
                 Link {
-                    span_id: id.clone(),
+                    span_id: link.span_id.clone(),
+                    trace_id: link.trace_id.clone(),
                     name: linked.map(|s| s.name.clone()),
                     service: linked.map(|s| s.service.clone()),
                 }

@@ -207,11 +207,15 @@ pub fn render(waterfall: &Waterfall, style: Style) -> String {
             let _ = writeln!(out, "{indent}  {EVENT} {text}");
         }
         for link in &node.links {
-            let target = match (&link.name, &link.service) {
-                (Some(name), Some(service)) => format!("{name} ({service})"),
+            let target = match (&link.name, &link.service, &link.trace_id) {
+                (Some(name), Some(service), _) => format!("{name} ({service})"),
+                (_, _, Some(trace)) if *trace != waterfall.trace_id => {
+                    format!("span {} of trace {trace}", link.span_id)
+                }
                 _ => format!("span {} (not in this trace)", link.span_id),
             };
-            let _ = writeln!(out, "{indent}  ↪ links to {}", fit(&target, detail_width));
+            // Never cut: the ids are what a reader copies.
+            let _ = writeln!(out, "{indent}  ↪ links to {target}");
         }
     }
     out

@@ -1,4 +1,4 @@
-use super::super::{Event, Span, Waterfall};
+use super::super::{Event, Span, SpanRef, Waterfall};
 use super::{Style, human, render};
 
 const MS: u64 = 1_000_000;
@@ -26,7 +26,14 @@ fn trace() -> Waterfall {
     });
     rpc.error = true;
     let mut exit = span("exit", None, "conmond", 90, 100);
-    exit.links.push("ExecSync".to_owned());
+    exit.links.push(SpanRef {
+        span_id: "ExecSync".to_owned(),
+        trace_id: None,
+    });
+    exit.links.push(SpanRef {
+        span_id: "00f067aa0ba902b7".to_owned(),
+        trace_id: Some("5bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
+    });
     Waterfall::new(
         "4bf92f3577b34da6a3ce929d0e0e4736",
         &[span("ExecSync", None, "runtime-shim", 0, 100), rpc, exit],
@@ -53,6 +60,7 @@ ExecSync      runtime-shim │████████████████�
     ◆ +30.0 ms INFO exec done
 exit          conmond      │                  ███│   10.0 ms
   ↪ links to ExecSync (runtime-shim)
+  ↪ links to span 00f067aa0ba902b7 of trace 5bf92f3577b34da6a3ce929d0e0e4736
 ";
     assert_eq!(text, expected, "\n{text}");
 }
