@@ -1,24 +1,7 @@
 use std::collections::BTreeMap;
 
+use super::test_span::{MS, T0, span};
 use super::{Event, Link, Node, Span, SpanRef, Waterfall, event_message};
-
-const MS: u64 = 1_000_000;
-/// Some time in 2026, in nanoseconds since the epoch.
-const T0: u64 = 1_796_000_000_000_000_000;
-
-fn span(id: &str, parent: Option<&str>, service: &str, start_ms: u64, end_ms: u64) -> Span {
-    Span {
-        span_id: id.to_owned(),
-        parent_id: parent.map(str::to_owned),
-        service: service.to_owned(),
-        name: format!("op {id}"),
-        start_unix_nano: T0 + start_ms * MS,
-        end_unix_nano: T0 + end_ms * MS,
-        error: false,
-        events: Vec::new(),
-        links: Vec::new(),
-    }
-}
 
 /// Name, offset and duration (ms) of each node, depth first, with its depth.
 fn outline(nodes: &[Node], depth: usize, out: &mut Vec<(usize, String, u64, u64)>) {
@@ -60,10 +43,10 @@ fn offsets_are_from_the_trace_start_and_siblings_go_by_start_time() {
     assert_eq!(
         rows,
         [
-            row(0, "op root", 0, 100),
-            row(1, "op a", 5, 20),
-            row(2, "op a1", 7, 8),
-            row(1, "op b", 35, 50),
+            row(0, "root", 0, 100),
+            row(1, "a", 5, 20),
+            row(2, "a1", 7, 8),
+            row(1, "b", 35, 50),
         ]
     );
 }
@@ -79,9 +62,9 @@ fn siblings_starting_together_go_by_name_and_orphans_are_roots() {
     assert_eq!(
         rows,
         [
-            row(0, "op x", 0, 5),
-            row(0, "op y", 0, 10),
-            row(0, "op late", 20, 10)
+            row(0, "x", 0, 5),
+            row(0, "y", 0, 10),
+            row(0, "late", 20, 10)
         ]
     );
 }
@@ -103,9 +86,9 @@ fn another_services_child_is_shifted_into_its_parent_with_everything_under_it() 
     assert_eq!(
         rows,
         [
-            row(0, "op call", 0, 20),
-            row(1, "op rpc", 0, 10),
-            row(2, "op runtime", 2, 5),
+            row(0, "call", 0, 20),
+            row(1, "rpc", 0, 10),
+            row(2, "runtime", 2, 5),
         ]
     );
     let rpc = &waterfall.roots[0].children[0];
@@ -130,10 +113,10 @@ fn a_child_ending_after_its_parent_moves_back_but_never_before_its_start() {
     assert_eq!(
         rows,
         [
-            row(0, "op call", 0, 40),
-            row(1, "op long", 0, 50),
-            row(1, "op fits", 5, 35),
-            row(1, "op same", 30, 20),
+            row(0, "call", 0, 40),
+            row(1, "long", 0, 50),
+            row(1, "fits", 5, 35),
+            row(1, "same", 30, 20),
         ]
     );
     assert_eq!(waterfall.duration_ns, 50 * MS);
@@ -160,7 +143,7 @@ fn links_name_their_span_when_it_is_in_the_trace() {
             Link {
                 span_id: "create".to_owned(),
                 trace_id: None,
-                name: Some("op create".to_owned()),
+                name: Some("create".to_owned()),
                 service: Some("conmond".to_owned()),
             },
             Link {
@@ -185,9 +168,9 @@ fn parent_cycles_in_bad_input_end() {
     assert_eq!(
         rows,
         [
-            row(0, "op a", 0, 10),
-            row(1, "op b", 0, 10),
-            row(0, "op self", 20, 10)
+            row(0, "a", 0, 10),
+            row(1, "b", 0, 10),
+            row(0, "self", 20, 10)
         ]
     );
     assert_eq!(waterfall.span_count, 3);

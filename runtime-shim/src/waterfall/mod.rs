@@ -343,5 +343,7 @@ impl Node {
 }
 
 #[cfg(test)]
+mod test_span;
+#[cfg(test)]
 #[path = "layout_tests.rs"]
 mod tests;

@@ -1,22 +1,6 @@
-use super::super::{Event, Span, SpanRef, Waterfall};
+use super::super::test_span::{MS, T0, span};
+use super::super::{Event, SpanRef, Waterfall};
 use super::{Style, human, render};
-
-const MS: u64 = 1_000_000;
-const T0: u64 = 1_796_000_000_000_000_000;
-
-fn span(id: &str, parent: Option<&str>, service: &str, start_ms: u64, end_ms: u64) -> Span {
-    Span {
-        span_id: id.to_owned(),
-        parent_id: parent.map(str::to_owned),
-        service: service.to_owned(),
-        name: id.to_owned(),
-        start_unix_nano: T0 + start_ms * MS,
-        end_unix_nano: T0 + end_ms * MS,
-        error: false,
-        events: Vec::new(),
-        links: Vec::new(),
-    }
-}
 
 fn trace() -> Waterfall {
     let mut rpc = span("Conmon/exec", Some("ExecSync"), "conmond", 20, 80);
