@@ -125,7 +125,7 @@ fn log_state(monitor: &Monitor, streaming: &Streaming) {
     let (containers, exec_sessions) = monitor.counts();
     let (pending_streams, active_streams) = streaming.session_counts();
     let tasks = crate::tasks::alive();
-    let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
+    let open_fds = crate::metrics::open_descriptors().unwrap_or(0);
     tracing::info!(
         containers,
         exec_sessions,

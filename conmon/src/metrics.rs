@@ -189,14 +189,16 @@ pub(crate) fn observe_process() {
         "process.open_file_descriptor.count",
         "{file_descriptor}",
         "Descriptors open in conmond",
-        || {
-            let count = std::fs::read_dir("/proc/self/fd").ok()?.count();
-            Some(count as f64)
-        },
+        || Some(open_descriptors().ok()? as f64),
     );
     observe("conmond.tasks", "{task}", "Tasks alive in conmond", || {
         Some(crate::tasks::alive() as f64)
     });
+}
+
+/// How many descriptors the monitor has open.
+pub(crate) fn open_descriptors() -> std::io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/fd")?.count())
 }
 
 /// `VmRSS` of `/proc/self/status`, in bytes.

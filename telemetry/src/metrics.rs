@@ -154,7 +154,6 @@ impl Point {
             Kind::Histogram(bounds) => Self::Histogram(Buckets {
                 counts: vec![0; bounds.len() + 1],
                 bounds,
-                count: 0,
                 sum: 0.0,
                 min: f64::INFINITY,
                 max: f64::NEG_INFINITY,
@@ -168,7 +167,6 @@ impl Point {
 struct Buckets {
     bounds: &'static [f64],
     counts: Vec<u64>,
-    count: u64,
     sum: f64,
     min: f64,
     max: f64,
@@ -180,7 +178,6 @@ impl Buckets {
         // OTLP's buckets are upper-inclusive: bucket i holds (bounds[i-1], bounds[i]].
         let bucket = self.bounds.partition_point(|bound| *bound < value);
         self.counts[bucket] += 1;
-        self.count += 1;
         self.sum += value;
         self.min = self.min.min(value);
         self.max = self.max.max(value);
@@ -312,6 +309,7 @@ pub(crate) fn collect() -> Vec<Metric> {
                 }
             }
             Point::Histogram(buckets) => {
+                let count = buckets.counts.iter().sum();
                 let data = metric.data.get_or_insert_with(|| {
                     metric::Data::Histogram(Histogram {
                         data_points: Vec::new(),
@@ -323,14 +321,14 @@ pub(crate) fn collect() -> Vec<Metric> {
                         attributes,
                         start_time_unix_nano: start,
                         time_unix_nano: now,
-                        count: buckets.count,
+                        count,
                         sum: Some(buckets.sum),
                         bucket_counts: buckets.counts.clone(),
                         explicit_bounds: buckets.bounds.to_vec(),
                         exemplars: buckets.exemplar.iter().cloned().collect(),
                         flags: 0,
-                        min: (buckets.count > 0).then_some(buckets.min),
-                        max: (buckets.count > 0).then_some(buckets.max),
+                        min: (count > 0).then_some(buckets.min),
+                        max: (count > 0).then_some(buckets.max),
                     });
                 }
             }

@@ -57,6 +57,25 @@ pub struct Span {
     pub end_unix_nano: u64,
 }
 
+/// The `service.name` of an export's resource.
+fn service_name(resource: &BTreeMap<String, String>) -> &str {
+    resource.get("service.name").map_or("", String::as_str)
+}
+
+impl Span {
+    /// The name of the service that sent it (empty if it did not say).
+    pub fn service(&self) -> &str {
+        service_name(&self.resource)
+    }
+}
+
+impl MetricPoint {
+    /// The name of the service that sent it (empty if it did not say).
+    pub fn service(&self) -> &str {
+        service_name(&self.resource)
+    }
+}
+
 /// An event on a span.
 #[derive(Debug, Clone)]
 pub struct SpanEvent {

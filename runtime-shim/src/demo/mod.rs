@@ -4,14 +4,14 @@
 
 mod summary;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use conmon_proto::types::CgroupManager;
-use conmon_telemetry::receiver::{self, Receiver, Span};
+use conmon_telemetry::receiver::{self, MetricPoint, Receiver, Span};
 use conmon_telemetry::{LogLevel, propagation};
 use runtime_shim::cgroup::MonitorCgroup;
 use runtime_shim::config::{Config, MonitorLogDriver, RuntimeHandler, RuntimeType, TracingConfig};
@@ -168,28 +168,37 @@ async fn lifecycle(engine: &Engine) -> Result<()> {
     Ok(())
 }
 
+/// Polls `done` until it holds or `timeout` has passed: exports arrive when their exporters
+/// send them.
+async fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether both services are among `services`.
+fn both_services<'a>(services: impl IntoIterator<Item = &'a str>) -> bool {
+    let services: BTreeSet<&str> = services.into_iter().collect();
+    services.contains("runtime-shim") && services.contains("conmond")
+}
+
 /// Waits for both services' spans of `trace_id`, then draws them as a waterfall.
 async fn print_waterfall(receiver: &Receiver, trace_id: &str) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let spans = loop {
-        let spans: Vec<Span> = receiver
+    let trace = || -> Vec<Span> {
+        receiver
             .spans()
             .into_iter()
             .filter(|s| s.trace_id == trace_id)
-            .collect();
-        let services: std::collections::BTreeSet<&str> = spans
-            .iter()
-            .filter_map(|s| s.resource.get("service.name").map(String::as_str))
-            .collect();
-        let complete = services.contains("runtime-shim")
-            && services.contains("conmond")
-            && spans.iter().any(|s| s.name == "runtime-shim demo");
-        if complete || tokio::time::Instant::now() >= deadline {
-            break spans;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+            .collect()
     };
-    let spans: Vec<waterfall::Span> = spans.iter().map(waterfall_span).collect();
+    wait_until(Duration::from_secs(15), || {
+        let spans = trace();
+        both_services(spans.iter().map(Span::service))
+            && spans.iter().any(|s| s.name == "runtime-shim demo")
+    })
+    .await;
+    let spans: Vec<waterfall::Span> = trace().iter().map(waterfall_span).collect();
     crate::trace::print(&Waterfall::new(trace_id, &spans), TraceFormat::Text)
 }
 
@@ -198,11 +207,7 @@ fn waterfall_span(span: &Span) -> waterfall::Span {
     waterfall::Span {
         span_id: span.span_id.clone(),
         parent_id: (!span.parent_span_id.is_empty()).then(|| span.parent_span_id.clone()),
-        service: span
-            .resource
-            .get("service.name")
-            .cloned()
-            .unwrap_or_default(),
+        service: span.service().to_owned(),
         name: span.name.clone(),
         start_unix_nano: span.start_unix_nano,
         end_unix_nano: span.end_unix_nano,
@@ -230,18 +235,10 @@ fn waterfall_span(span: &Span) -> waterfall::Span {
 /// Waits for both services' final metrics export (conmond's when the pod went, runtime-shim's
 /// at its telemetry shutdown), then prints the summary.
 async fn print_metrics(receiver: &Receiver) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::time::Instant::now() < deadline {
-        let services: std::collections::BTreeSet<String> = receiver
-            .metrics()
-            .into_iter()
-            .filter_map(|point| point.resource.get("service.name").cloned())
-            .collect();
-        if services.contains("conmond") && services.contains("runtime-shim") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(Duration::from_secs(10), || {
+        both_services(receiver.metrics().iter().map(MetricPoint::service))
+    })
+    .await;
     for line in summary::lines(&receiver.metrics()) {
         println_out(&line);
     }

@@ -10,12 +10,7 @@ use conmon_telemetry::receiver::{MetricPoint, MetricValue};
 fn latest(points: &[MetricPoint]) -> Vec<&MetricPoint> {
     let mut series = BTreeMap::new();
     for point in points {
-        let service = point
-            .resource
-            .get("service.name")
-            .cloned()
-            .unwrap_or_default();
-        series.insert((service, &point.name, &point.attributes), point);
+        series.insert((point.service(), &point.name, &point.attributes), point);
     }
     series.into_values().collect()
 }
@@ -38,11 +33,7 @@ fn sums_by<'a>(
 }
 
 fn is(point: &MetricPoint, service: &str, name: &str) -> bool {
-    point.name == name
-        && point
-            .resource
-            .get("service.name")
-            .is_some_and(|s| s == service)
+    point.name == name && point.service() == service
 }
 
 /// A histogram's points of `service` merged: count, sum, and bucket counts over the bounds.
@@ -127,11 +118,7 @@ pub(super) fn lines(points: &[MetricPoint]) -> Vec<String> {
     if points.is_empty() {
         return Vec::new();
     }
-    let from = |service: &str| {
-        points
-            .iter()
-            .any(|p| p.resource.get("service.name").is_some_and(|s| s == service))
-    };
+    let from = |service: &str| points.iter().any(|p| p.service() == service);
     let mut lines = vec!["metrics:".to_owned()];
     if from("conmond") {
         let created = sums_by(&points, "conmond", "conmond.containers.created", "");

@@ -206,31 +206,26 @@ impl Waterfall {
             children,
         };
         let mut seen = vec![false; spans.len()];
-        let mut placed: Vec<(Interval, Node)> = roots
+        let mut roots: Vec<Node> = roots
             .iter()
             .map(|&n| layout.place(n, 0, None, &mut seen))
             .collect();
         // Spans in a parent cycle (bad input) are reached from no root: the first of each
         // cycle is shown as one.
         while let Some(n) = seen.iter().position(|seen| !seen) {
-            placed.push(layout.place(n, 0, None, &mut seen));
+            roots.push(layout.place(n, 0, None, &mut seen));
         }
-        let start = placed.iter().map(|(i, _)| i.start).min().unwrap_or(0);
+        by_start(&mut roots);
+        let start = roots.iter().map(|root| root.offset_ns).min().unwrap_or(0);
         // A child may end after its parent (a longer span of another service).
-        let end = placed
-            .iter()
-            .map(|(_, node)| nanos(node.latest_end()))
-            .max()
-            .unwrap_or(start);
-        placed.sort_by(|(a, x), (b, y)| a.start.cmp(&b.start).then_with(|| x.name.cmp(&y.name)));
-        let mut roots: Vec<Node> = placed.into_iter().map(|(_, node)| node).collect();
+        let end = roots.iter().map(Node::latest_end).max().unwrap_or(start);
         for root in &mut roots {
             root.rebase(start);
         }
         Self {
             trace_id: trace_id.to_owned(),
-            start_unix_nano: u64::try_from(start).unwrap_or(0),
-            duration_ns: u64::try_from(end - start).unwrap_or(0),
+            start_unix_nano: start,
+            duration_ns: end - start,
             span_count: spans.len(),
             roots,
         }
@@ -245,14 +240,14 @@ struct Layout<'a> {
 
 impl Layout<'_> {
     /// Places span `n` (shifted by `shift` from its ancestors) under `parent`. Offsets are left
-    /// absolute until [`Node::rebase`]. `seen` guards against parent cycles in bad input.
+    /// absolute (nanoseconds since the epoch) until [`Node::rebase`]. `seen` guards against parent cycles in bad input.
     fn place(
         &self,
         n: usize,
         shift: i64,
         parent: Option<(Interval, &str)>,
         seen: &mut [bool],
-    ) -> (Interval, Node) {
+    ) -> Node {
         seen[n] = true;
         let span = &self.spans[n];
         let raw = Interval {
@@ -268,13 +263,13 @@ impl Layout<'_> {
             start: raw.start + own,
             end: raw.end + own,
         };
-        let mut children: Vec<(Interval, Node)> = Vec::new();
+        let mut children = Vec::new();
         for &child in self.children.get(&n).into_iter().flatten() {
             if !seen[child] {
                 children.push(self.place(child, shift, Some((interval, &span.service)), seen));
             }
         }
-        children.sort_by(|(a, x), (b, y)| a.start.cmp(&b.start).then_with(|| x.name.cmp(&y.name)));
+        by_start(&mut children);
         let events = span
             .events
             .iter()
@@ -304,7 +299,7 @@ impl Layout<'_> {
                 }
             })
             .collect();
-        let node = Node {
+        Node {
             span_id: span.span_id.clone(),
             name: span.name.clone(),
             service: span.service.clone(),
@@ -314,10 +309,18 @@ impl Layout<'_> {
             error: span.error,
             events,
             links,
-            children: children.into_iter().map(|(_, node)| node).collect(),
-        };
-        (interval, node)
+            children,
+        }
     }
+}
+
+/// Orders siblings by start, then by name.
+fn by_start(nodes: &mut [Node]) {
+    nodes.sort_by(|a, b| {
+        a.offset_ns
+            .cmp(&b.offset_ns)
+            .then_with(|| a.name.cmp(&b.name))
+    });
 }
 
 impl Node {
@@ -330,8 +333,8 @@ impl Node {
     }
 
     /// Makes offsets relative to `start` (the trace's start).
-    fn rebase(&mut self, start: i64) {
-        let relative = |offset: u64| u64::try_from(nanos(offset) - start).unwrap_or(0);
+    fn rebase(&mut self, start: u64) {
+        let relative = |offset: u64| offset.saturating_sub(start);
         self.offset_ns = relative(self.offset_ns);
         for event in &mut self.events {
             event.offset_ns = relative(event.offset_ns);
