@@ -72,13 +72,16 @@ traced_requests! {
     serve_port_forward_container_request;
 }
 
+/// One RPC being served: its method and its server span.
+struct Call {
+    method: &'static str,
+    span: tracing::Span,
+}
+
 /// Opens the server span of one RPC as a child of the caller's trace context, which is read
 /// from the request's metadata (in the layout the client wrote) before the span starts, and
 /// gives the request in v1.0's layout.
-fn rpc_span<'a, R>(
-    method: &'static str,
-    incoming: &'a Incoming<'_>,
-) -> capnp::Result<(tracing::Span, R)>
+fn rpc_span<'a, R>(method: &'static str, incoming: &'a Incoming<'_>) -> capnp::Result<(Call, R)>
 where
     R: layout::Request<'a> + TracedRequest,
 {
@@ -101,7 +104,7 @@ where
         Ok(carrier) => propagation::set_remote_parent(&span, &carrier),
         Err(err) => tracing::debug!(error = %err, "unreadable request metadata"),
     }
-    Ok((span, request))
+    Ok((Call { method, span }, request))
 }
 
 /// Runs an RPC body in its span; a failure is logged there (marking the span as failed) and
@@ -110,10 +113,10 @@ where
 /// released while unwinding), so answering with an internal error and carrying on serves the
 /// pod better than aborting. The panic hook has logged where it happened.
 async fn traced<T>(
-    method: &'static str,
-    span: tracing::Span,
+    call: Call,
     body: impl Future<Output = Result<T, MonitorError>>,
 ) -> Result<T, capnp::Error> {
+    let Call { method, span } = call;
     async {
         let started = std::time::Instant::now();
         let (result, outcome) = match AssertUnwindSafe(body).catch_unwind().await {
@@ -154,16 +157,16 @@ impl conmon::Server for RpcServer {
     ) -> Result<(), capnp::Error> {
         let started = std::time::Instant::now();
         let incoming = Incoming::new(params.get()?.get_request()?)?;
-        let (span, request) =
+        let (call, request) =
             rpc_span::<conmon::version_request::Reader<'_>>("version", &incoming)?;
-        let _entered = span.enter();
+        let _entered = call.span.enter();
         BuildInfo::get(request.get_verbose())
             .to_wire(std::process::id())
             .write(layout::init_version_response(
                 &mut results,
                 incoming.layout(),
             )?);
-        metrics::rpc_call("version", "ok", started.elapsed());
+        metrics::rpc_call(call.method, "ok", started.elapsed());
         Ok(())
     }
 
@@ -173,13 +176,13 @@ impl conmon::Server for RpcServer {
         mut results: conmon::CreateContainerResults,
     ) -> Result<(), capnp::Error> {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
-        let (span, request) = rpc_span("createContainer", &incoming)?;
+        let (call, request) = rpc_span("createContainer", &incoming)?;
         let request = CreateContainer::read(request)?;
         // The create runs to its end even if the client leaves or cancels: a container the
         // runtime created is then supervised like any other, never left unknown.
         let monitor = self.monitor.clone();
         let create = async move { monitor.create_container(request).await };
-        let pid = crate::tasks::spawn_local(traced("createContainer", span, create))
+        let pid = crate::tasks::spawn_local(traced(call, create))
             .await
             .map_err(|err| capnp::Error::failed(format!("create task: {err}")))??;
         metrics::container_created();
@@ -193,7 +196,7 @@ impl conmon::Server for RpcServer {
         mut results: conmon::ExecSyncContainerResults,
     ) -> Result<(), capnp::Error> {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
-        let (span, request) = rpc_span("execSyncContainer", &incoming)?;
+        let (call, request) = rpc_span("execSyncContainer", &incoming)?;
         let request = ExecSync::read(request)?;
         let exec = async {
             let started = std::time::Instant::now();
@@ -201,7 +204,7 @@ impl conmon::Server for RpcServer {
             metrics::exec_sync(&result, started.elapsed());
             result
         };
-        let output = traced("execSyncContainer", span, exec).await?;
+        let output = traced(call, exec).await?;
         output.write(results.get().init_response());
         Ok(())
     }
@@ -212,13 +215,10 @@ impl conmon::Server for RpcServer {
         _results: conmon::ReopenLogContainerResults,
     ) -> Result<(), capnp::Error> {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
-        let (span, request) =
+        let (call, request) =
             rpc_span::<conmon::reopen_log_request::Reader<'_>>("reopenLogContainer", &incoming)?;
         let id = request.get_id()?.to_string()?;
-        traced("reopenLogContainer", span, async {
-            self.monitor.reopen_log(&id)
-        })
-        .await
+        traced(call, async { self.monitor.reopen_log(&id) }).await
     }
 
     async fn attach_container(
@@ -227,12 +227,9 @@ impl conmon::Server for RpcServer {
         _: conmon::AttachContainerResults,
     ) -> Result<(), capnp::Error> {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
-        let (span, request) = rpc_span("attachContainer", &incoming)?;
+        let (call, request) = rpc_span("attachContainer", &incoming)?;
         let attach = Attach::read(request)?;
-        traced("attachContainer", span, async {
-            self.monitor.attach(&attach)
-        })
-        .await
+        traced(call, async { self.monitor.attach(&attach) }).await
     }
 
     async fn set_window_size_container(
@@ -241,9 +238,9 @@ impl conmon::Server for RpcServer {
         _: conmon::SetWindowSizeContainerResults,
     ) -> Result<(), capnp::Error> {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
-        let (span, request) = rpc_span("setWindowSizeContainer", &incoming)?;
+        let (call, request) = rpc_span("setWindowSizeContainer", &incoming)?;
         let size = WindowSize::read(request)?;
-        traced("setWindowSizeContainer", span, async {
+        traced(call, async {
             self.monitor
                 .set_window_size(&size.id, size.width, size.height)
         })
@@ -256,14 +253,9 @@ impl conmon::Server for RpcServer {
         mut results: conmon::CreateNamespacesResults,
     ) -> Result<(), capnp::Error> {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
-        let (span, request) = rpc_span("createNamespaces", &incoming)?;
+        let (call, request) = rpc_span("createNamespaces", &incoming)?;
         let request = CreateNamespaces::read(request)?;
-        let namespaces = traced(
-            "createNamespaces",
-            span,
-            self.monitor.create_namespaces(request),
-        )
-        .await?;
+        let namespaces = traced(call, self.monitor.create_namespaces(request)).await?;
         let mut list = results
             .get()
             .init_response()
@@ -282,12 +274,9 @@ impl conmon::Server for RpcServer {
         mut results: conmon::StartFdSocketResults,
     ) -> Result<(), capnp::Error> {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
-        let (span, _) =
+        let (call, _) =
             rpc_span::<conmon::start_fd_socket_request::Reader<'_>>("startFdSocket", &incoming)?;
-        let path = traced("startFdSocket", span, async {
-            self.monitor.start_fd_socket()
-        })
-        .await?;
+        let path = traced(call, async { self.monitor.start_fd_socket() }).await?;
         results
             .get()
             .init_response()
@@ -301,12 +290,9 @@ impl conmon::Server for RpcServer {
         mut results: conmon::ServeExecContainerResults,
     ) -> Result<(), capnp::Error> {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
-        let (span, request) = rpc_span("serveExecContainer", &incoming)?;
+        let (call, request) = rpc_span("serveExecContainer", &incoming)?;
         let request = ServeExec::read(request)?;
-        let url = traced("serveExecContainer", span, async {
-            self.streaming.serve_exec(request)
-        })
-        .await?;
+        let url = traced(call, async { self.streaming.serve_exec(request) }).await?;
         results.get().init_response().set_url(&url);
         Ok(())
     }
@@ -317,12 +303,9 @@ impl conmon::Server for RpcServer {
         mut results: conmon::ServeAttachContainerResults,
     ) -> Result<(), capnp::Error> {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
-        let (span, request) = rpc_span("serveAttachContainer", &incoming)?;
+        let (call, request) = rpc_span("serveAttachContainer", &incoming)?;
         let request = ServeAttach::read(request)?;
-        let url = traced("serveAttachContainer", span, async {
-            self.streaming.serve_attach(request)
-        })
-        .await?;
+        let url = traced(call, async { self.streaming.serve_attach(request) }).await?;
         results.get().init_response().set_url(&url);
         Ok(())
     }
@@ -333,9 +316,9 @@ impl conmon::Server for RpcServer {
         mut results: conmon::ServePortForwardContainerResults,
     ) -> Result<(), capnp::Error> {
         let incoming = Incoming::new(params.get()?.get_request()?)?;
-        let (span, request) = rpc_span("servePortForwardContainer", &incoming)?;
+        let (call, request) = rpc_span("servePortForwardContainer", &incoming)?;
         let request = ServePortForward::read(request)?;
-        let url = traced("servePortForwardContainer", span, async {
+        let url = traced(call, async {
             self.streaming.serve_port_forward(request.net_ns_path)
         })
         .await?;
