@@ -163,7 +163,8 @@ async fn export_loop(
     };
     let mut client = otlp::Client::new(endpoint, &resource, EXPORT_TIMEOUT);
     let mut backoff = BACKOFF_MIN;
-    let mut metrics_due = metrics_interval.map(|interval| tokio::time::Instant::now() + interval);
+    let next_metrics = || metrics_interval.map(|interval| tokio::time::Instant::now() + interval);
+    let mut metrics_due = next_metrics();
     loop {
         let stopping = shared.stopping.load(Ordering::SeqCst);
         if let Some(due) = metrics_due
@@ -173,10 +174,11 @@ async fn export_loop(
             if let Err(err) = client.export_metrics(crate::metrics::collect()).await {
                 tracing::debug!(error = %err, "metrics export failed; the next one carries them");
             }
-            metrics_due = metrics_interval.map(|interval| tokio::time::Instant::now() + interval);
-            if stopping {
-                metrics_due = None;
-            }
+            // The export at shutdown is the last.
+            metrics_due = match stopping {
+                true => None,
+                false => next_metrics(),
+            };
         }
         let spans = lock(&shared.spans).take_batch();
         let logs = lock(&shared.logs).take_batch();
